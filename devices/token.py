@@ -1,0 +1,338 @@
+"""The applicant's eToken over PKCS#11 (python-pkcs11): initialise, key pair, CSR, certificate.
+
+Every call into the PKCS#11 module holds one process-wide lock: python-pkcs11 releases the GIL
+and SoftHSM (like many vendor modules) corrupts its heap under concurrent calls.  Private keys
+are generated on the token as sensitive and never extractable; only public keys leave it.
+pkcs11 exceptions are translated here into :mod:`kiosk.errors`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pkcs11
+import pkcs11.exceptions as p11e
+from asn1crypto import csr as asn1_csr
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.rsa import encode_rsa_public_key
+
+from kiosk.errors import DeviceNotReady, InvalidPin, KeyMismatch, PinBlocked, TokenError
+from kiosk.pin import Pin
+from kiosk.ports import KeyAlgorithm, TokenInfo
+
+_LOCK = threading.RLock()
+T = TypeVar("T")
+
+# PKCS#11 return values used with the raw ctypes calls (python-pkcs11 has no C_InitToken).
+CKR_OK = 0x000
+CKR_DEVICE_REMOVED = 0x032
+CKR_PIN_INCORRECT = 0x0A0
+CKR_PIN_LOCKED = 0x0A4
+CKR_SESSION_EXISTS = 0x0B6
+CKR_SLOT_ID_INVALID = 0x003
+CKR_TOKEN_NOT_PRESENT = 0x0E0
+
+_REMOVED = (p11e.DeviceRemoved, p11e.TokenNotPresent, p11e.NoSuchToken, p11e.SessionHandleInvalid,
+            p11e.SessionClosed, p11e.SlotIDInvalid, p11e.TokenNotRecognised)
+
+
+def _translate(err: p11e.PKCS11Error, serial: str = "") -> Exception:
+    if isinstance(err, _REMOVED):
+        return DeviceNotReady(f"token not present: {type(err).__name__}", device="token", serial=serial)
+    if isinstance(err, p11e.PinLocked):
+        return PinBlocked(device="token", serial=serial)
+    if isinstance(err, p11e.PinLenRange | p11e.PinInvalid):
+        return TokenError(type(err).__name__, reason="pin_rejected", serial=serial)
+    return TokenError(type(err).__name__, reason="pkcs11", code=type(err).__name__, serial=serial)
+
+
+class Pkcs11Token:
+    """A PKCS#11 module with one removable token at a time (the kiosk's eToken slot).
+
+    ``timings`` accumulates seconds spent inside the module per operation, for benchmarks.
+    """
+
+    def __init__(self, module_path: str, rescan: bool = False) -> None:
+        self.module_path = module_path
+        self.rescan = rescan            # re-read the slot list with C_Finalize/C_Initialize (SoftHSM)
+        self.timings: dict[str, float] = {}
+        try:
+            with _LOCK:
+                self._lib = pkcs11.lib(module_path)
+                self._raw = ctypes.CDLL(module_path)
+        except (OSError, RuntimeError) as err:
+            raise DeviceNotReady(f"cannot load PKCS#11 module {module_path}: {err}", device="token") from err
+        self._raw.C_InitToken.argtypes = [ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        self._raw.C_InitToken.restype = ctypes.c_ulong
+        self._raw.C_CloseAllSessions.argtypes = [ctypes.c_ulong]
+        self._raw.C_CloseAllSessions.restype = ctypes.c_ulong
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _timed(self, op: str, fn: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.timings[op] = self.timings.get(op, 0.0) + time.perf_counter() - start
+
+    def _tokens(self) -> list[pkcs11.Token]:
+        slots = self._lib.get_slots(token_present=True)
+        tokens = [slot.get_token() for slot in slots]
+        # SoftHSM offers a free uninitialised slot with no serial; a real eToken always has one.
+        return [t for t in tokens if _text(t.serial)]
+
+    def _token(self, serial: str) -> pkcs11.Token:
+        for token in self._tokens():
+            if _text(token.serial) == serial:
+                return token
+        if self.rescan:
+            self._lib.reinitialize()
+            for token in self._tokens():
+                if _text(token.serial) == serial:
+                    return token
+        raise DeviceNotReady("token with this serial is not present", device="token", serial=serial)
+
+    # -- TokenPort -------------------------------------------------------------------------------------
+    def present(self) -> TokenInfo:
+        with _LOCK:
+            try:
+                tokens = self._tokens()
+                if not tokens and self.rescan:
+                    self._lib.reinitialize()
+                    tokens = self._tokens()
+            except p11e.PKCS11Error as err:
+                raise _translate(err) from err
+            if not tokens:
+                raise DeviceNotReady("no token present", device="token")
+            return _info(tokens[0])
+
+    def info(self, serial: str) -> TokenInfo:
+        with _LOCK:
+            try:
+                return _info(self._token(serial))
+            except p11e.PKCS11Error as err:
+                raise _translate(err, serial) from err
+
+    def initialise(self, serial: str, current_so_pin: str, new_so_pin: str, label: str, user_pin: Pin) -> None:
+        """Re-initialise the token (erases its objects), set the user PIN, then change the SO PIN."""
+        with _LOCK:
+            try:
+                token = self._token(serial)
+                slot_id = token.slot.slot_id
+                self._raw.C_CloseAllSessions(slot_id)
+                so = current_so_pin.encode()
+                rv = self._timed("init_token", lambda: self._raw.C_InitToken(
+                    slot_id, so, len(so), label.encode()[:32].ljust(32, b" ")))
+                if rv == CKR_PIN_INCORRECT:
+                    raise TokenError("SO PIN refused by C_InitToken", reason="so_pin_incorrect", serial=serial)
+                if rv == CKR_PIN_LOCKED:
+                    raise PinBlocked(device="token", role="so", serial=serial)
+                if rv in (CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, CKR_SLOT_ID_INVALID):
+                    raise DeviceNotReady("token removed during initialisation", device="token", serial=serial)
+                if rv != CKR_OK:
+                    raise TokenError(f"C_InitToken returned {rv:#x}", reason="pkcs11", code=hex(rv), serial=serial)
+                token = self._token(serial)
+                with token.open(rw=True, so_pin=current_so_pin) as session:
+                    self._timed("init_pin", lambda: session.init_pin(user_pin.reveal()))
+                    if new_so_pin != current_so_pin:
+                        self._timed("set_so_pin", lambda: session.set_pin(current_so_pin, new_so_pin))
+            except p11e.PKCS11Error as err:
+                raise _translate(err, serial) from err
+
+    @contextmanager
+    def session(self, serial: str, user_pin: Pin) -> Iterator[Pkcs11Session]:
+        with _LOCK:
+            try:
+                token = self._token(serial)
+                try:
+                    sess = self._timed("login", lambda: token.open(rw=True, user_pin=user_pin.reveal()))
+                except p11e.PinIncorrect as err:
+                    # python-pkcs11 leaks the session when login fails inside open(): close them all.
+                    self._raw.C_CloseAllSessions(token.slot.slot_id)
+                    flags = self._token(serial).flags
+                    if flags & TokenFlag.USER_PIN_LOCKED:
+                        raise PinBlocked(device="token", serial=serial) from err
+                    remaining = 1 if flags & TokenFlag.USER_PIN_FINAL_TRY else None
+                    raise InvalidPin(device="token", attempts_remaining=remaining,
+                                     count_low=bool(flags & TokenFlag.USER_PIN_COUNT_LOW)) from err
+            except p11e.PKCS11Error as err:
+                raise _translate(err, serial) from err
+            try:
+                yield Pkcs11Session(sess, serial, self._timed)
+            except p11e.PKCS11Error as err:
+                raise _translate(err, serial) from err
+            finally:
+                try:
+                    sess.close()
+                except p11e.PKCS11Error:
+                    self._raw.C_CloseAllSessions(token.slot.slot_id)
+
+
+class Pkcs11Session:
+    """Operations on a logged-in token session (see :class:`kiosk.ports.TokenSession`)."""
+
+    def __init__(self, session: pkcs11.Session, serial: str,
+                 timed: Callable[[str, Callable[[], Any]], Any]) -> None:
+        self._s = session
+        self.serial = serial
+        self._timed = timed
+
+    def _private_key(self, key_id: bytes) -> pkcs11.PrivateKey | None:
+        keys = list(self._s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id}))
+        return keys[0] if keys else None  # type: ignore[return-value]
+
+    def _public_key(self, key_id: bytes) -> pkcs11.PublicKey | None:
+        keys = list(self._s.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id}))
+        return keys[0] if keys else None  # type: ignore[return-value]
+
+    def find_public_key(self, key_id: bytes) -> bytes | None:
+        pub = self._public_key(key_id)
+        if pub is None or self._private_key(key_id) is None:
+            return None
+        return _spki(pub)
+
+    def generate_key_pair(self, key_id: bytes, label: str, algorithm: KeyAlgorithm) -> bytes:
+        private_template = {
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
+            Attribute.UNWRAP: False, Attribute.DERIVE: False,
+        }
+        public_template = {Attribute.TOKEN: True, Attribute.VERIFY: True, Attribute.ENCRYPT: False,
+                           Attribute.WRAP: False}
+        caps = MechanismFlag.SIGN | MechanismFlag.VERIFY
+        if algorithm is KeyAlgorithm.RSA2048:
+            pub, _ = self._timed("keygen", lambda: self._s.generate_keypair(
+                KeyType.RSA, 2048, id=key_id, label=label, store=True, capabilities=caps,
+                public_template=public_template, private_template=private_template))
+        else:
+            params = self._s.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+            pub, _ = self._timed("keygen", lambda: params.generate_keypair(
+                id=key_id, label=label, store=True, capabilities=caps,
+                public_template=public_template, private_template=private_template))
+        return _spki(pub)
+
+    def sign_csr(self, key_id: bytes, subject_cn: str) -> bytes:
+        pub = self._public_key(key_id)
+        priv = self._private_key(key_id)
+        if pub is None or priv is None:
+            raise TokenError("no key pair with this id", reason="key_missing", serial=self.serial)
+        info = asn1_csr.CertificationRequestInfo({
+            "version": "v1",
+            "subject": asn1_x509.Name.build({"common_name": subject_cn}),
+            "subject_pk_info": asn1_keys.PublicKeyInfo.load(_spki(pub)),
+            "attributes": [],
+        })
+        tbs = info.dump()
+        if priv.key_type == KeyType.RSA:
+            signature = self._timed("sign", lambda: priv.sign(tbs, mechanism=Mechanism.SHA256_RSA_PKCS))
+            algorithm = "sha256_rsa"
+        else:
+            digest = hashlib.sha256(tbs).digest()  # SoftHSM 2.6 lacks CKM_ECDSA_SHA256: hash on host
+            raw = self._timed("sign", lambda: priv.sign(digest, mechanism=Mechanism.ECDSA))
+            signature = encode_ecdsa_signature(raw)
+            algorithm = "sha256_ecdsa"
+        request = asn1_csr.CertificationRequest({
+            "certification_request_info": info,
+            "signature_algorithm": {"algorithm": algorithm},
+            "signature": signature,
+        })
+        return bytes(request.dump())
+
+    def install_certificate(self, key_id: bytes, label: str, certificate_der: bytes,
+                            chain_der: Sequence[bytes]) -> None:
+        pub = self._public_key(key_id)
+        if pub is None:
+            raise TokenError("no key pair with this id", reason="key_missing", serial=self.serial)
+        cert = x509.load_der_x509_certificate(certificate_der)
+        token_key = serialization.load_der_public_key(_spki(pub)).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        cert_key = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if token_key != cert_key:
+            raise KeyMismatch(serial=self.serial, certificate_serial=format(cert.serial_number, "x"))
+        existing = {der for _, der in self.certificates()}
+        self._timed("write_cert", lambda: self._write_certificate(certificate_der, key_id, label, existing))
+        for ca_der in chain_der:
+            ca = x509.load_der_x509_certificate(ca_der)
+            ca_id = hashlib.sha1(ca.subject.public_bytes()).digest()  # noqa: S324 - an object id, not security
+            ca_label = ca.subject.rfc4514_string()[:64]
+            self._timed("write_cert", lambda d=ca_der, i=ca_id, lb=ca_label:  # type: ignore[misc]
+                        self._write_certificate(d, i, lb, existing))
+
+    def _write_certificate(self, der: bytes, key_id: bytes, label: str, existing: set[bytes]) -> None:
+        """Create one certificate object unless the same DER is already there."""
+        if der in existing:
+            return
+        cert = asn1_x509.Certificate.load(der)
+        self._s.create_object({
+            Attribute.CLASS: ObjectClass.CERTIFICATE,
+            Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: False,
+            Attribute.LABEL: label,
+            Attribute.ID: key_id,
+            Attribute.SUBJECT: cert.subject.dump(),
+            Attribute.ISSUER: cert.issuer.dump(),
+            Attribute.SERIAL_NUMBER: cert["tbs_certificate"]["serial_number"].dump(),
+            Attribute.VALUE: der,
+        })
+        existing.add(der)
+
+    def certificates(self) -> list[tuple[bytes, bytes]]:
+        out = []
+        for obj in self._s.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
+            out.append((bytes(obj[Attribute.ID]), bytes(obj[Attribute.VALUE])))
+        return out
+
+    def key_attributes(self, key_id: bytes) -> dict[str, bool]:
+        """SENSITIVE / EXTRACTABLE / NEVER_EXTRACTABLE / ALWAYS_SENSITIVE of the private key (for checks)."""
+        priv = self._private_key(key_id)
+        if priv is None:
+            raise TokenError("no key pair with this id", reason="key_missing", serial=self.serial)
+        names = {"sensitive": Attribute.SENSITIVE, "extractable": Attribute.EXTRACTABLE,
+                 "never_extractable": Attribute.NEVER_EXTRACTABLE,
+                 "always_sensitive": Attribute.ALWAYS_SENSITIVE}
+        return {name: bool(priv[attr]) for name, attr in names.items()}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).strip()
+
+
+def _info(token: pkcs11.Token) -> TokenInfo:
+    flags = token.flags
+    return TokenInfo(
+        serial=_text(token.serial),
+        label=_text(token.label),
+        model=_text(token.model),
+        manufacturer=_text(token.manufacturer_id),
+        initialised=bool(flags & TokenFlag.TOKEN_INITIALIZED),
+        user_pin_set=bool(flags & TokenFlag.USER_PIN_INITIALIZED),
+        user_pin_locked=bool(flags & TokenFlag.USER_PIN_LOCKED),
+    )
+
+
+def _spki(pub: pkcs11.PublicKey) -> bytes:
+    """SubjectPublicKeyInfo DER; RSA with the NULL parameters certificates carry."""
+    if pub.key_type == KeyType.RSA:
+        rsa = asn1_keys.RSAPublicKey.load(encode_rsa_public_key(pub))
+        info = asn1_keys.PublicKeyInfo({
+            "algorithm": {"algorithm": "rsa", "parameters": None},
+            "public_key": rsa,
+        })
+        return bytes(info.dump())
+    return bytes(encode_ec_public_key(pub))
