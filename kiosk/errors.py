@@ -152,3 +152,16 @@ class ApprovalIncomplete(KioskError):
 class ConsentRequired(KioskError):
     key = "error.consent_required"
     recoverable = True
+
+
+class PinRequired(KioskError):
+    """The step needs the token's user PIN again (the kiosk never stores PINs, e.g. after a restart)."""
+
+    key = "error.pin_required"
+    recoverable = True
+
+
+class WrongToken(TokenError):
+    """Another eToken than the one this issuance prepared is in the slot; ``data['serial']`` is the right one."""
+
+    key = "error.wrong_token"

@@ -7,6 +7,7 @@ hands the digits to a device adapter.  PINs are never persisted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from kiosk.errors import PinPolicyViolation
 
@@ -39,7 +40,7 @@ class Pin:
     def __hash__(self) -> int:
         return hash(("Pin", len(self._value)))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("a PIN is not to be pickled")
 
 
@@ -61,6 +62,6 @@ class PinPolicy:
             raise PinPolicyViolation(rule="length", min=self.min_length, max=self.max_length)
         if len(set(value)) == 1:
             raise PinPolicyViolation(rule="repeated")
-        steps = {int(b) - int(a) for a, b in zip(value, value[1:], strict=False)}
+        steps = {int(b) - int(a) for a, b in pairwise(value)}
         if steps in ({1}, {-1}):
             raise PinPolicyViolation(rule="sequence")

@@ -241,3 +241,7 @@ class SessionStore(Protocol):
 
     def pending_receipts(self) -> list[tuple[str, Receipt]]:
         ...
+
+    def receipt_status(self, session_id: str) -> str | None:
+        """'printed', 'pending' (kept for reprint) or None (no receipt yet)."""
+        ...

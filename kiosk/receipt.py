@@ -1,0 +1,73 @@
+"""The issuance receipt as translated lines (pure); ``devices/receipt_render.py`` draws it.
+
+It never carries a PIN, and masks the register number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from kiosk import register
+from kiosk.i18n import Translator
+from kiosk.order import FeeItem, Fees, Order
+from kiosk.ports import Receipt, ReceiptLine, ReceiptLineStyle
+
+S = ReceiptLineStyle
+
+
+@dataclass(frozen=True)
+class ReceiptFacts:
+    office: str
+    issued_at: dt.datetime          # aware, in the office's time zone
+    order: Order
+    fees: Fees
+    certificate_serial: str         # hex
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+    token_serial: str
+    qr_payload: str
+
+
+def _date(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%d")
+
+
+def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", reprint: bool = False) -> Receipt:
+    t = Translator(language, currency)
+    order = facts.order
+    serial = facts.certificate_serial.upper()
+    grouped = ":".join(serial[i:i + 4] for i in range(0, len(serial), 4))
+    lines = [ReceiptLine(S.TITLE, t("receipt.title"))]
+    if reprint:
+        lines.append(ReceiptLine(S.HEADING, t("receipt.reprint")))
+    lines += [
+        ReceiptLine(S.PAIR, t("receipt.office"), facts.office),
+        ReceiptLine(S.PAIR, t("receipt.date"), facts.issued_at.strftime("%Y-%m-%d %H:%M")),
+        ReceiptLine(S.PAIR, t("receipt.invoice"), order.invoice),
+        ReceiptLine(S.RULE),
+        ReceiptLine(S.PAIR, t("receipt.holder"), order.holder.display_name),
+        ReceiptLine(S.PAIR, t("receipt.register"), register.masked(order.holder.register_number)),
+        ReceiptLine(S.PAIR, t("receipt.organisation"), order.organisation),
+        ReceiptLine(S.RULE),
+        ReceiptLine(S.HEADING, t("receipt.certificate_serial")),
+        ReceiptLine(S.TEXT, grouped),
+        ReceiptLine(S.PAIR, t("receipt.valid_from"), _date(facts.valid_from)),
+        ReceiptLine(S.PAIR, t("receipt.valid_until"), _date(facts.valid_until)),
+        ReceiptLine(S.PAIR, t("receipt.token_serial"), facts.token_serial),
+        ReceiptLine(S.RULE),
+    ]
+    for fee in facts.fees.lines:
+        if fee.item is FeeItem.CERTIFICATE:
+            lines.append(ReceiptLine(S.PAIR, t("fee.certificate", years=fee.quantity), t.money(fee.amount_mnt)))
+        elif fee.item is FeeItem.TOTAL:
+            lines.append(ReceiptLine(S.TOTAL, t("fee.total"), t.money(fee.amount_mnt)))
+        else:
+            lines.append(ReceiptLine(S.PAIR, t(f"fee.{fee.item.value}"), t.money(fee.amount_mnt)))
+    lines += [
+        ReceiptLine(S.PAIR, t("receipt.paid"), t.money(order.paid_mnt)),
+        ReceiptLine(S.RULE),
+        ReceiptLine(S.QR, t("receipt.qr_caption"), facts.qr_payload),
+        ReceiptLine(S.NOTE, t("receipt.pin_not_printed")),
+    ]
+    return Receipt(language, tuple(lines))

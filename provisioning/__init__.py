@@ -1,0 +1,1 @@
+"""Technician tools for provisioning a kiosk."""

@@ -1,0 +1,210 @@
+"""The kiosk's SQLite store (sqlite-utils, WAL): sessions, their journal, the outbox, token secrets, receipts.
+
+This module owns the schema.  Every step transition writes the session row, a journal row and an
+outbox event in ONE transaction, so a power cut leaves either all three or none, and the sync
+daemon later sends exactly what happened.  PINs never reach this database; the only secret here,
+each token's SO PIN, is encrypted with the kiosk's key (Fernet: AES-128-CBC + HMAC-SHA256).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from cryptography.fernet import Fernet, InvalidToken
+from sqlite_utils.migrations import Migrations
+
+from kiosk.errors import ConfigError, StepOutOfOrder
+from kiosk.ports import Receipt, SessionState
+
+migrations = Migrations("tamga-kiosk")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.table("sessions").create({
+        "id": str, "step": str, "version": int, "language": str, "data": str,
+        "created_at": str, "updated_at": str, "finished_at": str,
+    }, pk="id", not_null={"step", "version", "language", "data", "created_at", "updated_at"})
+    db.table("sessions").create_index(["finished_at"])
+    db.table("transitions").create({
+        "id": int, "session_id": str, "from_step": str, "to_step": str, "version": int,
+        "at": str, "event": str,
+    }, pk="id", foreign_keys=[("session_id", "sessions", "id")])
+    db.table("transitions").create_index(["session_id", "version"], unique=True)
+    db.table("outbox").create({
+        "id": int, "session_id": str, "kind": str, "payload": str, "created_at": str, "sent_at": str,
+    }, pk="id")
+    db.table("outbox").create_index(["sent_at"])
+    db.table("token_secrets").create({"token_serial": str, "so_pin": bytes, "created_at": str}, pk="token_serial")
+    db.table("receipts").create({
+        "session_id": str, "language": str, "payload": str, "printed_at": str, "attempts": int,
+        "created_at": str,
+    }, pk="session_id")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The kiosk's data key (Fernet), created with mode 0600 on first use."""
+    if path.exists():
+        key = path.read_bytes().strip()
+        try:
+            Fernet(key)
+        except ValueError as err:
+            raise ConfigError(f"{path} is not a valid key file", setting="store.key_file") from err
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+class KioskStore:
+    """Implements :class:`kiosk.ports.SessionStore` over one SQLite file."""
+
+    def __init__(self, path: Path | str, key: bytes) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # check_same_thread=False: the UI thread and device workers share it under self._lock.
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoint, never corrupt
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self._fernet = Fernet(key)
+        with self._lock:
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- sessions ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _state(row: dict[str, Any]) -> SessionState:
+        return SessionState(id=row["id"], step=row["step"], version=row["version"], language=row["language"],
+                            data=json.loads(row["data"]), created_at=row["created_at"],
+                            updated_at=row["updated_at"])
+
+    def create(self, session_id: str, step: str, language: str, data: dict[str, Any]) -> SessionState:
+        now = _now()
+        with self._lock, self.db.atomic():
+            self.db.table("sessions").insert({
+                "id": session_id, "step": step, "version": 0, "language": language,
+                "data": json.dumps(data, ensure_ascii=False), "created_at": now, "updated_at": now,
+                "finished_at": None,
+            })
+            self.db.table("transitions").insert({"session_id": session_id, "from_step": None, "to_step": step,
+                                           "version": 0, "at": now, "event": json.dumps({"kind": "created"})})
+        return self.load(session_id)
+
+    def load(self, session_id: str) -> SessionState:
+        with self._lock:
+            rows = list(self.db.table("sessions").rows_where("id = ?", [session_id]))
+        if not rows:
+            raise KeyError(session_id)
+        return self._state(rows[0])
+
+    def unfinished(self) -> list[SessionState]:
+        with self._lock:
+            rows = list(self.db.table("sessions").rows_where("finished_at is null", order_by="created_at"))
+        return [self._state(r) for r in rows]
+
+    def transition(self, state: SessionState, to_step: str, data: dict[str, Any],
+                   event: dict[str, Any]) -> SessionState:
+        now = _now()
+        version = state.version + 1
+        finished = now if event.get("final") else None
+        with self._lock, self.db.atomic():
+            cursor = self.db.execute(
+                "update sessions set step = ?, version = ?, data = ?, updated_at = ?, "
+                "finished_at = coalesce(?, finished_at) where id = ? and version = ?",
+                [to_step, version, json.dumps(data, ensure_ascii=False), now, finished, state.id, state.version],
+            )
+            if cursor.rowcount != 1:
+                raise StepOutOfOrder(session_id=state.id, expected_version=state.version)
+            body = json.dumps(event, ensure_ascii=False, sort_keys=True)
+            self.db.table("transitions").insert({"session_id": state.id, "from_step": state.step, "to_step": to_step,
+                                           "version": version, "at": now, "event": body})
+            self.db.table("outbox").insert({"session_id": state.id, "kind": event.get("kind", f"step.{to_step}"),
+                                      "payload": body,
+                                      "created_at": now, "sent_at": None})
+        return SessionState(id=state.id, step=to_step, version=version, language=state.language,
+                            data=data, created_at=state.created_at, updated_at=now)
+
+    def journal(self, session_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.table("transitions").rows_where("session_id = ?", [session_id], order_by="version"))
+
+    def outbox(self, unsent_only: bool = True) -> list[dict[str, Any]]:
+        where = "sent_at is null" if unsent_only else None
+        with self._lock:
+            return list(self.db.table("outbox").rows_where(where, order_by="id"))
+
+    def purge_finished(self, older_than: dt.timedelta) -> int:
+        """Delete personal data of sessions finished before now − ``older_than`` whose events were sent."""
+        cutoff = (dt.datetime.now(dt.UTC) - older_than).isoformat(timespec="milliseconds")
+        with self._lock, self.db.atomic():
+            ids = [r["id"] for r in self.db.query(
+                "select id from sessions where finished_at is not null and finished_at < ? and not exists "
+                "(select 1 from outbox o where o.session_id = sessions.id and o.sent_at is null)", [cutoff])]
+            for table in ("transitions", "receipts", "outbox"):
+                self.db.execute(f"delete from {table} where session_id in (select value from json_each(?))",  # noqa: S608
+                                [json.dumps(ids)])
+            self.db.execute("delete from sessions where id in (select value from json_each(?))", [json.dumps(ids)])
+        return len(ids)
+
+    # -- token secrets -----------------------------------------------------------------------------------
+    def save_token_secret(self, token_serial: str, so_pin: str) -> None:
+        with self._lock, self.db.atomic():
+            self.db.table("token_secrets").upsert({"token_serial": token_serial,
+                                             "so_pin": self._fernet.encrypt(so_pin.encode()),
+                                             "created_at": _now()}, pk="token_serial")
+
+    def token_secret(self, token_serial: str) -> str | None:
+        with self._lock:
+            rows = list(self.db.table("token_secrets").rows_where("token_serial = ?", [token_serial]))
+        if not rows:
+            return None
+        try:
+            return self._fernet.decrypt(rows[0]["so_pin"]).decode()
+        except InvalidToken as err:
+            raise ConfigError("the kiosk key cannot decrypt a stored token secret",
+                              setting="store.key_file") from err
+
+    # -- receipts ----------------------------------------------------------------------------------------
+    def keep_receipt(self, session_id: str, receipt: Receipt, printed: bool) -> None:
+        now = _now()
+        with self._lock, self.db.atomic():
+            rows = list(self.db.table("receipts").rows_where("session_id = ?", [session_id]))
+            attempts = (rows[0]["attempts"] if rows else 0) + 1
+            self.db.table("receipts").upsert({
+                "session_id": session_id, "language": receipt.language,
+                "payload": json.dumps(receipt.to_dict(), ensure_ascii=False),
+                "printed_at": now if printed else None, "attempts": attempts,
+                "created_at": rows[0]["created_at"] if rows else now,
+            }, pk="session_id")
+
+    def pending_receipts(self) -> list[tuple[str, Receipt]]:
+        with self._lock:
+            rows = list(self.db.table("receipts").rows_where("printed_at is null", order_by="created_at"))
+        return [(r["session_id"], Receipt.from_dict(json.loads(r["payload"]))) for r in rows]
+
+    def receipt_status(self, session_id: str) -> str | None:
+        with self._lock:
+            rows = list(self.db.table("receipts").rows_where("session_id = ?", [session_id]))
+        if not rows:
+            return None
+        return "printed" if rows[0]["printed_at"] else "pending"
