@@ -225,7 +225,7 @@ class Pkcs11Session:
 
     def sign_csr(self, key_id: bytes, subject_cn: str) -> bytes:
         pub = self._public_key(key_id)
-        priv = self._private_key(key_id)
+        priv: Any = self._private_key(key_id)   # python-pkcs11 types sign() on a mixin
         if pub is None or priv is None:
             raise TokenError("no key pair with this id", reason="key_missing", serial=self.serial)
         info = asn1_csr.CertificationRequestInfo({
