@@ -57,6 +57,7 @@ class IdCardSettings:
     profile: str
     trust_anchors: tuple[Path, ...]
     intermediates: tuple[Path, ...]
+    wait_s: float
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
             reader=r.text("idcard.reader", allow_empty=True), profile=r.choice("idcard.profile", ("piv",)),
             trust_anchors=r.paths("idcard.trust_anchors", check_files),
             intermediates=r.paths("idcard.intermediates", check_files),
+            wait_s=float(r.get("idcard.wait_s", (int, float))),
         ),
         token=TokenSettings(
             module=r.path("token.module", check_files),

@@ -37,7 +37,7 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
     t = Translator(language, currency)
     order = facts.order
     serial = facts.certificate_serial.upper()
-    grouped = ":".join(serial[i:i + 4] for i in range(0, len(serial), 4))
+    grouped = " ".join(serial[i:i + 4] for i in range(0, len(serial), 4))   # wraps at spaces
     lines = [ReceiptLine(S.TITLE, t("receipt.title"))]
     if reprint:
         lines.append(ReceiptLine(S.HEADING, t("receipt.reprint")))
