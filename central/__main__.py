@@ -1,0 +1,246 @@
+"""Command line of the central service: ``python -m central COMMAND --data-dir DIR …``.
+
+``serve`` migrates the database, creates the CA hierarchy on first start, writes
+``DIR/ca-chain.pem`` and the demo kiosk's token ``DIR/kiosk-token`` (``--demo-data`` adds the
+demo orders) and serves the API with waitress on 127.0.0.1, printing
+``central ready on http://HOST:PORT`` once it accepts connections.  The other commands act on the
+same data directory while the server runs (SQLite in WAL mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from central import DATA_DIR_ENV
+
+DEMO_ORDERS = Path(__file__).with_name("demo_orders.json")
+DEMO_KIOSK_ID = "demo-kiosk"
+TOKEN_FILE = "kiosk-token"
+CHAIN_FILE = "ca-chain.pem"
+READY_LINE = "central ready on {url}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, readable by the owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
+    import waitress
+    from django.core.wsgi import get_wsgi_application
+
+    from central.orders import auth, clerk, pki
+
+    _, issuing = pki.ensure_hierarchy()
+    pki.write_chain(data_dir / CHAIN_FILE, issuing)
+    if args.demo_data:
+        clerk.load_orders_file(DEMO_ORDERS)
+    # The demo kiosk's credential (other kiosks: add-kiosk); its token stays valid across restarts.
+    token_path = data_dir / TOKEN_FILE
+    known = token_path.read_text(encoding="ascii").strip() if token_path.exists() else None
+    token = auth.ensure_token(DEMO_KIOSK_ID, known)
+    if token != known:
+        _write_private(token_path, token + "\n")
+
+    server = waitress.create_server(
+        get_wsgi_application(), host=args.host, port=args.port, threads=args.threads,
+        ident="tamga-central", max_request_body_size=1 << 20, clear_untrusted_proxy_headers=True)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    if args.exit_on_stdin_eof:
+        # The runner keeps our stdin open; when it dies, stdin closes and we stop too (no orphans).
+        # os.read on the raw descriptor: a daemon thread blocked in sys.stdin's buffered reader
+        # makes the interpreter abort at exit ("could not acquire lock for <stdin>").
+        stdin_fd = sys.stdin.fileno()
+
+        def watch_stdin() -> None:
+            while os.read(stdin_fd, 4096):
+                pass
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(READY_LINE.format(url=f"http://{host}:{server.effective_port}"), flush=True)
+    server.run()
+    return 0
+
+
+def cmd_init(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import pki
+
+    _, issuing = pki.ensure_hierarchy()
+    pki.write_chain(data_dir / CHAIN_FILE, issuing)
+    print(data_dir / CHAIN_FILE)
+    return 0
+
+
+def cmd_add_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import auth
+
+    print(auth.issue_token(args.kiosk_id))
+    return 0
+
+
+def cmd_revoke_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import auth
+
+    if not auth.revoke(args.kiosk_id):
+        print(f"{args.kiosk_id}: no active credential", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_order(invoice: str) -> None:
+    from central.orders.api import order_body
+    from central.orders.models import Order
+
+    print(json.dumps(order_body(Order.objects.get(invoice=invoice)), ensure_ascii=False, indent=2))
+
+
+def cmd_confirm(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import clerk
+
+    clerk.confirm(args.invoice)
+    _print_order(args.invoice)
+    return 0
+
+
+def cmd_mark_paid(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import clerk
+
+    clerk.mark_paid(args.invoice, args.amount)
+    _print_order(args.invoice)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import clerk
+
+    clerk.cancel(args.invoice)
+    _print_order(args.invoice)
+    return 0
+
+
+def cmd_show_order(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders.models import Order
+
+    if not Order.objects.filter(invoice=args.invoice).exists():
+        print(f"{args.invoice}: no such order", file=sys.stderr)
+        return 1
+    _print_order(args.invoice)
+    return 0
+
+
+def cmd_load_orders(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import clerk
+
+    for invoice in clerk.load_orders_file(args.file):
+        print(invoice)
+    return 0
+
+
+Command = Callable[[argparse.Namespace, Path], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path,
+                        help=f"database, CA keys, ca-chain.pem, kiosk-token (default: ${DATA_DIR_ENV} "
+                             "or ./central-data)")
+    parser = argparse.ArgumentParser(
+        prog="python -m central",
+        description="Tamga central registration service: orders, kiosk tokens and the test CA. "
+                    "serve writes DIR/ca-chain.pem and the demo kiosk's token to DIR/kiosk-token.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("serve", cmd_serve, "Run the API (waitress) until SIGTERM/Ctrl-C.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8750, help="TCP port; 0 picks a free one (default: 8750)")
+    p.add_argument("--threads", type=int, default=4, help="worker threads (default: 4)")
+    p.add_argument("--demo-data", action="store_true", help="load the orders of central/demo_orders.json")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="permit a --host that is not a loopback address (also list the names clients use "
+                        "in $TAMGA_CENTRAL_ALLOWED_HOSTS, space-separated)")
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+
+    add("init", cmd_init, "Create the database and CA hierarchy, write ca-chain.pem, and exit.")
+    p = add("add-kiosk", cmd_add_kiosk, "Create or rotate a kiosk's API token and print it.")
+    p.add_argument("kiosk_id")
+    p = add("revoke-kiosk", cmd_revoke_kiosk, "Revoke a kiosk's API token.")
+    p.add_argument("kiosk_id")
+    p = add("confirm", cmd_confirm, "The holder confirmed the order by e-mail («Баталгаажуулах» → «Шинэ»).")
+    p.add_argument("invoice")
+    p = add("mark-paid", cmd_mark_paid, "Record the invoice as paid (in full unless --amount is given).")
+    p.add_argument("invoice")
+    p.add_argument("--amount", type=int, help="total paid so far, MNT")
+    p = add("cancel", cmd_cancel, "Cancel an open order.")
+    p.add_argument("invoice")
+    p = add("show-order", cmd_show_order, "Print an order as the API serves it.")
+    p.add_argument("invoice")
+    p = add("load-orders", cmd_load_orders, "Add orders from a JSON file shaped like demo_orders.json.")
+    p.add_argument("file", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve" and not _is_loopback(args.host) and not args.allow_remote:
+        print(f"refusing to bind {args.host}: not a loopback address (add --allow-remote)", file=sys.stderr)
+        return 2
+    data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV) or "central-data")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ[DATA_DIR_ENV] = str(data_dir)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "central.settings"
+    if args.command == "serve":
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        extra_hosts = os.environ.get("TAMGA_CENTRAL_ALLOWED_HOSTS", "")
+        os.environ["TAMGA_CENTRAL_ALLOWED_HOSTS"] = f"{extra_hosts} {host}"
+
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+
+    from central.orders.clerk import ClerkError
+
+    try:
+        return int(args.func(args, data_dir))
+    except ClerkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

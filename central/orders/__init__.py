@@ -1,0 +1,1 @@
+"""Orders, enrollments and kiosk credentials of the central service, and its JSON API."""

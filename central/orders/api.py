@@ -1,0 +1,167 @@
+"""The kiosk JSON API under ``/api/v1/`` (``central/openapi.yaml``): bearer auth, JSON in and out.
+
+Every answer is JSON, errors included: ``{"error": code, "message": text, ...}``.  A server error
+is ``500 {"error": "internal_error"}`` and is logged with its traceback, never shown.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+
+from central.orders import auth, issuance
+from central.orders.errors import ApiError
+from central.orders.models import OPEN_STATUSES, Order
+from kiosk import register
+from kiosk.order import INVOICE_PATTERN
+
+log = logging.getLogger("central.api")
+
+View = Callable[..., HttpResponse]
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    response = JsonResponse({"error": code, "message": message, **extra}, status=status,
+                            json_dumps_params={"ensure_ascii": False})
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="tamga-central"'
+    return response
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> JsonResponse:
+    return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
+
+
+def api_view(*methods: str) -> Callable[[View], View]:
+    """Allow ``methods``, require a kiosk bearer token, turn ApiError into its JSON answer."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                response = error_response(405, "method_not_allowed", f"use {', '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            kiosk_id = auth.authenticate(request.headers.get("Authorization", ""))
+            if kiosk_id is None:
+                return error_response(401, "unauthorized", "a valid kiosk bearer token is required")
+            request.kiosk_id = kiosk_id  # type: ignore[attr-defined]
+            try:
+                return view(request, *args, **kwargs)
+            except ApiError as err:
+                if err.status >= 500:
+                    log.error("%s %s: %s", request.method, request.path, err)
+                return json_response(err.body(), status=err.status)
+
+        return wrapper
+
+    return decorate
+
+
+def order_body(order: Order) -> dict[str, Any]:
+    """The ``Order`` schema: ``kiosk.order.Order.from_dict`` reads it; ``fees`` as the invoice shows them."""
+    fees = order.fees
+    return {
+        **order.to_api(),
+        "fees": {
+            "currency": "MNT",
+            "lines": [{"item": line.item.value, "quantity": line.quantity, "unit_mnt": line.unit_mnt,
+                       "amount_mnt": line.amount_mnt} for line in fees.lines],
+            "subtotal_mnt": fees.subtotal,
+            "vat_mnt": fees.vat,
+            "total_mnt": fees.total,
+        },
+    }
+
+
+@api_view("GET")
+def orders(request: HttpRequest) -> HttpResponse:
+    """``GET /api/v1/orders?invoice=…`` (any status) or ``?register=…`` (newest open order)."""
+    invoice = request.GET.get("invoice")
+    register_number = request.GET.get("register")
+    if invoice is not None and register_number is None:
+        if not INVOICE_PATTERN.match(invoice):
+            raise ApiError(400, "invalid_query", "an invoice number is 12 digits")
+        order = Order.objects.filter(invoice=invoice).first()
+    elif register_number is not None and invoice is None:
+        if not register.is_valid(register_number):
+            raise ApiError(400, "invalid_query", "not a register number")
+        order = (Order.objects.filter(register_number=register.canonical(register_number),
+                                      status__in=OPEN_STATUSES)
+                 .order_by("-created_at", "-id").first())
+    else:
+        raise ApiError(400, "invalid_query", "give exactly one of invoice or register")
+    if order is None:
+        raise ApiError(404, "order_not_found", "no such order")
+    return json_response(order_body(order))
+
+
+@api_view("POST")
+def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
+    """``POST /api/v1/orders/{id}/enrollments`` with ``{"csr": PEM, "idempotency_key": str}``.
+
+    201 with the new certificate; 200 with the same certificate for a repeated request.
+    """
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ApiError(400, "invalid_request", "the body is not JSON") from err
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object")
+    csr = payload.get("csr")
+    idempotency_key = payload.get("idempotency_key")
+    if not isinstance(csr, str) or not isinstance(idempotency_key, str):
+        raise ApiError(400, "invalid_request", "csr and idempotency_key are required strings")
+    kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
+    enrollment, created = issuance.enroll(order_id, csr, idempotency_key, kiosk_id)
+    if created:
+        log.info("issued %s for order %s (kiosk %s)", enrollment.certificate_serial, order_id, kiosk_id)
+    return json_response(issuance.enrollment_body(enrollment), status=201 if created else 200)
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    """``GET /api/v1/health``: no authentication, no database access."""
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", "use GET")
+    return json_response({"status": "ok"})
+
+
+# --- Django's error handlers and a last-resort middleware: JSON, never HTML ---------------------------
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(400, "bad_request", "the request could not be read")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(403, "forbidden", "not allowed")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(404, "not_found", "no such endpoint")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(500, "internal_error", "the central service failed; try again later")
+
+
+class JsonErrorMiddleware:
+    """Log any exception a view lets escape and answer ``500 internal_error`` as JSON."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, ApiError):
+            return json_response(exception.body(), status=exception.status)
+        if isinstance(exception, Http404 | PermissionDenied | SuspiciousOperation | BadRequest):
+            return None  # Django answers these through the JSON handlers above
+        log.exception("%s %s failed", request.method, request.path)
+        return server_error(request)

@@ -1,0 +1,227 @@
+"""Enrollment: check a kiosk's CSR and the order, then have django-ca issue the signature certificate.
+
+The certificate's subject is built from the order, never from the CSR: the CSR only proves
+possession of the key (its own signature is checked here, django-ca does not).  One key gets one
+certificate; an order gets one certificate; the kiosk's idempotency key finds an issued
+certificate again so a retried request never issues twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from django.db import transaction
+from django.utils import timezone
+from django_ca.models import Certificate
+from django_ca.profiles import profiles
+
+from central.orders import pki
+from central.orders.errors import ApiError
+from central.orders.models import Enrollment, Order, OrderStatus
+from kiosk import register
+from kiosk.errors import OrderNotPayable
+from kiosk.order import check_may_proceed
+
+COUNTRY = "MN"
+PROFILE = "qualified"
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 4096
+ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
+MAX_IDEMPOTENCY_KEY = 128
+# X.680 PrintableString; cryptography encodes countryName and serialNumber as that type by default.
+_PRINTABLE_STRING = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")
+
+# One issuing decision at a time: the checks and the insert of the enrollment must not interleave.
+_ISSUE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A parsed CSR whose signature verified and whose key is acceptable."""
+
+    csr: x509.CertificateSigningRequest
+    public_key_sha256: str
+    csr_sha256: str
+
+
+def check_csr(csr_pem: str) -> CheckedRequest:
+    """Parse a PEM PKCS#10 request and verify its own signature.
+
+    Raises ApiError 400 ``csr_invalid``, ``csr_signature_invalid`` or ``key_unsupported``.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+        csr_der = csr.public_bytes(serialization.Encoding.DER)
+        public_key = csr.public_key()
+    except (ValueError, UnicodeEncodeError, TypeError) as err:
+        raise ApiError(400, "csr_invalid", "csr is not a PEM PKCS#10 certification request") from err
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if not MIN_RSA_BITS <= public_key.key_size <= MAX_RSA_BITS:
+            raise ApiError(400, "key_unsupported",
+                           f"RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits",
+                           key_type="rsa", key_size=public_key.key_size)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(public_key.curve, ALLOWED_CURVES):
+            raise ApiError(400, "key_unsupported", "EC keys must be on P-256 or P-384",
+                           key_type="ec", curve=public_key.curve.name)
+    else:
+        raise ApiError(400, "key_unsupported", "only RSA and EC (P-256, P-384) keys are accepted")
+    try:
+        valid = csr.is_signature_valid
+    except Exception:  # an unsupported or garbled signature algorithm is as bad as a wrong signature
+        valid = False
+    if not valid:
+        raise ApiError(400, "csr_signature_invalid",
+                       "the CSR's signature does not verify with its public key")
+    spki = public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    return CheckedRequest(csr, hashlib.sha256(spki).hexdigest(), hashlib.sha256(csr_der).hexdigest())
+
+
+def subject_for(order: Order) -> x509.Name:
+    """The holder's distinguished name from the order (C, O, OU, title, CN, givenName, surname, serialNumber).
+
+    The serialNumber is PrintableString ``PNOMN-…`` (ASCII transliteration of the register number):
+    a Cyrillic value there makes orders fail silently in django-ca (field notes).
+    """
+    full_name = " ".join(part for part in (order.father_name, order.given_name) if part)
+    try:
+        serial_number = register.certificate_serial_number(order.register_number, COUNTRY)
+    except ValueError:
+        serial_number = ""
+    if not _PRINTABLE_STRING.match(serial_number):
+        raise ApiError(409, "order_invalid", "the order's register number cannot be written to a certificate",
+                       field="register_number")
+    attributes = [x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY)]
+    if order.organisation_name:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, order.organisation_name))
+    if order.organisation_register and order.organisation_register.isascii():
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER,
+                                             f"NTR{COUNTRY}-{order.organisation_register}"))
+    if order.department:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, order.department))
+    if order.position:
+        attributes.append(x509.NameAttribute(NameOID.TITLE, order.position))
+    attributes += [
+        x509.NameAttribute(NameOID.COMMON_NAME, full_name),
+        x509.NameAttribute(NameOID.GIVEN_NAME, order.given_name),
+        x509.NameAttribute(NameOID.SURNAME, order.father_name),
+        x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number),
+    ]
+    return x509.Name(attributes)
+
+
+def extensions_for(order: Order) -> list[x509.Extension[Any]]:
+    """Key usage (critical), EKU, the Class-3 policy and, if known, the holder's e-mail as rfc822Name."""
+    key_usage = x509.KeyUsage(
+        digital_signature=True, content_commitment=True, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False)
+    extensions: list[x509.Extension[Any]] = [
+        x509.Extension(x509.KeyUsage.oid, True, key_usage),
+        x509.Extension(x509.ExtendedKeyUsage.oid, False, x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH])),
+        x509.Extension(x509.CertificatePolicies.oid, False, x509.CertificatePolicies([
+            x509.PolicyInformation(pki.POLICY_CLASS3, [x509.UserNotice(None, pki.POLICY_CLASS3_NOTICE)]),
+        ])),
+    ]
+    if order.email:
+        extensions.append(x509.Extension(x509.SubjectAlternativeName.oid, False,
+                                         x509.SubjectAlternativeName([x509.RFC822Name(order.email)])))
+    return extensions
+
+
+def not_after_for(order: Order, now: dt.datetime) -> dt.datetime:
+    """``term_years`` calendar years from now (29 February → 28 February)."""
+    years = order.term_years
+    try:
+        return now.replace(year=now.year + years)
+    except ValueError:
+        return now.replace(year=now.year + years, day=28)
+
+
+def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str) -> tuple[Enrollment, bool]:
+    """Issue (or find again) the order's certificate; return the enrollment and whether it is new.
+
+    Raises ApiError: 400 for a bad request or CSR, 404 ``order_not_found``, 409 ``order_not_payable``
+    (with ``reason``), ``key_reused`` or ``idempotency_conflict``.
+    """
+    if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
+        raise ApiError(400, "invalid_request",
+                       f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters")
+    request = check_csr(csr_pem)
+    with _ISSUE_LOCK, transaction.atomic():
+        numeric = order_id.isascii() and order_id.isdigit()
+        order = Order.objects.filter(pk=order_id).first() if numeric else None
+        if order is None:
+            raise ApiError(404, "order_not_found", "no such order")
+
+        earlier = Enrollment.objects.select_related("certificate").filter(
+            idempotency_key=idempotency_key).first()
+        if earlier is not None:
+            if earlier.order_id != order.pk or earlier.public_key_sha256 != request.public_key_sha256:
+                raise ApiError(409, "idempotency_conflict",
+                               "this idempotency key was used for another order or another key")
+            return earlier, False
+
+        same_key = Enrollment.objects.select_related("certificate").filter(
+            public_key_sha256=request.public_key_sha256).first()
+        if same_key is not None:
+            if same_key.order_id == order.pk:
+                # The kiosk lost its idempotency key but presents the same key: the same certificate.
+                return same_key, False
+            raise ApiError(409, "key_reused", "this public key was already certified")
+
+        if order.status == OrderStatus.ISSUED or order.enrollments.exists():
+            raise ApiError(409, "order_not_payable", "the order's certificate was issued for another key",
+                           reason="already_issued")
+        try:
+            check_may_proceed(order.to_kiosk())
+        except OrderNotPayable as err:
+            data = {key: value for key, value in err.data.items() if key != "invoice"}
+            raise ApiError(409, "order_not_payable", f"the order may not be issued: {data['reason']}",
+                           **data) from err
+
+        return _issue(order, request, idempotency_key, kiosk_id), True
+
+
+def _issue(order: Order, request: CheckedRequest, idempotency_key: str, kiosk_id: str) -> Enrollment:
+    ca = pki.issuing_ca()
+    now = timezone.now()
+    not_after = not_after_for(order, now)
+    if not_after > ca.not_after:
+        raise ApiError(503, "ca_expiring", "the issuing CA expires before the certificate would")
+    key_backend_options = ca.key_backend.get_use_private_key_options(ca, {})
+    certificate = Certificate.objects.create_cert(
+        ca, key_backend_options, request.csr, profile=profiles[PROFILE],
+        subject=subject_for(order), not_after=not_after, extensions=extensions_for(order),
+        add_crl_url=False, add_ocsp_url=False, add_issuer_url=False, add_issuer_alternative_name=False)
+    enrollment = Enrollment.objects.create(
+        idempotency_key=idempotency_key, order=order, public_key_sha256=request.public_key_sha256,
+        csr_sha256=request.csr_sha256, certificate=certificate, certificate_serial=certificate.serial,
+        kiosk_id=kiosk_id)
+    order.status = OrderStatus.ISSUED
+    order.issued_at = now
+    order.save(update_fields=["status", "issued_at", "updated_at"])
+    return enrollment
+
+
+def enrollment_body(enrollment: Enrollment) -> dict[str, Any]:
+    """The ``Enrollment`` response schema of ``central/openapi.yaml``."""
+    certificate = enrollment.certificate
+    loaded = certificate.pub.loaded
+    return {
+        "certificate": certificate.pub.pem,
+        "chain": pki.chain_pem(certificate.ca),
+        "serial": enrollment.certificate_serial,
+        "not_before": loaded.not_valid_before_utc.isoformat(),
+        "not_after": loaded.not_valid_after_utc.isoformat(),
+    }

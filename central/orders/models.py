@@ -1,0 +1,145 @@
+"""Orders as the MonPass-style ordering guide describes them (shared seed 000), enrollments, kiosk keys.
+
+An order moves «Баталгаажуулах» (awaiting_confirmation) → «Шинэ» (new) once the holder confirms
+it by e-mail, → paid when its invoice is paid in full, → issued when a kiosk enrolled a key.
+Amounts are whole tögrög (MNT).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+from kiosk import order as kiosk_order
+
+INVOICE_VALIDATOR = RegexValidator(r"^\d{12}$", "An invoice number is 12 digits.")
+
+
+class OrderStatus(models.TextChoices):
+    """The same values as :class:`kiosk.order.OrderStatus`."""
+
+    AWAITING_CONFIRMATION = "awaiting_confirmation", "Баталгаажуулах"
+    NEW = "new", "Шинэ"
+    PAID = "paid", "Төлсөн"
+    ISSUED = "issued", "Олгосон"
+    CANCELLED = "cancelled", "Цуцалсан"
+
+
+OPEN_STATUSES = (OrderStatus.AWAITING_CONFIRMATION, OrderStatus.NEW, OrderStatus.PAID)
+
+
+class Gender(models.TextChoices):
+    MALE = "male", "Эр"
+    FEMALE = "female", "Эм"
+
+
+class Order(models.Model):
+    """One holder's certificate order (seed 000, section 3 «Шинэ захиалга үүсгэх»)."""
+
+    invoice = models.CharField(max_length=12, unique=True, validators=[INVOICE_VALIDATOR])
+    status = models.CharField(max_length=32, choices=OrderStatus.choices,
+                              default=OrderStatus.AWAITING_CONFIRMATION)
+    # ЭЗЭМШИГЧИЙН МЭДЭЭЛЭЛ
+    surname = models.CharField("ургийн овог", max_length=100, blank=True)
+    father_name = models.CharField("эцэг/эхийн нэр", max_length=100)
+    given_name = models.CharField("өөрийн нэр", max_length=100)
+    register_number = models.CharField("регистрийн дугаар", max_length=20, db_index=True,
+                                       help_text="Canonical form (kiosk.register.canonical).")
+    gender = models.CharField("хүйс", max_length=6, choices=Gender.choices, blank=True)
+    foreign = models.BooleanField("гадаад иргэн эсэх", default=False)
+    # БАЙГУУЛЛАГЫН МЭДЭЭЛЭЛ
+    organisation_name = models.CharField("компани нэр", max_length=200, blank=True)
+    organisation_register = models.CharField("байгууллагын регистр", max_length=20, blank=True)
+    department = models.CharField("салбар / хэлтэс", max_length=200, blank=True)
+    position = models.CharField("албан тушаал", max_length=200, blank=True)
+    # ТООН ГАРЫН ҮСГИЙН МЭДЭЭЛЭЛ
+    term_years = models.PositiveSmallIntegerField(choices=[(1, "1 жил"), (2, "2 жил")], default=1)
+    etoken = models.BooleanField("тээгч төхөөрөмж (eToken)", default=True)
+    # НЭМЭЛТ МЭДЭЭЛЭЛ
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+    consent_accepted = models.BooleanField("гэрээний нөхцөлийг зөвшөөрсөн", default=False)
+
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    paid_mnt = models.PositiveIntegerField(default=0)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.invoice} {self.father_name[:1]}.{self.given_name} ({self.status})"
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+    @property
+    def fees(self) -> kiosk_order.Fees:
+        return kiosk_order.compute_fees(self.term_years, self.etoken)
+
+    def to_kiosk(self) -> kiosk_order.Order:
+        """The order as the kiosk core sees it (and checks it: ``kiosk.order.check_may_proceed``)."""
+        return kiosk_order.Order.from_dict(self.to_api())
+
+    def to_api(self) -> dict[str, Any]:
+        """The ``Order`` schema of ``central/openapi.yaml`` without ``fees``."""
+        return {
+            "id": str(self.pk),
+            "invoice": self.invoice,
+            "status": self.status,
+            "holder": {
+                "surname": self.surname,
+                "father_name": self.father_name,
+                "given_name": self.given_name,
+                "register_number": self.register_number,
+                "email": self.email,
+                "phone": self.phone,
+            },
+            "organisation": {
+                "name": self.organisation_name,
+                "register": self.organisation_register,
+                "department": self.department,
+            },
+            "position": self.position,
+            "term_years": self.term_years,
+            "etoken": self.etoken,
+            "confirmed": self.confirmed,
+            "paid_mnt": self.paid_mnt,
+        }
+
+
+class Enrollment(models.Model):
+    """One certificate issued for an order, found again by the kiosk's idempotency key."""
+
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="enrollments")
+    public_key_sha256 = models.CharField(
+        max_length=64, unique=True,
+        help_text="SHA-256 (hex) of the CSR's SubjectPublicKeyInfo, DER; a key gets one certificate.")
+    csr_sha256 = models.CharField(max_length=64, help_text="SHA-256 (hex) of the CSR as received, DER.")
+    certificate = models.OneToOneField("django_ca.Certificate", on_delete=models.PROTECT,
+                                       related_name="tamga_enrollment")
+    certificate_serial = models.CharField(max_length=64, unique=True, help_text="Upper-case hex.")
+    kiosk_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.order.invoice} → {self.certificate_serial}"
+
+
+class KioskCredential(models.Model):
+    """A kiosk's bearer token; only its SHA-256 is stored."""
+
+    kiosk_id = models.CharField(max_length=64, unique=True)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.kiosk_id

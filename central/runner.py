@@ -1,0 +1,177 @@
+"""Run the central service in a subprocess for tests and the demo.
+
+::
+
+    with CentralServer(tmp_path / "central") as central:
+        client = CentralClient(central.url, central.token)
+        central.manage("mark-paid", "147314048627")
+
+The server binds 127.0.0.1 on a port it picks itself (``--port 0``) and reports it in its ready
+line, so two runners never race for a port.  Its output goes to ``DATA_DIR/central.log``.  It
+watches its stdin: if this process dies without calling :meth:`CentralServer.stop`, the server
+exits on its own instead of staying behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from types import TracebackType
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_PATTERN = re.compile(r"^central ready on (http://\S+)$")
+LOG_FILE = "central.log"
+
+
+class CentralStartError(RuntimeError):
+    """The server did not print its ready line in time or exited; the message has its log tail."""
+
+
+class CentralCommandError(RuntimeError):
+    """A ``python -m central …`` command failed; the message has its output."""
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+class CentralServer:
+    """``python -m central serve`` on a free loopback port, as a context manager."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, demo_data: bool = True,
+                 startup_timeout_s: float = 60.0) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.demo_data = demo_data
+        self.startup_timeout_s = startup_timeout_s
+        self.url = ""
+        self.startup_seconds = 0.0
+        self.returncode: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._tail: deque[str] = deque(maxlen=200)
+        self._log_changed = threading.Condition()
+
+    # --- paths and credentials ----------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / LOG_FILE
+
+    @property
+    def ca_chain_path(self) -> Path:
+        """Issuing CA then root, PEM."""
+        return self.data_dir / "ca-chain.pem"
+
+    @property
+    def token(self) -> str:
+        """The demo kiosk's bearer token (``DATA_DIR/kiosk-token``, written by ``serve``)."""
+        return (self.data_dir / "kiosk-token").read_text(encoding="ascii").strip()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    # --- life cycle ---------------------------------------------------------------------------------
+    def start(self) -> CentralServer:
+        if self._process is not None:
+            raise RuntimeError("already started")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "central", "serve", "--data-dir", str(self.data_dir),
+                   "--host", "127.0.0.1", "--port", str(self.port or 0), "--exit-on-stdin-eof"]
+        if self.demo_data:
+            command.append("--demo-data")
+        self._ready.clear()
+        started = time.perf_counter()
+        self._process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=_environment(), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read_output, name="central-log", daemon=True)
+        self._reader.start()
+        deadline = started + self.startup_timeout_s
+        while not self._ready.wait(timeout=0.05):
+            if self._process.poll() is not None or time.perf_counter() > deadline:
+                exited = self._process.poll()
+                self.stop()
+                what = f"exited with {exited}" if exited is not None else \
+                    f"not ready after {self.startup_timeout_s:.0f} s"
+                raise CentralStartError(f"central server {what}; log:\n" + "\n".join(self._tail))
+        self.startup_seconds = time.perf_counter() - started
+        return self
+
+    def _read_output(self) -> None:
+        process = self._process
+        if process is None or process.stdout is None:
+            return
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            for raw in process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                log.write(line + "\n")
+                log.flush()
+                with self._log_changed:
+                    self._tail.append(line)
+                    self._log_changed.notify_all()
+                match = READY_PATTERN.match(line)
+                if match and not self._ready.is_set():
+                    self.url = match.group(1)
+                    self._ready.set()
+
+    def wait_for_log(self, text: str, timeout_s: float = 5.0) -> bool:
+        """Whether ``text`` appears in the server's output within ``timeout_s``."""
+        deadline = time.perf_counter() + timeout_s
+        with self._log_changed:
+            while not any(text in line for line in self._tail):
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    return False
+                self._log_changed.wait(remaining)
+        return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after ``timeout_s``) and wait for it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.returncode = process.returncode
+        if process.stdin is not None:
+            process.stdin.close()
+        if self._reader is not None:
+            self._reader.join(timeout=timeout_s)
+            self._reader = None
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def __enter__(self) -> CentralServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- clerk commands -----------------------------------------------------------------------------
+    def manage(self, *args: str, timeout_s: float = 60.0) -> str:
+        """Run ``python -m central ARGS --data-dir DIR`` against this server's data; return its stdout."""
+        command = [sys.executable, "-m", "central", *args, "--data-dir", str(self.data_dir)]
+        result = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
+                                text=True, timeout=timeout_s, check=False)
+        if result.returncode != 0:
+            raise CentralCommandError(
+                f"{' '.join(args)} exited with {result.returncode}:\n{result.stdout}{result.stderr}")
+        return result.stdout

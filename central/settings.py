@@ -1,0 +1,124 @@
+"""Django settings for the central service; everything lives under the data directory.
+
+The data directory comes from the ``TAMGA_CENTRAL_DATA_DIR`` environment variable, which
+``python -m central`` sets from ``--data-dir`` before Django starts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from central import DATA_DIR_ENV
+
+DATA_DIR = Path(os.environ.get(DATA_DIR_ENV, "central-data")).resolve()
+
+
+def _secret_key(path: Path) -> str:
+    """The per-installation Django secret, created on first use (mode 0600)."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(key)
+        return key
+
+
+SECRET_KEY = _secret_key(DATA_DIR / "secret-key")
+DEBUG = False
+# The service binds loopback by default; --host adds its address (see central.__main__).
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]",
+                 *os.environ.get("TAMGA_CENTRAL_ALLOWED_HOSTS", "").split()]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django_ca",
+    "central.orders",
+]
+MIDDLEWARE = [
+    "django.middleware.common.CommonMiddleware",  # validates the Host header against ALLOWED_HOSTS
+    "central.orders.api.JsonErrorMiddleware",
+]
+MIGRATION_MODULES = {"orders": "central.migrations"}
+ROOT_URLCONF = "central.urls"
+APPEND_SLASH = False
+TEMPLATES: list[dict[str, object]] = []
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "central.sqlite3",
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# A shared cache so that CRLs django-ca regenerates are seen by every process (field notes).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(DATA_DIR / "cache"),
+    }
+}
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(DATA_DIR / "files")},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "django-ca": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": str(DATA_DIR / "ca-keys"),
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    },
+}
+
+USE_TZ = True
+TIME_ZONE = "Asia/Ulaanbaatar"
+LANGUAGE_CODE = "en"
+USE_I18N = False
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# django-ca: signing happens in-process through its Python API; no Celery, no ACME, no REST API.
+CA_USE_CELERY = False
+CA_ENABLE_ACME = False
+CA_ENABLE_REST_API = False
+CA_DEFAULT_HOSTNAME = None
+CA_MIN_KEY_SIZE = 2048
+CA_DEFAULT_PROFILE = "qualified"
+CA_PROFILES = {
+    # Only a label (field notes): key usage, EKU and policies are passed explicitly at signing.
+    "qualified": {
+        "description": "Tamga Class-3 signature certificate (subject from the order).",
+        "subject": False,
+        "add_crl_url": False,
+        "add_ocsp_url": False,
+        "add_issuer_url": False,
+        "add_issuer_alternative_name": False,
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "django_ca": {"level": "WARNING"},
+        "waitress": {"level": "INFO"},
+    },
+}

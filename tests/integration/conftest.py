@@ -1,0 +1,56 @@
+"""Integration fixtures: the reference central service (django-ca) running on loopback for the session."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central.runner import CentralServer
+from sync.central_client import CentralClient
+
+
+@pytest.fixture(scope="session")
+def central_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralServer]:
+    """``python -m central serve --demo-data`` in a temporary data directory; stopped after the session."""
+    with CentralServer(tmp_path_factory.mktemp("central")) as server:
+        yield server
+
+
+@pytest.fixture
+def central_client(central_server: CentralServer) -> Iterator[CentralClient]:
+    with CentralClient(central_server.url, central_server.token, timeout_s=10.0) as client:
+        yield client
+
+
+NewOrder = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def new_order(central_server: CentralServer, tmp_path: Path) -> NewOrder:
+    """Add a fresh order (paid and confirmed unless told otherwise); return it as loaded."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        order: dict[str, Any] = {
+            "invoice": f"9{secrets.randbelow(10**11):011d}",
+            "holder": {"surname": "Боржигон", "father_name": "Баатар", "given_name": "Ариун",
+                       "register_number": f"НЭ{secrets.randbelow(10**8):08d}", "gender": "female",
+                       "email": "ariun@example.mn", "phone": "99000000"},
+            "organisation": {"name": "АЗ ХХК", "register": "1234567", "department": "Захиргаа"},
+            "position": "Нягтлан",
+            "term_years": 1, "etoken": True, "consent_accepted": True,
+            "confirmed": True, "paid_mnt": 88_000,
+        }
+        holder = overrides.pop("holder", {})
+        order.update(overrides)
+        order["holder"] = {**order["holder"], **holder}
+        path = tmp_path / f"order-{order['invoice']}.json"
+        path.write_text(json.dumps([order], ensure_ascii=False), encoding="utf-8")
+        assert central_server.manage("load-orders", str(path)).split() == [order["invoice"]]
+        return order
+
+    return make
