@@ -103,6 +103,11 @@ class Pkcs11Token:
                     return token
         raise DeviceNotReady("token with this serial is not present", device="token", serial=serial)
 
+    def reload(self) -> None:
+        """C_Finalize + C_Initialize: the module re-reads its configuration and slot list (SoftHSM)."""
+        with _LOCK:
+            self._lib.reinitialize()
+
     # -- TokenPort -------------------------------------------------------------------------------------
     def present(self) -> TokenInfo:
         with _LOCK:
@@ -295,6 +300,10 @@ class Pkcs11Session:
         for obj in self._s.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
             out.append((bytes(obj[Attribute.ID]), bytes(obj[Attribute.VALUE])))
         return out
+
+    def key_ids(self) -> list[bytes]:
+        """CKA_ID of every private key on the token."""
+        return [bytes(k[Attribute.ID]) for k in self._s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})]
 
     def key_attributes(self, key_id: bytes) -> dict[str, bool]:
         """SENSITIVE / EXTRACTABLE / NEVER_EXTRACTABLE / ALWAYS_SENSITIVE of the private key (for checks)."""

@@ -13,7 +13,7 @@ Feature: Issuing a qualified signature certificate at the registration office
     When the applicant accepts the terms
     And the applicant enters invoice "147314016754"
     Then the kiosk shows the order as paid with total "88,000 ₮"
-    When the applicant enters the ID-card PIN "123456"
+    When the applicant enters the ID-card PIN "730419"
     Then the identity is verified
     When the clerk ticks every document and approves
     And the applicant chooses the eToken PIN "482916" twice
@@ -66,7 +66,7 @@ Feature: Issuing a qualified signature certificate at the registration office
     And the applicant enters invoice "147314016754"
     And the applicant enters the ID-card PIN "000000"
     Then the kiosk says "ПИН код буруу. Үлдсэн оролдлого: 2"
-    When the applicant enters the ID-card PIN "123456"
+    When the applicant enters the ID-card PIN "730419"
     Then the identity is verified
 
   @fault

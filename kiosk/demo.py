@@ -23,14 +23,13 @@ from kiosk.errors import KioskError
 from kiosk.i18n import LANGUAGES, Translator
 from kiosk.pin import Pin
 
-ID_CARD_PIN = "123456"      # the virtual card's PIN (devices/sim/national_ca.py)
 TOKEN_PIN = "482916"        # what the scripted applicant chooses on the PIN pad
 
 logger = logging.getLogger("tamga.demo")
 
 
 def run(out: Path, language: str, key_algorithm: str, keep_workdir: bool = False) -> dict[str, Any]:
-    from devices.sim.stack import ARIUN, DEMO_INVOICE, SimulatedStack, apply_env
+    from devices.sim.stack import ARIUN, CARD_PIN, DEMO_INVOICE, SimulatedStack, apply_env
 
     out = out.resolve()
     if out.exists():
@@ -59,7 +58,7 @@ def run(out: Path, language: str, key_algorithm: str, keep_workdir: bool = False
                 f"{t.money(order['paid_mnt'])}")
             say(t("step.identity"))
             r = flow.read_card(r.session_id)
-            r = flow.verify_card_pin(r.session_id, Pin(ID_CARD_PIN))
+            r = flow.verify_card_pin(r.session_id, Pin(CARD_PIN))
             say(f"  {r.data['card']['name']} ({r.data['card']['serial_number']})")
             say(t("step.approval"))
             r = flow.approve(r.session_id, "clerk-demo", r.data["documents"], by_proxy=False)

@@ -36,6 +36,6 @@ def token_adapter(softhsm: SoftHsmStore) -> Iterator[object]:
     from devices.token import Pkcs11Token
 
     adapter = Pkcs11Token(softhsm.module, rescan=True)
-    adapter._lib.reinitialize()  # SoftHSM reads SOFTHSM2_CONF only at C_Initialize
+    adapter.reload()  # SoftHSM reads SOFTHSM2_CONF only at C_Initialize
     yield adapter
-    adapter._lib.reinitialize()
+    adapter.reload()

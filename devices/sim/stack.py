@@ -21,6 +21,7 @@ from devices.sim.vcard import VirtualPivCard
 
 ARIUN = CardHolder(given_name="Ариун", surname="Баатар", register_number="НЭ80000000")
 ERDENE = CardHolder(given_name="Эрдэнэ", surname="Дорж", register_number="ШУ78787878")
+CARD_PIN = "730419"   # the virtual ID cards' PIN
 DEMO_INVOICE = "147314016754"
 
 
@@ -127,7 +128,7 @@ address = "127.0.0.1:{self.printer.port}"
         """Put a virtual ID card of ``holder`` into the first reader (removing any card there)."""
         assert self.pcscd is not None and self.national_ca is not None
         self.remove_card()
-        perso = personalisation or self.national_ca.issue_card(holder)
+        perso = personalisation or self.national_ca.issue_card(holder, pin=CARD_PIN)
         self.card = VirtualPivCard(perso, self.pcscd.vpcd_port, **card_options)  # type: ignore[arg-type]
         self.card.insert()
         if not self.card.wait_connected(10.0):
