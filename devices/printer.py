@@ -171,6 +171,7 @@ class EscPosPrinter:
         self.feed_lines = feed_lines
         self.render_seconds: float | None = None
         self.write_seconds: float | None = None
+        self.io_seconds: float | None = None      # connect + status + send + close of the last print
         self.last_job: bytes = b""
         self._lock = threading.Lock()
 
@@ -210,6 +211,7 @@ class EscPosPrinter:
             job = job_bytes(image, self.feed_lines)
             render_seconds = time.perf_counter() - started
 
+            io_started = time.perf_counter()
             backend = self._open()
             try:
                 status = PrinterStatus.UNKNOWN if self.target.kind == "file" else self._query_status(backend)
@@ -228,6 +230,7 @@ class EscPosPrinter:
                 return png
             finally:
                 self._close(backend)
+                self.io_seconds = time.perf_counter() - io_started
 
     # --- backend -------------------------------------------------------------------------------
     def _backend(self) -> Escpos:

@@ -1,0 +1,101 @@
+"""P3: APDUs and milliseconds of a full ID-card verification on the virtual stack.
+
+A full verification = connect to the card, read_identity (SELECT, GET DATA certificate, GET DATA
+CHUID, chain validation) and authenticate (VERIFY, GENERAL AUTHENTICATE, signature check, card
+reset).  PIN typing is not part of it.  The stack is a private pcscd + vpcd + VirtualPivCard.
+Also printed: the raw APDU time (inside send_and_receive) of the same runs and the ratio.
+
+    .venv/bin/python bench/bench_idcard.py [--runs 20] [--key rsa2048|p256|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devices.idcard import IdCardReader
+from devices.pcsc import wait_for_card, wait_for_removal
+from devices.sim.national_ca import CardHolder, KeyType, NationalIdCa
+from devices.sim.pcscd import PrivatePcscd
+from devices.sim.vcard import VirtualPivCard
+from kiosk.pin import Pin
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def bench(key_type: KeyType, runs: int, workdir: Path, pcscd: PrivatePcscd) -> dict[str, float]:
+    """Needs PCSCLITE_CSOCK_NAME of ``pcscd`` in the environment before this process's first PC/SC call."""
+    ca = NationalIdCa.create(workdir / "pki")
+    personalisation = ca.issue_card(CardHolder("Бат", "Дорж", "НЭ80000000"), key_type=key_type)
+    reader_name = pcscd.reader_names[0]
+    card = VirtualPivCard(personalisation, pcscd.vpcd_port)
+    card.insert()
+    wait_for_card(reader_name, 5)
+    totals, raws, counts, warm_totals = [], [], [], []
+    pin = Pin(personalisation.pin)
+    try:
+        for i in range(runs + 1):                    # run 0 warms caches and is discarded
+            challenge = os.urandom(32)
+            reader = IdCardReader(reader_name, ca.trust_anchors, ca.intermediates)
+            started = time.perf_counter()
+            reader.read_identity()
+            reader.authenticate(pin, challenge)
+            elapsed = time.perf_counter() - started
+            count, raw = reader.apdu_count, reader.apdu_seconds
+            # the same reader again: connection already open, card reset by the previous authenticate
+            started = time.perf_counter()
+            reader.read_identity()
+            reader.authenticate(pin, challenge)
+            warm = time.perf_counter() - started
+            reader.close()
+            if i:
+                totals.append(elapsed)
+                raws.append(raw)
+                counts.append(count)
+                warm_totals.append(warm)
+    finally:
+        card.close()
+        wait_for_removal(reader_name, 5)
+    return {
+        "apdus": statistics.median(counts),
+        "apdus_max": max(counts),
+        "ms": statistics.median(totals) * 1000,
+        "ms_p90": _percentile(totals, 0.9) * 1000,
+        "raw_ms": statistics.median(raws) * 1000,
+        "ratio": statistics.median(t / r for t, r in zip(totals, raws, strict=True)),
+        "warm_ms": statistics.median(warm_totals) * 1000,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--key", choices=["rsa2048", "p256", "all"], default="all")
+    args = parser.parse_args()
+    keys: list[KeyType] = ["rsa2048", "p256"] if args.key == "all" else [args.key]
+    with tempfile.TemporaryDirectory(prefix="bench-idcard-") as tmp:
+        workdir = Path(tmp)
+        with PrivatePcscd(workdir / "pcscd") as pcscd:
+            os.environ.update(pcscd.env)             # before the first PC/SC call of this process
+            print(f"private pcscd started in {pcscd.start_seconds * 1000:.0f} ms, vpcd port {pcscd.vpcd_port}")
+            for key_type in keys:
+                r = bench(key_type, args.runs, workdir, pcscd)
+                print(f"P3 ID-card verification [{key_type}, median of {args.runs}, PIN typing excluded]: "
+                      f"{r['apdus']:.0f} APDUs (max {r['apdus_max']:.0f}), {r['ms']:.1f} ms "
+                      f"(p90 {r['ms_p90']:.1f} ms); raw APDU time {r['raw_ms']:.1f} ms; "
+                      f"ratio {r['ratio']:.2f}x; on an open connection {r['warm_ms']:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
