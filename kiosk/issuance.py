@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import time
 import uuid
@@ -62,6 +63,8 @@ from kiosk.ports import (
     TokenPort,
 )
 from kiosk.receipt import ReceiptFacts, build_receipt
+
+log = logging.getLogger("tamga.issuance")
 
 
 @unique
@@ -181,6 +184,9 @@ class Issuance:
                  **event: Any) -> StepResult:
         final = to in (IssuanceStep.DONE, IssuanceStep.CANCELLED)
         new = self.store.transition(state, to.value, data, {"kind": kind, "final": final, **event})
+        log.info("step %s -> %s", state.step, to.value,
+                 extra={"session": state.id, "event": kind, "version": new.version,
+                        "step_ms": data.get("timings_ms", {}).get(state.step)})
         if final:
             self.forget_pin(state.id)
         return self._result(new)
