@@ -1,0 +1,1 @@
+"""Device adapters (PC/SC ID card, PKCS#11 eToken, ESC/POS printer) and their simulators."""

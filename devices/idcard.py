@@ -1,0 +1,322 @@
+"""The national ID card in a PC/SC reader: implements :class:`kiosk.ports.IdCardPort`.
+
+``read_identity`` reads the holder's authentication certificate and the card UUID (SELECT + two
+GET DATA), then validates the certificate chain to the national trust anchors with cryptography.
+``authenticate`` verifies the PIN and has the card sign a challenge (VERIFY + GENERAL
+AUTHENTICATE), then checks that signature with the certificate's key.  A first verification is
+5 APDUs.  The connection stays open between calls; a card pulled and reinserted in between is
+reconnected transparently (and, before a PIN is sent, checked to be the card that was read).
+The card is reset after ``authenticate`` so the verified PIN does not outlive the call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.x509.oid import NameOID
+
+from devices.cardprofiles import CardProfile, IdCardApplication, get_profile
+from devices.pcsc import CardSession, PcscConnection, find_reader, wait_for_card
+from kiosk.errors import (
+    CardAuthenticationFailed,
+    CardError,
+    CardNotSupported,
+    CertificateInvalid,
+    DeviceNotReady,
+)
+from kiosk.pin import Pin
+from kiosk.ports import CardIdentity, KeyAlgorithm
+
+_MAX_CHAIN_DEPTH = 6
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- certificate checks (pure) -----------------------------------------------------------------------------
+def _subject(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
+
+
+def _check_validity(cert: x509.Certificate, now: dt.datetime, role: str) -> None:
+    if now < cert.not_valid_before_utc:
+        raise CertificateInvalid("certificate not yet valid", reason="not_yet_valid", role=role,
+                                 subject=_subject(cert))
+    if now > cert.not_valid_after_utc:
+        raise CertificateInvalid("certificate expired", reason="expired", role=role,
+                                 subject=_subject(cert))
+
+
+def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError as err:                      # duplicate or malformed extensions
+        raise CertificateInvalid("malformed extensions", reason="malformed",
+                                 subject=_subject(cert)) from err
+
+
+def _check_issuer_constraints(ca: x509.Certificate, cas_below: int) -> None:
+    constraints = _extension(ca, x509.BasicConstraints)
+    if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
+        raise CertificateInvalid("issuer is not a CA", reason="issuer_not_ca", subject=_subject(ca))
+    if constraints.path_length is not None and constraints.path_length < cas_below:
+        raise CertificateInvalid("CA path length exceeded", reason="path_length", subject=_subject(ca))
+    usage = _extension(ca, x509.KeyUsage)
+    if not isinstance(usage, x509.KeyUsage) or not usage.key_cert_sign:
+        raise CertificateInvalid("issuer may not sign certificates", reason="issuer_key_usage",
+                                 subject=_subject(ca))
+
+
+def _find_issuer(cert: x509.Certificate, candidates: Sequence[x509.Certificate],
+                 ) -> tuple[x509.Certificate | None, bool]:
+    """(issuer among ``candidates``, whether some candidate had the right name but a bad signature)."""
+    name_matched = False
+    for candidate in candidates:
+        if candidate.subject != cert.issuer:
+            continue
+        name_matched = True
+        try:
+            cert.verify_directly_issued_by(candidate)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        return candidate, False
+    return None, name_matched
+
+
+def validate_chain(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certificate],
+                   intermediates: Sequence[x509.Certificate], now: dt.datetime) -> list[x509.Certificate]:
+    """The path leaf → … → trust anchor, every link checked.  Raises CertificateInvalid(reason=…).
+
+    Checks: each signature (``verify_directly_issued_by``), validity of every certificate at
+    ``now``, issuers are CAs (basicConstraints, path length) with keyCertSign, and the leaf has
+    keyUsage digitalSignature.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    _check_validity(leaf, now, "leaf")
+    usage = _extension(leaf, x509.KeyUsage)
+    if not isinstance(usage, x509.KeyUsage) or not usage.digital_signature:
+        raise CertificateInvalid("certificate may not be used for authentication", reason="key_usage",
+                                 subject=_subject(leaf))
+    path = [leaf]
+    current = leaf
+    for _ in range(_MAX_CHAIN_DEPTH):
+        anchor, anchor_name_matched = _find_issuer(current, trust_anchors)
+        if anchor is not None:
+            _check_validity(anchor, now, "trust_anchor")
+            _check_issuer_constraints(anchor, len(path) - 1)
+            path.append(anchor)
+            return path
+        pool = [c for c in intermediates if c not in path]
+        issuer, name_matched = _find_issuer(current, pool)
+        if issuer is None:
+            bad_signature = anchor_name_matched or name_matched
+            raise CertificateInvalid(
+                "certificate signature does not verify" if bad_signature else "issuer not trusted",
+                reason="bad_signature" if bad_signature else "untrusted_issuer",
+                subject=_subject(current), issuer=current.issuer.rfc4514_string())
+        _check_validity(issuer, now, "intermediate")
+        _check_issuer_constraints(issuer, len(path) - 1)
+        path.append(issuer)
+        current = issuer
+    raise CertificateInvalid("certificate chain too long", reason="chain_too_long", subject=_subject(leaf))
+
+
+def key_algorithm(cert: x509.Certificate) -> KeyAlgorithm:
+    """The card key's algorithm from its certificate.  Raises CardNotSupported for other keys."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
+        return KeyAlgorithm.RSA2048
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return KeyAlgorithm.P256
+    raise CardNotSupported("card key algorithm not supported", reason="key_algorithm")
+
+
+def verify_challenge_signature(cert: x509.Certificate, challenge: bytes, signature: bytes) -> None:
+    """Check the card's signature over ``challenge``.  Raises CardAuthenticationFailed."""
+    key = cert.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
+            return
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(_der_ecdsa(signature, key), challenge, ec.ECDSA(hashes.SHA256()))
+            return
+    except (InvalidSignature, ValueError) as err:
+        raise CardAuthenticationFailed("signature does not verify with the card's certificate") from err
+    raise CardAuthenticationFailed("unsupported key type")
+
+
+def _der_ecdsa(signature: bytes, key: ec.EllipticCurvePublicKey) -> bytes:
+    """Accept DER (PIV) and also plain r‖s, which some cards return."""
+    size = (key.curve.key_size + 7) // 8
+    if len(signature) == 2 * size:
+        try:
+            decode_dss_signature(signature)
+        except ValueError:
+            return encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                                        int.from_bytes(signature[size:], "big"))
+    return signature
+
+
+def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    values = name.get_attributes_for_oid(oid)
+    if not values:
+        return ""
+    value = values[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def identity_from_certificate(cert: x509.Certificate, card_uuid: str, profile: str) -> CardIdentity:
+    """The CardIdentity a certificate states.  Raises CertificateInvalid without CN or serialNumber."""
+    common_name = _attribute(cert.subject, NameOID.COMMON_NAME)
+    serial_number = _attribute(cert.subject, NameOID.SERIAL_NUMBER)
+    if not common_name or not serial_number:
+        raise CertificateInvalid("certificate subject lacks CN or serialNumber", reason="subject_incomplete",
+                                 subject=_subject(cert))
+    return CardIdentity(
+        common_name=common_name,
+        given_name=_attribute(cert.subject, NameOID.GIVEN_NAME),
+        surname=_attribute(cert.subject, NameOID.SURNAME),
+        serial_number=serial_number,
+        certificate_der=cert.public_bytes(serialization.Encoding.DER),
+        certificate_serial=cert.serial_number,
+        not_after=cert.not_valid_after_utc,
+        issuer=cert.issuer.rfc4514_string(),
+        card_uuid=card_uuid,
+        profile=profile,
+    )
+
+
+# --- the reader ------------------------------------------------------------------------------------------
+class IdCardReader:
+    """The ID card in the reader whose name contains ``reader_name``.  Thread-safe; one card at a time.
+
+    ``card_timeout`` > 0 makes an operation wait that long for a card instead of failing at once.
+    """
+
+    def __init__(self, reader_name: str, trust_anchors: Sequence[x509.Certificate],
+                 intermediates: Sequence[x509.Certificate] = (), profile: str = "piv",
+                 clock: Callable[[], dt.datetime] = utc_now, *, card_timeout: float = 0.0,
+                 exclusive: bool = False) -> None:
+        if not trust_anchors:
+            raise ValueError("at least one trust anchor is required")
+        self.reader_name = reader_name
+        self.trust_anchors = list(trust_anchors)
+        self.intermediates = list(intermediates)
+        self.profile: CardProfile = get_profile(profile)
+        self.clock = clock
+        self.card_timeout = card_timeout
+        self._exclusive = exclusive
+        self._lock = threading.RLock()
+        self._connection: PcscConnection | None = None
+        self._application: IdCardApplication | None = None
+        self._certificate: x509.Certificate | None = None
+
+    # -- measurements ---------------------------------------------------------------------------------
+    @property
+    def apdu_count(self) -> int:
+        return self._connection.apdu_count if self._connection is not None else 0
+
+    @property
+    def apdu_seconds(self) -> float:
+        return self._connection.apdu_seconds if self._connection is not None else 0.0
+
+    # -- connection -----------------------------------------------------------------------------------
+    def _connection_for_use(self) -> PcscConnection:
+        if self._connection is None:
+            self._connection = PcscConnection(find_reader(self.reader_name), exclusive=self._exclusive)
+        return self._connection
+
+    def wait_for_card(self, timeout: float) -> None:
+        """Block until a card is in the reader.  Raises DeviceNotReady(device='card') on timeout."""
+        wait_for_card(find_reader(self.reader_name), timeout)
+
+    @contextmanager
+    def _operation(self, reset_after: bool = False) -> Iterator[tuple[IdCardApplication, CardSession]]:
+        """A PC/SC transaction with the profile's application opened (selected) when needed."""
+        connection = self._connection_for_use()
+        with ExitStack() as stack:
+            try:
+                state = stack.enter_context(connection.transaction(reset_after=reset_after))
+            except DeviceNotReady as err:
+                if self.card_timeout <= 0 or err.data.get("device") != "card":
+                    raise
+                wait_for_card(connection.reader_name, self.card_timeout)
+                state = stack.enter_context(connection.transaction(reset_after=reset_after))
+            if state is not CardSession.SAME or self._application is None:
+                self._application = None
+                self._application = self.profile.open(connection)
+            yield self._application, state
+
+    # -- IdCardPort -----------------------------------------------------------------------------------
+    def read_identity(self) -> CardIdentity:
+        """Read and validate the holder's certificate.  Raises CertificateInvalid, DeviceNotReady, CardError."""
+        with self._lock:
+            self._certificate = None
+            with self._operation() as (application, _state):
+                der = application.read_certificate()
+                card_uuid = application.read_card_uuid()
+            certificate = _load_certificate(der)
+            validate_chain(certificate, self.trust_anchors, self.intermediates, self.clock())
+            identity = identity_from_certificate(certificate, card_uuid, self.profile.name)
+            self._certificate = certificate
+            return identity
+
+    def authenticate(self, pin: Pin, challenge: bytes) -> None:
+        """VERIFY ``pin``, have the card sign ``challenge``, check the signature.
+
+        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed,
+        DeviceNotReady; CardError(reason='card_changed') when another card is now in the reader.
+        """
+        if not challenge:
+            raise ValueError("empty challenge")
+        with self._lock:
+            if self._certificate is None:
+                self.read_identity()
+            certificate = self._certificate
+            if certificate is None:                          # read_identity raised otherwise
+                raise CardError("no validated certificate")
+            algorithm = key_algorithm(certificate)
+            with self._operation(reset_after=True) as (application, state):
+                if state is CardSession.NEW:
+                    der = application.read_certificate()
+                    if der != certificate.public_bytes(serialization.Encoding.DER):
+                        self._certificate = None
+                        raise CardError("a different card is in the reader", reason="card_changed")
+                application.verify_pin(pin)
+                signature = application.sign_challenge(challenge, algorithm)
+            verify_challenge_signature(certificate, challenge, signature)
+
+    def close(self) -> None:
+        """Disconnect (resetting the card) and forget what was read."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+            self._application = None
+            self._certificate = None
+            if connection is not None:
+                connection.disconnect()
+
+    def __enter__(self) -> IdCardReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as err:
+        raise CertificateInvalid("certificate does not parse", reason="malformed") from err

@@ -1,0 +1,1 @@
+"""Simulated hardware for the demo and the tests: private pcscd + virtual ID card, SoftHSM tokens, printer emulator."""
