@@ -277,10 +277,9 @@ class Issuance:
             raise StepOutOfOrder(session_id=session_id, expected="read_card")
         challenge = secrets.token_bytes(32)
         with self._timed(data, IssuanceStep.IDENTITY):
-            identity = self.idcard.read_identity()   # the same card is still there
-            if format(identity.certificate_serial, "x") != data["card"]["certificate_serial"]:
-                raise HolderMismatch(field="card_changed")
             try:
+                # The adapter re-reads the certificate if the card was reconnected and refuses to send
+                # the PIN to another card (CardError reason card_changed), so the card read is the card proved.
                 self.idcard.authenticate(pin, challenge)
             except KioskError as err:
                 self.store.transition(state, state.step, data, {"kind": "identity.pin_failed", **err.data})
@@ -288,7 +287,7 @@ class Issuance:
         data["card"] = dict(data["card"], verified=True)
         data["identity_evidence"] = {
             "challenge_sha256": hashlib.sha256(challenge).hexdigest(),
-            "certificate_sha256": hashlib.sha256(identity.certificate_der).hexdigest(),
+            "certificate_serial": data["card"]["certificate_serial"],
             "verified_at": self.clock().isoformat(),
         }
         return self._advance(state, IssuanceStep.APPROVAL, data, "identity.verified",
