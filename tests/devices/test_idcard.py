@@ -65,16 +65,13 @@ def test_full_verification_is_five_apdus(id_reader: IdCardReader, insert_card: I
     personalisation = rsa_card if key_type == "rsa2048" else p256_card
     card = insert_card(personalisation)
 
-    started = time.perf_counter()
     id_reader.read_identity()
     id_reader.authenticate(RIGHT_PIN, os.urandom(32))
-    elapsed = time.perf_counter() - started
 
     assert [ins for ins, _ in card.apdu_log] == [INS_SELECT, INS_GET_DATA, INS_GET_DATA,
                                                  INS_VERIFY, INS_GENERAL_AUTHENTICATE]
     assert all(sw == 0x9000 for _, sw in card.apdu_log)
     assert id_reader.apdu_count == 5 <= 8
-    assert elapsed < 0.5            # budget 100 ms; the benchmark reports the real figure
     assert not card.pin_verified    # the reader reset the card after authenticating
 
 

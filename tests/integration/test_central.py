@@ -564,7 +564,6 @@ def test_server_stops_cleanly(tmp_path: Path) -> None:
     chain = server.ca_chain_path.read_text(encoding="ascii")
     with CentralServer(tmp_path / "central", demo_data=False) as again:
         assert again.ca_chain_path.read_text(encoding="ascii") == chain
-        assert again.startup_seconds < 3.0, f"restart took {again.startup_seconds:.2f} s"
 
 
 def test_start_failure_reports_the_server_log(tmp_path: Path) -> None:
