@@ -436,3 +436,29 @@ def _resumes(driver: KioskDriver) -> None:
     assert unfinished[0].step is IssuanceStep.KEYGEN
     assert unfinished[0].data["pin_needed"] is True
     assert driver.flow.resume_step(driver.session_id) is None   # it cannot go on without the PIN
+
+
+@when("the central service goes down")
+def _central_down(driver: KioskDriver) -> None:
+    central = driver.stack.central
+    assert central is not None
+    central.port = int(central.url.rsplit(":", 1)[1])   # come back on the same address
+    central.stop()
+
+
+@when("the central service is back")
+def _central_back(driver: KioskDriver) -> None:
+    assert driver.stack.central is not None
+    driver.stack.central.start()
+
+
+@when("the kiosk asks the central service to issue the certificate")
+def _enroll(driver: KioskDriver) -> None:
+    driver.do("enroll")
+
+
+@when("the kiosk installs the certificate and prints the receipt")
+def _install_and_print(driver: KioskDriver) -> None:
+    for action in ("install", "print_receipt"):
+        driver.do(action)
+        assert driver.error is None, f"{action}: {driver.error!r}"

@@ -107,3 +107,19 @@ Feature: Issuing a qualified signature certificate at the registration office
     And the kiosk generates the key, has the certificate issued and installs it
     Then the issuance is done
     And the eToken holds exactly one key pair
+
+  @fault
+  Scenario: The central service is down during enrollment and nothing is lost
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    And the applicant chose the eToken PIN "482916"
+    When the kiosk generates the key
+    And the central service goes down
+    And the kiosk asks the central service to issue the certificate
+    Then the kiosk says "Төв сервертэй холбогдож чадсангүй. Түр хүлээгээд дахин оролдоно уу."
+    And the session is still at the enrollment step
+    When the central service is back
+    And the kiosk asks the central service to issue the certificate
+    And the kiosk installs the certificate and prints the receipt
+    Then the issuance is done
+    And the eToken holds exactly one key pair
