@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from devices.cardprofiles import CardProfile, IdCardApplication, get_profile
-from devices.pcsc import CardSession, PcscConnection, find_reader, wait_for_card
+from devices.pcsc import CardSession, PcscConnection, find_reader, next_reader_state, wait_for_card
 from kiosk.errors import (
     CardAuthenticationFailed,
     CardError,
@@ -200,6 +201,9 @@ def identity_from_certificate(cert: x509.Certificate, card_uuid: str, profile: s
 
 
 # --- the reader ------------------------------------------------------------------------------------------
+PCSCD_POLL_S = 0.5   # pcscd polls a reader without card-detect events every ~400 ms
+
+
 class IdCardReader:
     """The ID card in the reader whose name contains ``reader_name``.  Thread-safe; one card at a time.
 
@@ -233,6 +237,12 @@ class IdCardReader:
     def apdu_seconds(self) -> float:
         return self._connection.apdu_seconds if self._connection is not None else 0.0
 
+    @property
+    def io_seconds(self) -> float:
+        """All time inside PC/SC so far: APDUs plus connecting to and releasing the card."""
+        conn = self._connection
+        return conn.apdu_seconds + conn.connect_seconds if conn is not None else 0.0
+
     # -- connection -----------------------------------------------------------------------------------
     def _connection_for_use(self) -> PcscConnection:
         if self._connection is None:
@@ -265,14 +275,36 @@ class IdCardReader:
         """Read and validate the holder's certificate.  Raises CertificateInvalid, DeviceNotReady, CardError."""
         with self._lock:
             self._certificate = None
-            with self._operation() as (application, _state):
-                der = application.read_certificate()
-                card_uuid = application.read_card_uuid()
+            der, card_uuid = self._read_card_waiting()
             certificate = _load_certificate(der)
             validate_chain(certificate, self.trust_anchors, self.intermediates, self.clock())
             identity = identity_from_certificate(certificate, card_uuid, self.profile.name)
             self._certificate = certificate
             return identity
+
+    def _read_card_waiting(self) -> tuple[bytes, str]:
+        """Read; with ``card_timeout``, keep trying across reader state changes until it runs out.
+
+        A card swapped faster than pcscd polls looks present until the first APDU fails; so does a
+        card still being inserted.  Each failure waits for the reader's next state change (removal,
+        insertion), for at most one pcscd poll period; the first retry is immediate.
+        """
+        deadline = time.monotonic() + self.card_timeout
+        known: int | None = None
+        while True:
+            try:
+                return self._read_card()
+            except DeviceNotReady as err:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or err.data.get("device") != "card":
+                    raise
+                # At most one pcscd poll period: vpcd (and readers without a card-detect switch) can
+                # swap cards within one poll without any state change being reported.
+                known = next_reader_state(find_reader(self.reader_name), known, min(remaining, PCSCD_POLL_S))
+
+    def _read_card(self) -> tuple[bytes, str]:
+        with self._operation() as (application, _state):
+            return application.read_certificate(), application.read_card_uuid()
 
     def authenticate(self, pin: Pin, challenge: bytes) -> None:
         """VERIFY ``pin``, have the card sign ``challenge``, check the signature.

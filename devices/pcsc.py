@@ -153,6 +153,28 @@ def wait_for_removal(reader_name: str, timeout: float) -> bool:
         scard.SCardReleaseContext(context)
 
 
+def next_reader_state(reader_name: str, known: int | None, timeout: float) -> int:
+    """The reader's PC/SC state once it differs from ``known`` (None: the current state, at once).
+
+    Returns the new state (event counter included), or ``known`` on timeout.  Raises
+    DeviceNotReady(device='reader') when the reader or the PC/SC service is gone.
+    """
+    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if code != scard.SCARD_S_SUCCESS:
+        raise _status_error(code, reader_name)
+    try:
+        current = scard.SCARD_STATE_UNAWARE if known is None else known
+        wait_ms = 0 if known is None else max(0, int(timeout * 1000))
+        code, states = scard.SCardGetStatusChange(context, wait_ms, [(reader_name, current)])
+        if code == scard.SCARD_E_TIMEOUT:
+            return current
+        if code != scard.SCARD_S_SUCCESS:
+            raise _status_error(code, reader_name)
+        return int(states[0][1]) & ~scard.SCARD_STATE_CHANGED
+    finally:
+        scard.SCardReleaseContext(context)
+
+
 def _release_quietly(obj: Any) -> None:
     with suppress(*_PYSCARD_ERRORS):
         obj.release()
@@ -181,6 +203,7 @@ class PcscConnection:
         self._card: PCSCCardConnection | None = None
         self.apdu_count = 0
         self.apdu_seconds = 0.0
+        self.connect_seconds = 0.0     # SCardListReaders/SCardConnect/SCardDisconnect, for benchmarks
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -190,6 +213,13 @@ class PcscConnection:
     def connect(self) -> None:
         """Connect to the card now in the reader.  Raises DeviceNotReady (card or reader)."""
         self.disconnect()
+        started = time.perf_counter()
+        try:
+            self._connect()
+        finally:
+            self.connect_seconds += time.perf_counter() - started
+
+    def _connect(self) -> None:
         names = list_readers()
         if self.reader_name not in names:
             raise DeviceNotReady("no such reader", device="reader", reader=self.reader_name, readers=names)
@@ -209,7 +239,9 @@ class PcscConnection:
         if card is None:
             return
         card.disposition = scard.SCARD_RESET_CARD if reset else scard.SCARD_LEAVE_CARD
+        started = time.perf_counter()
         _release_quietly(card)
+        self.connect_seconds += time.perf_counter() - started
 
     close = disconnect
 

@@ -150,6 +150,16 @@ def job_bytes(image: Image.Image, feed_lines: int = 2) -> bytes:
             + GS + b"V" + bytes((66, 0)))      # GS V 66 0: feed to cutting position, partial cut
 
 
+@dataclass(frozen=True)
+class PreparedReceipt:
+    """A receipt rendered ahead of printing: its PNG preview and the ESC/POS job."""
+
+    receipt: Receipt
+    png: bytes
+    job: bytes
+    render_seconds: float
+
+
 # --- the adapter -----------------------------------------------------------------------------------
 class EscPosPrinter:
     """An ESC/POS receipt printer.  Thread-safe; each call uses its own short connection.
@@ -195,21 +205,27 @@ class EscPosPrinter:
             finally:
                 self._close(backend)
 
-    def print_receipt(self, receipt: Receipt) -> bytes:
+    def prepare(self, receipt: Receipt) -> PreparedReceipt:
+        """Render the receipt and encode its job (no printer I/O; safe to run beside other work)."""
+        started = time.perf_counter()
+        image = render_receipt(receipt, self.width_px, font_dir=self.font_dir)
+        png = receipt_png(image)
+        job = job_bytes(image, self.feed_lines)
+        return PreparedReceipt(receipt, png, job, time.perf_counter() - started)
+
+    def print_receipt(self, receipt: Receipt, prepared: object | None = None) -> bytes:
         """Render, check the status, send the raster job and cut; return the rendered PNG.
 
         Raises PaperOut (nothing sent), DeviceNotReady(device='printer') when unreachable or offline,
         PrinterError when sending fails part-way, ConfigError when a font is missing.
         An UNKNOWN status (no status channel) does not stop printing.
         """
+        # Render before connecting: the connection (printers serve one at a time) is held only
+        # for the status check and the send, and the status is as fresh as it can be.
+        if not (isinstance(prepared, PreparedReceipt) and prepared.receipt == receipt):
+            prepared = self.prepare(receipt)
+        png, job, render_seconds = prepared.png, prepared.job, prepared.render_seconds
         with self._lock:
-            # Render before connecting: the connection (printers serve one at a time) is held only
-            # for the status check and the send, and the status is as fresh as it can be.
-            started = time.perf_counter()
-            image = render_receipt(receipt, self.width_px, font_dir=self.font_dir)
-            png = receipt_png(image)
-            job = job_bytes(image, self.feed_lines)
-            render_seconds = time.perf_counter() - started
 
             io_started = time.perf_counter()
             backend = self._open()

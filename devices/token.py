@@ -87,8 +87,10 @@ class Pkcs11Token:
             self.timings[op] = self.timings.get(op, 0.0) + time.perf_counter() - start
 
     def _tokens(self) -> list[pkcs11.Token]:
-        slots = self._lib.get_slots(token_present=True)
-        tokens = [slot.get_token() for slot in slots]
+        def tokens_present() -> list[pkcs11.Token]:
+            return [slot.get_token() for slot in self._lib.get_slots(token_present=True)]
+
+        tokens = self._timed("slots", tokens_present)
         # SoftHSM offers a free uninitialised slot with no serial; a real eToken always has one.
         return [t for t in tokens if _text(t.serial)]
 
@@ -97,7 +99,7 @@ class Pkcs11Token:
             if _text(token.serial) == serial:
                 return token
         if self.rescan:
-            self._lib.reinitialize()
+            self._timed("reload", self._lib.reinitialize)
             for token in self._tokens():
                 if _text(token.serial) == serial:
                     return token
@@ -114,7 +116,7 @@ class Pkcs11Token:
             try:
                 tokens = self._tokens()
                 if not tokens and self.rescan:
-                    self._lib.reinitialize()
+                    self._timed("reload", self._lib.reinitialize)
                     tokens = self._tokens()
             except p11e.PKCS11Error as err:
                 raise _translate(err) from err
@@ -179,7 +181,7 @@ class Pkcs11Token:
                 raise _translate(err, serial) from err
             finally:
                 try:
-                    sess.close()
+                    self._timed("logout", sess.close)
                 except p11e.PKCS11Error:
                     self._raw.C_CloseAllSessions(token.slot.slot_id)
 

@@ -73,6 +73,7 @@ class Kiosk:
         return purged
 
     def close(self) -> None:
+        self.issuance.close()
         self.idcard.close()
         self.central.close()
         self.store.close()

@@ -30,6 +30,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum, unique
@@ -58,6 +59,7 @@ from kiosk.ports import (
     IdCardPort,
     KeyAlgorithm,
     PrinterPort,
+    Receipt,
     SessionState,
     SessionStore,
     TokenPort,
@@ -148,6 +150,14 @@ class Issuance:
         self.policy = policy
         self.clock = clock
         self._pins: dict[str, Pin] = {}
+        # Receipts rendered while the certificate is written to the token (no device I/O in there).
+        self._renderer: ThreadPoolExecutor | None = None
+        self._prepared: dict[str, Future[object]] = {}
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.shutdown(wait=True, cancel_futures=True)
+            self._renderer = None
 
     # -- session plumbing ---------------------------------------------------------------------------------
     def begin(self, language: str) -> StepResult:
@@ -189,6 +199,7 @@ class Issuance:
                         "step_ms": data.get("timings_ms", {}).get(state.step)})
         if final:
             self.forget_pin(state.id)
+            self._prepared.pop(state.id, None)
         return self._result(new)
 
     def _result(self, state: SessionState, error: KioskError | None = None) -> StepResult:
@@ -398,6 +409,8 @@ class Issuance:
         user_pin = self._token_pin(session_id, pin)
         data = dict(state.data)
         cert = data["certificate"]
+        data["issued_at"] = self.clock().isoformat()
+        self._prepare_receipt(SessionState(state.id, state.step, state.version, state.language, data))
         with self._timed(data, IssuanceStep.INSTALL):
             serial = self._check_token(data)
             with self.token.session(serial, user_pin) as session:
@@ -424,20 +437,38 @@ class Issuance:
             qr_payload=self.policy.qr_template.format(serial=cert["serial"], invoice=order.invoice),
         )
 
+    def _receipt(self, state: SessionState, reprint: bool = False) -> Receipt:
+        return build_receipt(self.receipt_facts(state), state.language, self.policy.currency, reprint=reprint)
+
+    def _prepare_receipt(self, state: SessionState) -> None:
+        if self._renderer is None:
+            self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tamga-receipt")
+        self._prepared[state.id] = self._renderer.submit(self.printer.prepare, self._receipt(state))
+
+    def _take_prepared(self, session_id: str) -> object | None:
+        future = self._prepared.pop(session_id, None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except KioskError:
+            return None       # printing renders again and reports the error where it belongs
+
     def print_receipt(self, session_id: str) -> StepResult:
         """Print the receipt; a printer fault still completes the issuance, with the receipt kept for reprint."""
         state = self._expect(session_id, IssuanceStep.RECEIPT)
         data = dict(state.data)
         data.setdefault("issued_at", self.clock().isoformat())
         state = SessionState(state.id, state.step, state.version, state.language, data)
-        receipt = build_receipt(self.receipt_facts(state), state.language, self.policy.currency)
+        receipt = self._receipt(state)
+        prepared = self._take_prepared(session_id)
         status = self.store.receipt_status(session_id)
         error: KioskError | None = None
         with self._timed(data, IssuanceStep.RECEIPT):
             if status != "printed":      # printed before a crash: do not print twice
                 self.store.keep_receipt(session_id, receipt, printed=False)
                 try:
-                    self.printer.print_receipt(receipt)
+                    self.printer.print_receipt(receipt, prepared)
                     self.store.keep_receipt(session_id, receipt, printed=True)
                 except (PaperOut, PrinterError, DeviceNotReady) as err:
                     error = err
@@ -451,7 +482,7 @@ class Issuance:
         state = self.store.load(session_id)
         if state.step != IssuanceStep.DONE.value:
             raise StepOutOfOrder(session_id=session_id, expected=IssuanceStep.DONE.value, actual=state.step)
-        receipt = build_receipt(self.receipt_facts(state), state.language, self.policy.currency, reprint=True)
+        receipt = self._receipt(state, reprint=True)
         png = self.printer.print_receipt(receipt)
         self.store.keep_receipt(session_id, receipt, printed=True)
         data = dict(state.data, receipt_pending=False)

@@ -191,8 +191,15 @@ class PrinterPort(Protocol):
     def status(self) -> PrinterStatus:
         ...
 
-    def print_receipt(self, receipt: Receipt) -> bytes:
-        """Render and print; return the rendered PNG.  Raises PaperOut, PrinterError, DeviceNotReady."""
+    def prepare(self, receipt: Receipt) -> object:
+        """Render ahead of printing, with no printer I/O (the workflow overlaps it with token writes)."""
+        ...
+
+    def print_receipt(self, receipt: Receipt, prepared: object | None = None) -> bytes:
+        """Print (``prepared`` if it is this receipt's, else render now); return the rendered PNG.
+
+        Raises PaperOut, PrinterError, DeviceNotReady.
+        """
         ...
 
 

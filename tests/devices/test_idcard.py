@@ -365,3 +365,20 @@ def test_no_pcsc_service(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "pki")], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_next_applicants_card_swapped_in_quickly_is_read(reader_name: str, national_ca: NationalIdCa,
+                                                          insert_card: InsertCard) -> None:
+    """Applicant B's card goes in right after A's comes out, before pcscd noticed: B's card is read."""
+    first = national_ca.issue_card(CardHolder("Ариун", "Баатар", "НЭ80000000"))
+    second = national_ca.issue_card(CardHolder("Эрдэнэ", "Дорж", "ШУ78787878"), key_type="p256")
+    reader = IdCardReader(reader_name, national_ca.trust_anchors, national_ca.intermediates, card_timeout=5.0)
+    try:
+        card = insert_card(first)
+        assert reader.read_identity().serial_number == "PNOMN-NE80000000"
+        card.remove()
+        insert_card(second, wait=False)
+        assert reader.read_identity().serial_number == "PNOMN-SHU78787878"
+        reader.authenticate(RIGHT_PIN, os.urandom(32))
+    finally:
+        reader.close()

@@ -379,6 +379,9 @@ def test_emulator_command_line(tmp_path: Path) -> None:
         printer = EscPosPrinter(PrinterTarget("network", host="127.0.0.1", port=port))
         assert printer.status() is PrinterStatus.READY
         printer.print_receipt(receipt())
+        deadline = time.monotonic() + 10     # the emulator saves the job once it has parsed the cut
+        while not (tmp_path / "receipt-0001.png").is_file() and time.monotonic() < deadline:
+            time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
