@@ -84,33 +84,18 @@ class Order(models.Model):
 
     def to_kiosk(self) -> kiosk_order.Order:
         """The order as the kiosk core sees it (and checks it: ``kiosk.order.check_may_proceed``)."""
-        return kiosk_order.Order.from_dict(self.to_api())
+        return kiosk_order.Order(
+            id=str(self.pk), invoice=self.invoice, status=kiosk_order.OrderStatus(self.status),
+            holder=kiosk_order.Holder(self.surname, self.father_name, self.given_name, self.register_number,
+                                      self.email, self.phone),
+            organisation=self.organisation_name, organisation_register=self.organisation_register,
+            department=self.department, position=self.position, term_years=self.term_years,
+            etoken=self.etoken, confirmed=self.confirmed, paid_mnt=self.paid_mnt,
+        )
 
     def to_api(self) -> dict[str, Any]:
-        """The ``Order`` schema of ``central/openapi.yaml`` without ``fees``."""
-        return {
-            "id": str(self.pk),
-            "invoice": self.invoice,
-            "status": self.status,
-            "holder": {
-                "surname": self.surname,
-                "father_name": self.father_name,
-                "given_name": self.given_name,
-                "register_number": self.register_number,
-                "email": self.email,
-                "phone": self.phone,
-            },
-            "organisation": {
-                "name": self.organisation_name,
-                "register": self.organisation_register,
-                "department": self.department,
-            },
-            "position": self.position,
-            "term_years": self.term_years,
-            "etoken": self.etoken,
-            "confirmed": self.confirmed,
-            "paid_mnt": self.paid_mnt,
-        }
+        """The ``Order`` schema of ``central/openapi.yaml`` without ``fees``: the kiosk's own wire form."""
+        return self.to_kiosk().to_dict()
 
 
 class Enrollment(models.Model):
