@@ -28,6 +28,7 @@ from devices.cardprofiles import CardProfile, IdCardApplication, get_profile
 from devices.pcsc import CardSession, PcscConnection, find_reader, next_reader_state, wait_for_card
 from kiosk.errors import (
     CardAuthenticationFailed,
+    CardChanged,
     CardError,
     CardNotSupported,
     CertificateInvalid,
@@ -306,11 +307,13 @@ class IdCardReader:
         with self._operation() as (application, _state):
             return application.read_certificate(), application.read_card_uuid()
 
-    def authenticate(self, pin: Pin, challenge: bytes) -> None:
-        """VERIFY ``pin``, have the card sign ``challenge``, check the signature.
+    def authenticate(self, pin: Pin, challenge: bytes, expected_serial: int | None = None) -> None:
+        """VERIFY ``pin`` on the card whose certificate serial is ``expected_serial``, have it sign ``challenge``.
 
-        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed,
-        DeviceNotReady; CardError(reason='card_changed') when another card is now in the reader.
+        The PIN is sent only to that card (None: the card this reader read last; the workflow always
+        names the card its session read, which may have been another process before a restart).
+        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed, DeviceNotReady;
+        CardChanged when another card is in the reader.
         """
         if not challenge:
             raise ValueError("empty challenge")
@@ -320,13 +323,15 @@ class IdCardReader:
             certificate = self._certificate
             if certificate is None:                          # read_identity raised otherwise
                 raise CardError("no validated certificate")
+            if expected_serial is not None and certificate.serial_number != expected_serial:
+                raise CardChanged("the card in the reader is not the card read for this session")
             algorithm = key_algorithm(certificate)
             with self._operation(reset_after=True) as (application, state):
                 if state is CardSession.NEW:
                     der = application.read_certificate()
                     if der != certificate.public_bytes(serialization.Encoding.DER):
                         self._certificate = None
-                        raise CardError("a different card is in the reader", reason="card_changed")
+                        raise CardChanged("a different card is in the reader")
                 application.verify_pin(pin)
                 signature = application.sign_challenge(challenge, algorithm)
             verify_challenge_signature(certificate, challenge, signature)

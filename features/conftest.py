@@ -70,6 +70,7 @@ class KioskDriver:
     result: StepResult | None = None
     error: KioskError | None = None
     pins_used: set[str] = field(default_factory=set)
+    token_pin_value: str = ""     # the eToken PIN the applicant chose last
 
     @property
     def flow(self) -> Any:
@@ -105,7 +106,7 @@ class KioskDriver:
         return self.kiosk.store.load(self.session_id).step
 
     def token_pin(self) -> Pin:
-        return Pin(next(iter(self.pins_used - {CARD_PIN, "000000"})))
+        return Pin(self.token_pin_value)
 
 
 @pytest.fixture(scope="session")
@@ -192,6 +193,7 @@ def _verified_and_approved(driver: KioskDriver, invoice: str) -> None:
 
 @given(parsers.parse('the applicant chose the eToken PIN "{pin}"'))
 def _chose_token_pin(driver: KioskDriver, pin: str) -> None:
+    driver.token_pin_value = pin
     driver.do("prepare_token", driver.pin(pin), Pin(pin))
     assert driver.error is None, driver.error
 
@@ -236,6 +238,7 @@ def _approves(driver: KioskDriver) -> None:
 
 @when(parsers.parse('the applicant chooses the eToken PIN "{pin}" twice'))
 def _chooses_pin(driver: KioskDriver, pin: str) -> None:
+    driver.token_pin_value = pin
     driver.do("prepare_token", driver.pin(pin), Pin(pin))
     assert driver.error is None, driver.error
 
@@ -265,9 +268,36 @@ def _whole_issuance(driver: KioskDriver, invoice: str) -> None:
     _generate_enroll_install(driver)
 
 
-@when("the eToken is pulled just before key generation")
+@when("the eToken is pulled just before the key pair is generated")
 def _pull_before_keygen(driver: KioskDriver) -> None:
-    driver.token.pull_before = "present"
+    driver.token.pull_before = "generate_key_pair"
+
+
+@when("the eToken is pulled just before the certificate request is signed")
+def _pull_before_csr(driver: KioskDriver) -> None:
+    driver.token.pull_before = "sign_csr"
+
+
+@when("the eToken reports its PIN blocked")
+def _lock_pin(driver: KioskDriver) -> None:
+    driver.token.lock_pin = True
+
+
+@when("the eToken works again")
+def _unlock_pin(driver: KioskDriver) -> None:
+    driver.token.lock_pin = False
+
+
+@when(parsers.parse("{name}'s ID card is put in the reader instead"))
+def _swap_card(driver: KioskDriver, name: str) -> None:
+    driver.stack.insert_card(HOLDERS[name])
+
+
+@when("the order is cancelled at the central service")
+def _cancel_at_central(driver: KioskDriver) -> None:
+    assert driver.stack.central is not None
+    invoice = driver.kiosk.store.load(driver.session_id).data["order"]["invoice"]
+    driver.stack.central.manage("cancel", invoice)
 
 
 @when("the eToken is inserted again")
@@ -462,3 +492,21 @@ def _install_and_print(driver: KioskDriver) -> None:
     for action in ("install", "print_receipt"):
         driver.do(action)
         assert driver.error is None, f"{action}: {driver.error!r}"
+
+
+@then("the kiosk asks for the eToken PIN again")
+def _asks_pin_again(driver: KioskDriver) -> None:
+    assert driver.flow.current(driver.session_id).data["pin_needed"] is True
+    assert driver.flow.resume_step(driver.session_id) is None
+    driver.pending_pin = None  # type: ignore[attr-defined]
+
+
+@then("the clerk cannot cancel a session whose certificate was issued")
+def _no_cancel_after_issue(driver: KioskDriver) -> None:
+    from kiosk.errors import StepOutOfOrder
+
+    other = driver.flow.begin("mn")
+    state = driver.kiosk.store.create("issued-session", "install", "mn", {})
+    with pytest.raises(StepOutOfOrder):
+        driver.flow.cancel(state.id, "applicant left")
+    assert driver.flow.cancel(other.session_id, "applicant left").step is IssuanceStep.CANCELLED

@@ -74,7 +74,7 @@ Feature: Issuing a qualified signature certificate at the registration office
     Given Ариун's ID card with register number "НЭ80000000" is in the reader
     And the applicant has been verified and approved with invoice "147314016754"
     And the applicant chose the eToken PIN "482916"
-    When the eToken is pulled just before key generation
+    When the eToken is pulled just before the key pair is generated
     And the kiosk generates the key
     Then the kiosk says "Э-Токен олдсонгүй. Дахин хийгээд үргэлжлүүлнэ үү."
     And the session is still at the keygen step
@@ -123,3 +123,70 @@ Feature: Issuing a qualified signature certificate at the registration office
     And the kiosk installs the certificate and prints the receipt
     Then the issuance is done
     And the eToken holds exactly one key pair
+
+  @fault
+  Scenario: The eToken pulled while the request is signed keeps its new key (fault-injected)
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    And the applicant chose the eToken PIN "482916"
+    When the eToken is pulled just before the certificate request is signed
+    And the kiosk generates the key
+    Then the kiosk says "Э-Токен олдсонгүй. Дахин хийгээд үргэлжлүүлнэ үү."
+    When the eToken is inserted again
+    And the kiosk generates the key, has the certificate issued and installs it
+    Then the issuance is done
+    And the eToken holds exactly one key pair
+
+  @fault
+  Scenario: A blocked eToken PIN before issuance prepares the eToken again (fault-injected)
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    And the applicant chose the eToken PIN "482916"
+    When the eToken reports its PIN blocked
+    And the kiosk generates the key
+    Then the kiosk says "Э-Токены ПИН түгжигдсэн тул Э-Токеныг дахин бэлтгэнэ."
+    And the session is still at the token step
+    When the eToken works again
+    And the applicant chooses the eToken PIN "591730" twice
+    And the kiosk generates the key, has the certificate issued and installs it
+    Then the issuance is done
+    And the eToken holds exactly one key pair
+
+  @resume
+  Scenario: After a restart, another person's card does not get the PIN
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the kiosk reads the ID card
+    And the kiosk restarts
+    And Эрдэнэ's ID card is put in the reader instead
+    And the applicant enters the ID-card PIN "730419"
+    Then the kiosk refuses with "Өөр иргэний үнэмлэх хийгдсэн байна."
+    And no PIN was asked of the card
+    And the session is still at the identity step
+
+  @resume
+  Scenario: A wrong eToken PIN after a restart is not kept for retries
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    And the applicant chose the eToken PIN "482916"
+    When the kiosk restarts
+    And the applicant enters the eToken PIN "111999"
+    And the kiosk generates the key
+    Then the kiosk says "ПИН код буруу. Дахин оролдоно уу."
+    And the kiosk asks for the eToken PIN again
+    When the applicant enters the eToken PIN "482916"
+    And the kiosk generates the key, has the certificate issued and installs it
+    Then the issuance is done
+
+  @refusal
+  Scenario: An order cancelled at the central service before issuance ends the session
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    And the applicant chose the eToken PIN "482916"
+    When the kiosk generates the key
+    And the order is cancelled at the central service
+    And the kiosk asks the central service to issue the certificate
+    Then the kiosk refuses with "захиалга цуцлагдсан"
+    And the session is still at the cancelled step
+    And the clerk cannot cancel a session whose certificate was issued

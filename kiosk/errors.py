@@ -55,6 +55,12 @@ class CardError(KioskError):
     recoverable = True
 
 
+class CardChanged(CardError):
+    """Another card than the one read for this session is in the reader; its PIN was not asked."""
+
+    key = "error.card_changed"
+
+
 class CardNotSupported(KioskError):
     key = "error.card_not_supported"
     recoverable = True
@@ -105,6 +111,13 @@ class DeviceNotReady(KioskError):
 class TokenError(KioskError):
     key = "error.token"
     recoverable = True
+
+
+class TokenSoPinUnknown(TokenError):
+    """The eToken's SO PIN is neither the factory one nor one this kiosk set: the clerk must reset it."""
+
+    key = "error.token_so_pin_unknown"
+    recoverable = False
 
 
 class KeyMismatch(KioskError):
@@ -165,3 +178,21 @@ class WrongToken(TokenError):
     """Another eToken than the one this issuance prepared is in the slot; ``data['serial']`` is the right one."""
 
     key = "error.wrong_token"
+
+
+class InvalidInput(KioskError):
+    """Input the workflow cannot use (an unknown document code, untransliterable letters); ``data['field']``."""
+
+    key = "error.invalid_input"
+    recoverable = True
+
+
+class SessionNotFound(KioskError):
+    key = "error.session_not_found"
+
+
+class TokenPinBlockedRestart(KioskError):
+    """The eToken's user PIN got blocked before any certificate was issued: the token is prepared again."""
+
+    key = "error.token_pin_blocked_restart"
+    recoverable = True

@@ -55,15 +55,23 @@ class Translator:
     def money(self, amount: int) -> str:
         return money(amount, self.currency, self.language)
 
+    def _refusal(self, reason: str, data: dict[str, Any]) -> str:
+        fields = {k: self.money(v) if k in ("total", "paid", "due") and isinstance(v, int) else v
+                  for k, v in data.items()}
+        return self(f"refusal.{reason}", **fields)
+
     def error(self, err: KioskError) -> str:
         """The error's message for the person at the kiosk, with its data spelled out."""
         data = dict(err.data)
         key = err.key
         if key == "error.invalid_pin" and data.get("attempts_remaining") is None:
             key = "error.invalid_pin_unknown"
+        if key == "error.order_not_found" and data.get("reason") == "bad_query":
+            key = "order.bad_query"
+        if key == "error.central_rejected" and f"refusal.{data.get('refusal')}" in self._texts:
+            data["reason"] = self._refusal(data["refusal"], data)    # the order changed at central: say how
         if "reason" in data and f"refusal.{data['reason']}" in self._texts:
-            fields = {k: self.money(v) if k in ("total", "paid", "due") else v for k, v in data.items()}
-            data["reason_text"] = self(f"refusal.{data['reason']}", **fields)
+            data["reason_text"] = self._refusal(data["reason"], data)
         if "rule" in data:
             data["rule_text"] = self(f"pin.rule.{data['rule']}", **data)
         if "device" in data:

@@ -39,16 +39,24 @@ from typing import Any
 from kiosk import register
 from kiosk.errors import (
     ApprovalIncomplete,
+    CardChanged,
+    CentralRejected,
     ConsentRequired,
     DeviceNotReady,
     HolderMismatch,
+    InvalidInput,
+    InvalidPin,
     KioskError,
     OrderNotFound,
     PaperOut,
+    PinBlocked,
     PinRequired,
     PrinterError,
+    SessionNotFound,
     StepOutOfOrder,
     TokenError,
+    TokenPinBlockedRestart,
+    TokenSoPinUnknown,
     WrongToken,
 )
 from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
@@ -63,6 +71,7 @@ from kiosk.ports import (
     SessionState,
     SessionStore,
     TokenPort,
+    TokenSession,
 )
 from kiosk.receipt import ReceiptFacts, build_receipt
 
@@ -166,7 +175,13 @@ class Issuance:
         return self._result(state)
 
     def current(self, session_id: str) -> StepResult:
-        return self._result(self.store.load(session_id))
+        return self._result(self._load(session_id))
+
+    def _load(self, session_id: str) -> SessionState:
+        try:
+            return self.store.load(session_id)
+        except KeyError:
+            raise SessionNotFound(session_id=session_id) from None
 
     def unfinished(self) -> list[StepResult]:
         """Sessions a restarted kiosk must resume (oldest first)."""
@@ -176,7 +191,7 @@ class Issuance:
         self._pins.pop(session_id, None)
 
     def _expect(self, session_id: str, step: IssuanceStep) -> SessionState:
-        state = self.store.load(session_id)
+        state = self._load(session_id)
         if state.step != step.value:
             raise StepOutOfOrder(session_id=session_id, expected=step.value, actual=state.step)
         return state
@@ -226,10 +241,19 @@ class Issuance:
         return view
 
     def cancel(self, session_id: str, reason: str) -> StepResult:
-        state = self.store.load(session_id)
-        if state.step in (IssuanceStep.DONE.value, IssuanceStep.CANCELLED.value):
+        """End a session that has no certificate yet (from install on, one was issued: it must be installed).
+
+        A session cancelled at enrollment may have had its certificate issued before a crash; the
+        event names the idempotency key so the central service can find and revoke it.
+        """
+        state = self._load(session_id)
+        step = IssuanceStep(state.step)
+        if step in (IssuanceStep.DONE, IssuanceStep.CANCELLED):
             return self._result(state)
-        return self._advance(state, IssuanceStep.CANCELLED, dict(state.data), "cancelled", reason=reason)
+        if step in (IssuanceStep.INSTALL, IssuanceStep.RECEIPT):
+            raise StepOutOfOrder(session_id=session_id, expected="install", actual=state.step)
+        return self._advance(state, IssuanceStep.CANCELLED, dict(state.data), "cancelled", reason=reason,
+                             idempotency_key=state.data.get("idempotency_key"))
 
     # -- 1. consent -----------------------------------------------------------------------------------------
     def consent(self, session_id: str, accepted: bool) -> StepResult:
@@ -289,9 +313,13 @@ class Issuance:
         challenge = secrets.token_bytes(32)
         with self._timed(data, IssuanceStep.IDENTITY):
             try:
-                # The adapter re-reads the certificate if the card was reconnected and refuses to send
-                # the PIN to another card (CardError reason card_changed), so the card read is the card proved.
-                self.idcard.authenticate(pin, challenge)
+                # Only the card this session read (and matched to the order) gets the PIN: after a
+                # restart or a swap, another card in the reader is refused before VERIFY.
+                self.idcard.authenticate(pin, challenge, int(data["card"]["certificate_serial"], 16))
+            except CardChanged:
+                data.pop("card")       # read the card again (and match its holder) before any PIN
+                self.store.transition(state, state.step, data, {"kind": "identity.card_changed"})
+                raise
             except KioskError as err:
                 self.store.transition(state, state.step, data, {"kind": "identity.pin_failed", **err.data})
                 raise
@@ -307,7 +335,10 @@ class Issuance:
     # -- 4. clerk approval -------------------------------------------------------------------------------------
     def approve(self, session_id: str, clerk_id: str, documents: Iterable[str], by_proxy: bool) -> StepResult:
         state = self._expect(session_id, IssuanceStep.APPROVAL)
-        ticked = {Document(d) for d in documents}
+        try:
+            ticked = {Document(d) for d in documents}
+        except ValueError as err:
+            raise InvalidInput(str(err), field="documents") from err
         missing = [d.value for d in required_documents(by_proxy) if d not in ticked]
         if missing:
             raise ApprovalIncomplete(missing=missing)
@@ -325,7 +356,7 @@ class Issuance:
         order = Order.from_dict(data["order"])
         with self._timed(data, IssuanceStep.TOKEN):
             info = self.token.present()
-            label = f"{self.policy.token_label_prefix} {register.to_ascii(order.holder.register_number)}"[:32]
+            label = f"{self.policy.token_label_prefix} {_ascii_register(order)}"[:32]
             self._initialise(info.serial, label, new_pin)
         self._pins[session_id] = new_pin
         data["token"] = {"serial": info.serial, "model": info.model, "label": label}
@@ -352,16 +383,32 @@ class Issuance:
                 if err.data.get("reason") != "so_pin_incorrect":
                     raise
                 last = err
-        raise last or TokenError(reason="so_pin_unknown", serial=serial)
+        # Neither ours nor the factory's: prepared by someone else.  Final, so that nobody retries
+        # into an SO PIN lockout; the clerk resets the token with its vendor tool.
+        raise TokenSoPinUnknown(serial=serial) from last
 
     def _token_pin(self, session_id: str, pin: Pin | None) -> Pin:
+        """The PIN given now, else the one the token accepted earlier in this process; else PinRequired."""
         if pin is not None:
-            self._pins[session_id] = pin
             return pin
         try:
             return self._pins[session_id]
         except KeyError:
             raise PinRequired() from None
+
+    @contextmanager
+    def _token_session(self, state: SessionState, serial: str, pin: Pin) -> Iterator[TokenSession]:
+        """Log in; remember the PIN only once the token accepted it, forget it when it refuses it."""
+        try:
+            with self.token.session(serial, pin) as session:
+                self._pins[state.id] = pin
+                yield session
+        except (InvalidPin, PinBlocked) as err:
+            self.forget_pin(state.id)
+            self.store.transition(state, state.step, dict(state.data),
+                                  {"kind": "token.pin_refused", "blocked": isinstance(err, PinBlocked),
+                                   "attempts_remaining": err.data.get("attempts_remaining")})
+            raise
 
     def _check_token(self, data: dict[str, Any]) -> str:
         serial: str = data["token"]["serial"]
@@ -379,12 +426,18 @@ class Issuance:
         order = Order.from_dict(data["order"])
         with self._timed(data, IssuanceStep.KEYGEN):
             serial = self._check_token(data)
-            with self.token.session(serial, user_pin) as session:
-                spki = session.find_public_key(key_id)
-                reused = spki is not None
-                if spki is None:
-                    spki = session.generate_key_pair(key_id, data["token"]["label"], self.policy.key_algorithm)
-                csr = session.sign_csr(key_id, register.to_ascii(order.holder.register_number))
+            try:
+                with self._token_session(state, serial, user_pin) as session:
+                    spki = session.find_public_key(key_id)
+                    reused = spki is not None
+                    if spki is None:
+                        spki = session.generate_key_pair(key_id, data["token"]["label"], self.policy.key_algorithm)
+                    csr = session.sign_csr(key_id, _ascii_register(order))
+            except PinBlocked as err:
+                # Nothing is issued yet: the token is prepared again (the kiosk holds its SO PIN).
+                self._advance(self.store.load(session_id), IssuanceStep.TOKEN, dict(state.data),
+                              "token.reprepare", reason="user_pin_blocked")
+                raise TokenPinBlockedRestart(serial=serial) from err
         data["csr"] = base64.b64encode(csr).decode()
         data["public_key_sha256"] = hashlib.sha256(spki).hexdigest()
         return self._advance(state, IssuanceStep.ENROLLMENT, data, "key.generated",
@@ -396,8 +449,14 @@ class Issuance:
         state = self._expect(session_id, IssuanceStep.ENROLLMENT)
         data = dict(state.data)
         with self._timed(data, IssuanceStep.ENROLLMENT):
-            issued = self.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]),
-                                         data["idempotency_key"])
+            try:
+                issued = self.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]),
+                                             data["idempotency_key"])
+            except CentralRejected as err:
+                # The order changed at central (cancelled, unpaid) or the request was refused: this
+                # session cannot go on; the applicant sees why, the journal keeps it.
+                self._advance(state, IssuanceStep.CANCELLED, data, "enrollment.refused", **err.data)
+                raise
         data["certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
                                "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
                                "not_after": issued.not_after.isoformat()}
@@ -413,7 +472,7 @@ class Issuance:
         self._prepare_receipt(SessionState(state.id, state.step, state.version, state.language, data))
         with self._timed(data, IssuanceStep.INSTALL):
             serial = self._check_token(data)
-            with self.token.session(serial, user_pin) as session:
+            with self._token_session(state, serial, user_pin) as session:
                 session.install_certificate(bytes.fromhex(data["key_id"]), data["token"]["label"],
                                             _pem_to_der(cert["pem"]), [_pem_to_der(p) for p in cert["chain"]])
         self.forget_pin(session_id)   # no further token operation needs it
@@ -451,8 +510,9 @@ class Issuance:
             return None
         try:
             return future.result()
-        except KioskError:
-            return None       # printing renders again and reports the error where it belongs
+        except Exception:   # any failure: printing renders again and reports the error where it belongs
+            log.warning("receipt pre-render failed; rendering again to print", exc_info=True)
+            return None
 
     def print_receipt(self, session_id: str) -> StepResult:
         """Print the receipt; a printer fault still completes the issuance, with the receipt kept for reprint."""
@@ -479,7 +539,7 @@ class Issuance:
 
     def reprint(self, session_id: str) -> bytes:
         """Print a kept receipt again (marked as a reprint); returns the rendered PNG."""
-        state = self.store.load(session_id)
+        state = self._load(session_id)
         if state.step != IssuanceStep.DONE.value:
             raise StepOutOfOrder(session_id=session_id, expected=IssuanceStep.DONE.value, actual=state.step)
         receipt = self._receipt(state, reprint=True)
@@ -492,7 +552,7 @@ class Issuance:
     # -- driving ------------------------------------------------------------------------------------------------
     def resume_step(self, session_id: str) -> Callable[[], StepResult] | None:
         """The call that continues a session whose step needs no new input, or None."""
-        state = self.store.load(session_id)
+        state = self._load(session_id)
         step = IssuanceStep(state.step)
         if step is IssuanceStep.ENROLLMENT:
             return lambda: self.enroll(session_id)
@@ -514,6 +574,13 @@ def _holder_mismatch(order: Order, identity: CardIdentity) -> str | None:
     if not wanted <= card_names:
         return "name"
     return None
+
+
+def _ascii_register(order: Order) -> str:
+    try:
+        return register.to_ascii(order.holder.register_number)
+    except ValueError as err:
+        raise InvalidInput(str(err), field="register_number") from err
 
 
 def _pem_to_der(pem: str) -> bytes:

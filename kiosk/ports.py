@@ -45,10 +45,12 @@ class IdCardPort(Protocol):
         """
         ...
 
-    def authenticate(self, pin: Pin, challenge: bytes) -> None:
+    def authenticate(self, pin: Pin, challenge: bytes, expected_serial: int | None = None) -> None:
         """VERIFY the PIN, have the card sign ``challenge`` and check that signature with its certificate.
 
-        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed.
+        The PIN goes only to the card whose certificate serial is ``expected_serial``; another card
+        raises CardChanged before any PIN is sent.  Raises InvalidPin(attempts_remaining=n),
+        PinBlocked, CardAuthenticationFailed.
         """
         ...
 

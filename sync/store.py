@@ -81,7 +81,9 @@ class KioskStore:
         conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoint, never corrupt
+        # FULL: a committed step survives a power cut (NORMAL may roll the last commits back, and a
+        # saved SO PIN or a recorded key generation must never be lost).
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
         self._fernet = Fernet(key)

@@ -22,6 +22,7 @@ from devices.piv import INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_VERIFY
 from devices.sim.national_ca import CardHolder, CardPersonalisation, NationalIdCa
 from devices.sim.vcard import VirtualPivCard
 from kiosk.errors import (
+    CardChanged,
     CardError,
     CertificateInvalid,
     DeviceNotReady,
@@ -242,10 +243,9 @@ def test_another_card_inserted_before_the_pin(id_reader: IdCardReader, insert_ca
     assert wait_for_removal(reader_name, INSERT_TIMEOUT)
     other = insert_card(national_ca.issue_card(CardHolder("Сүх", "Бат", "УБ99010101"), "p256"))
 
-    with pytest.raises(CardError) as caught:
+    with pytest.raises(CardChanged):
         id_reader.authenticate(RIGHT_PIN, b"c" * 32)
 
-    assert caught.value.data["reason"] == "card_changed"
     assert INS_VERIFY not in [ins for ins, _ in other.apdu_log]      # the PIN never went to it
 
 
@@ -382,3 +382,12 @@ def test_next_applicants_card_swapped_in_quickly_is_read(reader_name: str, natio
         reader.authenticate(RIGHT_PIN, os.urandom(32))
     finally:
         reader.close()
+
+
+def test_pin_goes_only_to_the_card_the_session_read(id_reader: IdCardReader, insert_card: InsertCard,
+                                                    rsa_card: CardPersonalisation) -> None:
+    card = insert_card(rsa_card)
+    with pytest.raises(CardChanged):
+        id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_serial=rsa_card.certificate.serial_number + 1)
+    assert INS_VERIFY not in [ins for ins, _ in card.apdu_log]
+    id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_serial=rsa_card.certificate.serial_number)
