@@ -50,10 +50,11 @@ class CrashingStore:
         self._inner = inner
         self._crash_on = crash_on
 
-    def transition(self, state: Any, to_step: str, data: dict[str, Any], event: dict[str, Any]) -> Any:
+    def transition(self, state: Any, to_step: str, data: dict[str, Any], event: dict[str, Any],
+                   durable: bool = False) -> Any:
         if event.get("kind") == self._crash_on:
             raise PowerCut(self._crash_on)
-        return self._inner.transition(state, to_step, data, event)
+        return self._inner.transition(state, to_step, data, event, durable)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -206,9 +206,9 @@ class Issuance:
             timings[step.value] = round(timings.get(step.value, 0.0) + (time.perf_counter() - start) * 1000, 3)
 
     def _advance(self, state: SessionState, to: IssuanceStep, data: dict[str, Any], kind: str,
-                 **event: Any) -> StepResult:
+                 durable: bool = False, **event: Any) -> StepResult:
         final = to in (IssuanceStep.DONE, IssuanceStep.CANCELLED)
-        new = self.store.transition(state, to.value, data, {"kind": kind, "final": final, **event})
+        new = self.store.transition(state, to.value, data, {"kind": kind, "final": final, **event}, durable)
         log.info("step %s -> %s", state.step, to.value,
                  extra={"session": state.id, "event": kind, "version": new.version,
                         "step_ms": data.get("timings_ms", {}).get(state.step)})
@@ -363,8 +363,10 @@ class Issuance:
         # Chosen now and persisted with the transition, so a retried keygen/enrollment reuses them.
         data["key_id"] = secrets.token_hex(16)
         data["idempotency_key"] = uuid.uuid4().hex
-        return self._advance(state, IssuanceStep.KEYGEN, data, "token.initialised", token_serial=info.serial,
-                             model=info.model)
+        # Durable: the key id and idempotency key must outlive a power cut once the key may exist
+        # and the certificate may be issued under them.
+        return self._advance(state, IssuanceStep.KEYGEN, data, "token.initialised", durable=True,
+                             token_serial=info.serial, model=info.model)
 
     def _initialise(self, serial: str, label: str, user_pin: Pin) -> None:
         stored = self.store.token_secret(serial)

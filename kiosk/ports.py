@@ -231,15 +231,18 @@ class SessionStore(Protocol):
         ...
 
     def transition(self, state: SessionState, to_step: str, data: dict[str, Any],
-                   event: dict[str, Any]) -> SessionState:
+                   event: dict[str, Any], durable: bool = False) -> SessionState:
         """Persist the new step and data, a journal row and an outbox event in one transaction.
+
+        ``durable``: the commit must survive a power cut before the caller goes on (it precedes a
+        side effect outside the kiosk); other commits may be lost to one, but never half-written.
 
         Fails (StepOutOfOrder) when ``state.version`` is no longer current: another writer moved on.
         """
         ...
 
     def save_token_secret(self, token_serial: str, so_pin: str) -> None:
-        """Keep the token's SO PIN, encrypted at rest; never in clear."""
+        """Keep the token's SO PIN, encrypted at rest, never in clear; durable when this returns."""
         ...
 
     def token_secret(self, token_serial: str) -> str | None:

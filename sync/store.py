@@ -13,6 +13,8 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +83,10 @@ class KioskStore:
         conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed step survives a power cut (NORMAL may roll the last commits back, and a
-        # saved SO PIN or a recorded key generation must never be lost).
-        self.db.execute("PRAGMA synchronous=FULL")
+        # WAL + NORMAL never corrupts, but a power cut may roll back the last commits; commits that
+        # precede a side effect outside the kiosk (an SO PIN about to be set, the key id about to be
+        # used) are made durable one by one (see _durable).  A synced commit also makes every earlier one durable.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
         self._fernet = Fernet(key)
@@ -124,12 +127,25 @@ class KioskStore:
             rows = list(self.db.table("sessions").rows_where("finished_at is null", order_by="created_at"))
         return [self._state(r) for r in rows]
 
+    @contextmanager
+    def _durable(self, durable: bool = True) -> Iterator[None]:
+        """One transaction, fsynced at commit when ``durable`` (synchronous=FULL for it alone)."""
+        with self._lock:
+            if durable:
+                self.db.execute("PRAGMA synchronous=FULL")
+            try:
+                with self.db.atomic():
+                    yield
+            finally:
+                if durable:
+                    self.db.execute("PRAGMA synchronous=NORMAL")
+
     def transition(self, state: SessionState, to_step: str, data: dict[str, Any],
-                   event: dict[str, Any]) -> SessionState:
+                   event: dict[str, Any], durable: bool = False) -> SessionState:
         now = _now()
         version = state.version + 1
         finished = now if event.get("final") else None
-        with self._lock, self.db.atomic():
+        with self._durable(durable):
             cursor = self.db.execute(
                 "update sessions set step = ?, version = ?, data = ?, updated_at = ?, "
                 "finished_at = coalesce(?, finished_at) where id = ? and version = ?",
@@ -170,7 +186,7 @@ class KioskStore:
 
     # -- token secrets -----------------------------------------------------------------------------------
     def save_token_secret(self, token_serial: str, so_pin: str) -> None:
-        with self._lock, self.db.atomic():
+        with self._durable():
             self.db.table("token_secrets").upsert({"token_serial": token_serial,
                                              "so_pin": self._fernet.encrypt(so_pin.encode()),
                                              "created_at": _now()}, pk="token_serial")

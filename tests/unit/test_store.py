@@ -82,3 +82,21 @@ def test_wrong_key_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "bad.key").write_text("not a key")
     with pytest.raises(ConfigError):
         load_or_create_key(tmp_path / "bad.key")
+
+
+def test_durable_commit_syncs_only_itself(store: KioskStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    execute = store.db.execute
+
+    def spy(sql: str, *args: object) -> object:
+        if sql.startswith("PRAGMA synchronous"):
+            seen.append(sql)
+        return execute(sql, *args)
+
+    monkeypatch.setattr(store.db, "execute", spy)
+    s = store.create("s1", "token", "mn", {})
+    s = store.transition(s, "keygen", {"key_id": "ab"}, {"kind": "token.initialised"}, durable=True)
+    store.transition(s, "enrollment", {}, {"kind": "key.generated"})
+    store.save_token_secret("T1", "0e4c9a7715d3b2f8")
+    assert seen == ["PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL"] * 2
+    assert store.db.execute("pragma synchronous").fetchone()[0] == 1   # NORMAL between durable commits
