@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -58,9 +59,8 @@ class PcscdError(RuntimeError):
     """The private pcscd did not come up (log in ``workdir/pcscd.log``)."""
 
 
-def _ports_in_use() -> set[int]:
-    """Local TCP ports with any socket (any state), from /proc/net/tcp{,6}; never connects."""
-    used: set[int] = set()
+def _tcp_sockets() -> Iterator[list[str]]:
+    """The fields of every row of /proc/net/tcp{,6} (local address is field 1, state 3, inode 9)."""
     for table in _TCP_TABLES:
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -68,23 +68,21 @@ def _ports_in_use() -> set[int]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) > 1 and ":" in fields[1]:
-                used.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return used
+            if len(fields) > 9 and ":" in fields[1]:
+                yield fields
+
+
+def _local_port(fields: list[str]) -> int:
+    return int(fields[1].rsplit(":", 1)[1], 16)
+
+
+def _ports_in_use() -> set[int]:
+    """Local TCP ports with any socket (any state), from /proc/net/tcp{,6}; never connects."""
+    return {_local_port(fields) for fields in _tcp_sockets()}
 
 
 def _listening_inodes(port: int) -> set[str]:
-    inodes: set[str] = set()
-    for table in _TCP_TABLES:
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    return inodes
+    return {f[9] for f in _tcp_sockets() if f[3] == _LISTEN and _local_port(f) == port}
 
 
 def _socket_inodes(pid: int) -> set[str]:
