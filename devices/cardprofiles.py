@@ -106,11 +106,11 @@ def register_profile(profile: CardProfile, *, replace: bool = False) -> None:
 
 
 def get_profile(name: str) -> CardProfile:
-    """The profile called ``name``.  Raises ConfigError(setting='id_card.profile') when unknown."""
+    """The profile called ``name``.  Raises ConfigError(setting='idcard.profile') when unknown."""
     try:
         return _PROFILES[name]
     except KeyError:
-        raise ConfigError(f"unknown card profile {name!r}", setting="id_card.profile",
+        raise ConfigError(f"unknown card profile {name!r}", setting="idcard.profile",
                           known=sorted(_PROFILES)) from None
 
 

@@ -90,4 +90,6 @@ def build(cfg: Config, token: TokenPort | None = None) -> Kiosk:
     if token is None:
         token = Pkcs11Token(str(cfg.token.module), rescan=cfg.token.rescan)
     printer = EscPosPrinter(printer_target(cfg), width_px=cfg.printer.width_px)
-    return Kiosk(cfg, store, central, idcard, token, printer)
+    kiosk = Kiosk(cfg, store, central, idcard, token, printer)
+    kiosk.housekeeping()     # at every start: personal data is kept only as long as needed
+    return kiosk

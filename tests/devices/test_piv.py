@@ -382,7 +382,7 @@ def test_unknown_profile_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError) as caught:
         get_profile("no-such-card")
-    assert caught.value.data["setting"] == "id_card.profile"
+    assert caught.value.data["setting"] == "idcard.profile"
 
 
 def test_a_national_profile_can_be_added(monkeypatch: pytest.MonkeyPatch, rsa_vcard: VirtualPivCard) -> None:
