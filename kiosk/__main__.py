@@ -25,29 +25,51 @@ def cmd_config(path: Path | None) -> int:
 
 
 def cmd_check(path: Path | None) -> int:
+    """One line per part: ``ok`` or ``FAIL`` with the error key; exit 1 when anything failed."""
     from kiosk import app
+    from kiosk.ports import PrinterStatus
 
     cfg = config.load(path)
     kiosk = app.build(cfg)
+
+    def central() -> str:
+        try:
+            kiosk.central.find_order("invoice", "000000000000")
+        except KioskError as err:
+            if err.key != "error.order_not_found":    # any other answer means it is not usable
+                raise
+        return cfg.central.url
+
+    def reader() -> str:
+        kiosk.idcard.wait_for_card(0.5)
+        return f"{cfg.idcard.reader or 'first reader'}: card present"
+
+    def token() -> str:
+        info = kiosk.token.present()
+        return f"{info.model} {info.serial} {info.label!r}"
+
+    def printer() -> str:
+        status = kiosk.printer.status()
+        if status in (PrinterStatus.PAPER_OUT, PrinterStatus.OFFLINE):
+            raise PrinterNotReady(status.value)
+        return status.value
+
     failures = 0
-    checks = {
-        "central": lambda: kiosk.central.find_order("invoice", "000000000000"),
-        "reader": lambda: kiosk.idcard.wait_for_card(0.5),
-        "token": lambda: (lambda t: f"{t.model} {t.serial} {t.label!r}")(kiosk.token.present()),
-        "printer": lambda: kiosk.printer.status().value,
-    }
     try:
-        for name, check in checks.items():
+        for name, check in (("central", central), ("reader", reader), ("token", token), ("printer", printer)):
             try:
-                result = check()
-                print(f"{name:8} ok     {result if isinstance(result, str) else ''}".rstrip())
-            except KioskError as err:
-                ok = name == "central" and err.key == "error.order_not_found"   # it answered
-                failures += 0 if ok else 1
-                print(f"{name:8} {'ok' if ok else 'FAIL':6} {err.key} {err.data or ''} {err.detail}".rstrip())
+                print(f"{name:8} ok     {check()}")
+            except (KioskError, PrinterNotReady) as err:
+                failures += 1
+                detail = f"{err.key} {err.data or ''} {err.detail}" if isinstance(err, KioskError) else str(err)
+                print(f"{name:8} FAIL   {detail}".rstrip())
     finally:
         kiosk.close()
     return 1 if failures else 0
+
+
+class PrinterNotReady(Exception):
+    """The printer answered, but cannot print now (paper out, offline)."""
 
 
 def main(argv: list[str] | None = None) -> int:
