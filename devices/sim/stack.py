@@ -47,7 +47,12 @@ class SimulatedStack:
     token_serials: list[str] = field(default_factory=list)
 
     def start(self, pcscd: PrivatePcscd | None = None, central: CentralServer | None = None) -> SimulatedStack:
-        """Start what is not given; a shared pcscd or central may be passed in (test sessions)."""
+        """Start what is not given; a shared pcscd or central may be passed in (test sessions).
+
+        Starting a started stack does nothing (``with stack.start(...)`` is safe).
+        """
+        if self.central is not None:
+            return self
         self.workdir = Path(self.workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
