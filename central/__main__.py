@@ -57,12 +57,14 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
     pki.write_chain(data_dir / CHAIN_FILE, issuing)
     if args.demo_data:
         clerk.load_orders_file(DEMO_ORDERS)
-    # The demo kiosk's credential (other kiosks: add-kiosk); its token stays valid across restarts.
-    token_path = data_dir / TOKEN_FILE
-    known = token_path.read_text(encoding="ascii").strip() if token_path.exists() else None
-    token = auth.ensure_token(DEMO_KIOSK_ID, known)
-    if token != known:
-        _write_private(token_path, token + "\n")
+    # The demo kiosk's credential, only with the demo data (other kiosks: add-kiosk); its token stays
+    # valid across restarts, and a revoked demo kiosk is not brought back.
+    if args.demo_data:
+        token_path = data_dir / TOKEN_FILE
+        known = token_path.read_text(encoding="ascii").strip() if token_path.exists() else None
+        token = auth.ensure_token(DEMO_KIOSK_ID, known)
+        if token is not None and token != known:
+            _write_private(token_path, token + "\n")
 
     server = waitress.create_server(
         get_wsgi_application(), host=args.host, port=args.port, threads=args.threads,
@@ -219,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to bind {args.host}: not a loopback address (add --allow-remote)", file=sys.stderr)
         return 2
     data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV) or "central-data")).resolve()
+    os.umask(0o077)     # the database holds holders' personal data and token digests: owner only
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.chmod(0o700)
     os.environ[DATA_DIR_ENV] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "central.settings"
     if args.command == "serve":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from central import DATA_DIR_ENV
@@ -17,15 +18,27 @@ DATA_DIR = Path(os.environ.get(DATA_DIR_ENV, "central-data")).resolve()
 
 def _secret_key(path: Path) -> str:
     """The per-installation Django secret, created on first use (mode 0600)."""
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(key)
-        return key
+    for _ in range(50):
+        try:
+            key = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(50)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(key)
+            try:
+                os.link(tmp, path)       # atomic: the first process to start wins, whole file or none
+            except FileExistsError:
+                continue                 # another process won; read its key
+            finally:
+                tmp.unlink()
+            return key
+        if key:
+            return key
+        time.sleep(0.01)                 # an older installation writing in place: wait for it
+    raise RuntimeError(f"{path} stays empty")
 
 
 SECRET_KEY = _secret_key(DATA_DIR / "secret-key")

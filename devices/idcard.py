@@ -111,6 +111,10 @@ def validate_chain(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certific
     if not isinstance(usage, x509.KeyUsage) or not usage.digital_signature:
         raise CertificateInvalid("certificate may not be used for authentication", reason="key_usage",
                                  subject=_subject(leaf))
+    constraints = _extension(leaf, x509.BasicConstraints)
+    if isinstance(constraints, x509.BasicConstraints) and constraints.ca:
+        raise CertificateInvalid("a CA certificate is not a person's card", reason="leaf_is_ca",
+                                 subject=_subject(leaf))
     path = [leaf]
     current = leaf
     for _ in range(_MAX_CHAIN_DEPTH):

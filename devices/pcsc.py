@@ -204,6 +204,7 @@ class PcscConnection:
         self.apdu_count = 0
         self.apdu_seconds = 0.0
         self.connect_seconds = 0.0     # SCardListReaders/SCardConnect/SCardDisconnect, for benchmarks
+        self._reset_on_drop = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -265,7 +266,8 @@ class PcscConnection:
         return self._card
 
     def _drop(self) -> None:
-        self.disconnect(reset=False)
+        # Inside a reset_after transaction (a PIN may be verified) the card is reset even when dropped.
+        self.disconnect(reset=self._reset_on_drop)
 
     # -- transactions ---------------------------------------------------------------------------------
     @contextmanager
@@ -275,6 +277,7 @@ class PcscConnection:
         Yields what happened to the card session since the last operation.  ``reset_after``
         resets the card when the transaction ends (drops the PIN's verified status).
         """
+        self._reset_on_drop = reset_after
         state = CardSession.SAME
         if self._card is None:
             self.connect()
@@ -299,6 +302,7 @@ class PcscConnection:
                 disposition = scard.SCARD_RESET_CARD if reset_after else scard.SCARD_LEAVE_CARD
                 if scard.SCardEndTransaction(card.hcard, disposition) != scard.SCARD_S_SUCCESS:
                     self._drop()               # the next operation connects afresh
+            self._reset_on_drop = False
 
     def _reconnect(self) -> None:
         """Acknowledge a reset on the same handle; falls back to a new connection."""

@@ -177,12 +177,15 @@ class PivApplicationInfo:
         """Parse SELECT's response data.  An empty response is accepted (some cards send none)."""
         if not data:
             return cls(aid=b"")
-        fields = tlv_dict(_unwrap(data, TAG_APPLICATION_PROPERTY))
-        algorithms: list[int] = []
-        if TAG_ALGORITHMS in fields:
-            for tag, value in _items(fields[TAG_ALGORITHMS]):
-                if tag == TAG_ALGORITHM_ID and len(value) == 1:
-                    algorithms.append(value[0])
+        try:
+            fields = tlv_dict(_unwrap(data, TAG_APPLICATION_PROPERTY))
+            algorithms: list[int] = []
+            if TAG_ALGORITHMS in fields:
+                for tag, value in _items(fields[TAG_ALGORITHMS]):
+                    if tag == TAG_ALGORITHM_ID and len(value) == 1:
+                        algorithms.append(value[0])
+        except TlvError as err:
+            raise CardError("malformed SELECT response", reason="malformed_select") from err
         return cls(
             aid=fields.get(TAG_AID, b""),
             label=fields.get(TAG_APPLICATION_LABEL, b"").decode("utf-8", "replace"),

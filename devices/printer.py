@@ -265,14 +265,14 @@ class EscPosPrinter:
         backend = self._backend()
         try:
             backend.open()
-        except (EscposError, OSError, RuntimeError) as err:
+            if self.target.kind == "network":
+                sock = backend.device
+                if isinstance(sock, socket.socket):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (EscposError, OSError, RuntimeError, ValueError) as err:   # ValueError: pyusb's NoBackendError
             self._close(backend)
             raise DeviceNotReady(f"printer unreachable: {self._where()}: {err}",
                                  device="printer", reason="unreachable") from err
-        if self.target.kind == "network":
-            sock = backend.device
-            if isinstance(sock, socket.socket):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return backend
 
     def _query_status(self, backend: Escpos) -> PrinterStatus:

@@ -19,6 +19,7 @@ YEAR_PRICE_MNT = 40_000
 ETOKEN_PRICE_MNT = 40_000
 VAT_PERCENT = 10
 INVOICE_PATTERN = re.compile(r"^\d{12}$")
+X520_MAX_LENGTH = 64    # ub-common-name, ub-organization-name, ub-title … (RFC 5280 appendix A)
 
 
 @unique
@@ -40,6 +41,7 @@ class OrderRefusal(Enum):
     ALREADY_ISSUED = "already_issued"
     CANCELLED = "cancelled"
     INVALID_TERM = "invalid_term"
+    INVALID_DATA = "invalid_data"      # a field cannot be written into a certificate
 
 
 @unique
@@ -202,6 +204,7 @@ def check_may_proceed(order: Order) -> Fees:
         raise OrderNotPayable(reason=OrderRefusal.ALREADY_ISSUED.value, invoice=order.invoice)
     if not order.confirmed or order.status is OrderStatus.AWAITING_CONFIRMATION:
         raise OrderNotPayable(reason=OrderRefusal.NOT_CONFIRMED.value, invoice=order.invoice)
+    _check_certificate_fields(order)
     fees = order.fees
     if order.paid_mnt <= 0:
         raise OrderNotPayable(reason=OrderRefusal.UNPAID.value, invoice=order.invoice, total=fees.total)
@@ -209,6 +212,20 @@ def check_may_proceed(order: Order) -> Fees:
         raise OrderNotPayable(reason=OrderRefusal.UNDERPAID.value, invoice=order.invoice,
                               total=fees.total, paid=order.paid_mnt, due=fees.total - order.paid_mnt)
     return fees
+
+
+def _check_certificate_fields(order: Order) -> None:
+    """Refuse, before any token is touched, an order whose data cannot go into a certificate."""
+    fields = {"name": order.holder.full_name, "organisation": order.organisation,
+              "department": order.department, "position": order.position}
+    for name, value in fields.items():
+        if len(value) > X520_MAX_LENGTH:
+            raise OrderNotPayable(reason=OrderRefusal.INVALID_DATA.value, invoice=order.invoice, field=name)
+    try:
+        register.to_ascii(order.holder.register_number)
+    except ValueError:
+        raise OrderNotPayable(reason=OrderRefusal.INVALID_DATA.value, invoice=order.invoice,
+                              field="register_number") from None
 
 
 @unique

@@ -30,11 +30,16 @@ def issue_token(kiosk_id: str) -> str:
     return token
 
 
-def ensure_token(kiosk_id: str, known_token: str | None) -> str:
-    """Keep ``known_token`` if it is the kiosk's current, unrevoked token; otherwise issue a new one."""
+def ensure_token(kiosk_id: str, known_token: str | None) -> str | None:
+    """Keep ``known_token`` if it is the kiosk's current, unrevoked token; issue one for a new kiosk.
+
+    A kiosk whose credential was revoked gets none (None): revocation lasts across restarts.
+    """
     if known_token and KioskCredential.objects.filter(
             kiosk_id=kiosk_id, token_sha256=token_digest(known_token), revoked_at__isnull=True).exists():
         return known_token
+    if KioskCredential.objects.filter(kiosk_id=kiosk_id, revoked_at__isnull=False).exists():
+        return None
     return issue_token(kiosk_id)
 
 

@@ -29,7 +29,7 @@ from central.orders.errors import ApiError
 from central.orders.models import Enrollment, Order, OrderStatus
 from kiosk import register
 from kiosk.errors import OrderNotPayable
-from kiosk.order import check_may_proceed
+from kiosk.order import X520_MAX_LENGTH, check_may_proceed
 
 COUNTRY = "MN"
 PROFILE = "qualified"
@@ -101,6 +101,11 @@ def subject_for(order: Order) -> x509.Name:
     if not _PRINTABLE_STRING.match(serial_number):
         raise ApiError(409, "order_invalid", "the order's register number cannot be written to a certificate",
                        field="register_number")
+    for field, value in (("name", full_name), ("organisation", order.organisation_name),
+                         ("department", order.department), ("position", order.position)):
+        if len(value) > X520_MAX_LENGTH:     # cryptography would refuse it: a 409, not a 500
+            raise ApiError(409, "order_invalid", f"the order's {field} is longer than a certificate allows",
+                           field=field)
     attributes = [x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY)]
     if order.organisation_name:
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, order.organisation_name))
@@ -121,7 +126,7 @@ def subject_for(order: Order) -> x509.Name:
 
 
 def extensions_for(order: Order) -> list[x509.Extension[Any]]:
-    """Key usage (critical), EKU, the Class-3 policy and, if known, the holder's e-mail as rfc822Name."""
+    """Key usage (critical), EKU, the Class-3 policy and, if known and ASCII, the holder's e-mail as rfc822Name."""
     key_usage = x509.KeyUsage(
         digital_signature=True, content_commitment=True, key_encipherment=False, data_encipherment=False,
         key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False)
@@ -133,7 +138,7 @@ def extensions_for(order: Order) -> list[x509.Extension[Any]]:
             x509.PolicyInformation(pki.POLICY_CLASS3, [x509.UserNotice(None, pki.POLICY_CLASS3_NOTICE)]),
         ])),
     ]
-    if order.email:
+    if order.email and order.email.isascii():    # rfc822Name is IA5String; SmtpUTF8Mailbox is not offered
         extensions.append(x509.Extension(x509.SubjectAlternativeName.oid, False,
                                          x509.SubjectAlternativeName([x509.RFC822Name(order.email)])))
     return extensions

@@ -11,12 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from smartcard import scard
 from smartcard.Exceptions import CardConnectionException, CardRequestTimeoutException, NoCardException
 from smartcard.pcsc.PCSCExceptions import EstablishContextException
 
 from devices.apdu import INS_SELECT
-from devices.idcard import IdCardReader
+from devices.idcard import IdCardReader, validate_chain
 from devices.pcsc import translate_error, wait_for_card, wait_for_removal
 from devices.piv import INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_VERIFY
 from devices.sim.national_ca import CardHolder, CardPersonalisation, NationalIdCa
@@ -391,3 +395,20 @@ def test_pin_goes_only_to_the_card_the_session_read(id_reader: IdCardReader, ins
         id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_serial=rsa_card.certificate.serial_number + 1)
     assert INS_VERIFY not in [ins for ins, _ in card.apdu_log]
     id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_serial=rsa_card.certificate.serial_number)
+
+
+def test_a_ca_certificate_is_not_a_persons_card(national_ca: NationalIdCa) -> None:
+    """A sub-CA certificate with a person's name and serialNumber must not pass as an ID card."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Баатар Ариун"),
+                      x509.NameAttribute(NameOID.SERIAL_NUMBER, "PNOMN-NE80000000")])
+    sub_ca = (x509.CertificateBuilder().subject_name(name).issuer_name(national_ca.issuing.subject)
+              .public_key(key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .add_extension(x509.KeyUsage(True, False, False, False, False, True, False, False, False), critical=True)
+              .sign(national_ca._issuing_key, hashes.SHA384()))
+    with pytest.raises(CertificateInvalid) as err:
+        validate_chain(sub_ca, national_ca.trust_anchors, national_ca.intermediates, now)
+    assert err.value.data["reason"] == "leaf_is_ca"

@@ -166,3 +166,12 @@ def test_pkcs1_block() -> None:
     assert block[-51:-32] == bytes.fromhex("3031300d060960864801650304020105000420")
     with pytest.raises(ValueError):
         pkcs1v15_signature_block(b"x", 32)
+
+
+def test_malformed_select_response_is_a_card_error() -> None:
+    from devices.piv import PivApplicationInfo
+    from kiosk.errors import CardError
+
+    with pytest.raises(CardError) as err:
+        PivApplicationInfo.from_bytes(bytes.fromhex("61044F05A000"))
+    assert err.value.data["reason"] == "malformed_select"

@@ -94,3 +94,16 @@ def test_classify_query(text: str, kind: QueryKind, value: str) -> None:
 def test_classify_rejects_other_text(text: str) -> None:
     with pytest.raises(ValueError):
         classify_query(text)
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"position": "Ерөнхий нягтлан бодогч " * 4}, "position"),
+    ({"organisation": "А" * 65}, "organisation"),
+    ({"holder": Holder("Б", "Баатар" * 6, "Ариун" * 6, "НЭ80000000")}, "name"),
+    ({"holder": Holder("Б", "Баатар", "Ариун", "ΩΩ80000000")}, "register_number"),
+])
+def test_order_that_cannot_go_into_a_certificate_is_refused_before_any_token_work(
+        changes: dict[str, object], field: str) -> None:
+    with pytest.raises(OrderNotPayable) as err:
+        check_may_proceed(make_order(**changes))
+    assert (err.value.data["reason"], err.value.data["field"]) == ("invalid_data", field)
