@@ -205,6 +205,7 @@ class PcscConnection:
         self.apdu_seconds = 0.0
         self.connect_seconds = 0.0     # SCardListReaders/SCardConnect/SCardDisconnect, for benchmarks
         self._reset_on_drop = False
+        self._reset_next_connect = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -228,6 +229,9 @@ class PcscConnection:
         try:
             card = PCSCCardConnection(self.reader_name)
             card.connect(protocol=_PROTOCOLS, mode=self._mode, disposition=scard.SCARD_RESET_CARD)
+            if self._reset_next_connect:     # a PIN may still be verified from a dropped connection
+                card.reconnect(protocol=_PROTOCOLS, mode=self._mode, disposition=scard.SCARD_RESET_CARD)
+                self._reset_next_connect = False
         except _PYSCARD_ERRORS as err:
             if card is not None:
                 _release_quietly(card)
@@ -266,8 +270,11 @@ class PcscConnection:
         return self._card
 
     def _drop(self) -> None:
-        # Inside a reset_after transaction (a PIN may be verified) the card is reset even when dropped.
-        self.disconnect(reset=self._reset_on_drop)
+        # Inside a reset_after transaction a PIN may be verified: the next connection resets the card
+        # (resetting now could hit a card pcscd has not yet seen pulled, and wedge the reader).
+        if self._reset_on_drop:
+            self._reset_next_connect = True
+        self.disconnect(reset=False)
 
     # -- transactions ---------------------------------------------------------------------------------
     @contextmanager
