@@ -93,8 +93,6 @@ class IssuanceStep(Enum):
     CANCELLED = "cancelled"
 
 
-STEPS = tuple(IssuanceStep)
-
 
 @unique
 class Document(Enum):
@@ -233,7 +231,7 @@ class Issuance:
                              "fees": [(f.item.value, f.quantity, f.amount_mnt) for f in order.fees.lines]}
         if state.step == IssuanceStep.APPROVAL.value:
             view["documents"] = [d.value for d in required_documents(data.get("by_proxy", False))]
-        for key in ("card", "token", "certificate", "receipt_pending", "pin_needed"):
+        for key in ("card", "token", "certificate", "receipt_pending"):
             if key in data:
                 view[key] = data[key]
         if state.step in (IssuanceStep.KEYGEN.value, IssuanceStep.INSTALL.value):
