@@ -1,23 +1,32 @@
-"""PINs: a wrapper that never prints, and the policy for a PIN the applicant chooses.
+"""PINs and SO PINs: secret types that never print, and the policy for a PIN the applicant chooses.
 
-A :class:`Pin` renders as ``Pin(***)`` in reprs, f-strings and logs; only :meth:`Pin.reveal`
-hands the digits to a device adapter.  PINs are never persisted.
+A :class:`Pin` renders as ``Pin(***)`` in reprs, f-strings and logs, a :class:`SoPin` as ``SoPin(***)``;
+only ``reveal()`` hands the value to a device adapter (or the store's encryption).  User PINs are never
+persisted; SO PINs only encrypted.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from dataclasses import dataclass
 from itertools import pairwise
 
 from kiosk.errors import PinPolicyViolation
 
 
-class Pin:
+class Secret:
+    """A secret string that never prints: ``Pin(***)`` / ``SoPin(***)`` in reprs, f-strings and logs.
+
+    Only :meth:`reveal` hands the value to a device adapter or the store's encryption.  It cannot be
+    pickled, and it compares in constant time.
+    """
+
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
-            raise TypeError("PIN must be a string")
+            raise TypeError(f"{type(self).__name__} must be a string")
         self._value = value
 
     def reveal(self) -> str:
@@ -26,22 +35,43 @@ class Pin:
     def __len__(self) -> int:
         return len(self._value)
 
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
     def __repr__(self) -> str:
-        return "Pin(***)"
+        return f"{type(self).__name__}(***)"
 
     __str__ = __repr__
 
     def __format__(self, spec: str) -> str:
-        return "Pin(***)"
+        return repr(self)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pin) and other._value == self._value
+        return (type(other) is type(self) and isinstance(other, Secret)
+                and hmac.compare_digest(other._value.encode(), self._value.encode()))
 
     def __hash__(self) -> int:
-        return hash(("Pin", len(self._value)))
+        return hash((type(self).__name__, len(self._value)))
 
     def __reduce__(self) -> str | tuple[object, ...]:
-        raise TypeError("a PIN is not to be pickled")
+        raise TypeError("a secret is not to be pickled")
+
+
+class Pin(Secret):
+    """A user PIN (ID card or eToken), typed by the person; never persisted."""
+
+    __slots__ = ()
+
+
+class SoPin(Secret):
+    """An eToken's security-officer PIN; persisted only encrypted (kiosk store, central escrow)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def generate(cls) -> SoPin:
+        """A fresh random SO PIN (16 hex digits, 64 bits)."""
+        return cls(secrets.token_hex(8))
 
 
 @dataclass(frozen=True)

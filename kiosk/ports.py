@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum, unique
 from typing import Any, Protocol
 
-from kiosk.order import Order
-from kiosk.pin import Pin
+from kiosk.order import Fees, Order
+from kiosk.pin import Pin, SoPin
 
 
 # --- ID card ------------------------------------------------------------------------------------------
@@ -100,6 +100,17 @@ class TokenSession(Protocol):
         """(CKA_ID, DER) of every certificate object on the token."""
         ...
 
+    def sign(self, key_id: bytes, data: bytes) -> bytes:
+        """Sign ``data`` on the token with the private key ``key_id`` (SHA-256; RSA PKCS#1 v1.5, or ECDSA DER).
+
+        Raises TokenError(reason='key_missing') when there is no such key.
+        """
+        ...
+
+    def remove_key(self, key_id: bytes) -> None:
+        """Delete the private key, public key and certificate objects with CKA_ID ``key_id``; idempotent."""
+        ...
+
 
 class TokenPort(Protocol):
     """The eToken slot.  Raises DeviceNotReady when no token is present or it was pulled."""
@@ -108,8 +119,20 @@ class TokenPort(Protocol):
         """The token now in the slot (first one when several).  Raises DeviceNotReady if none."""
         ...
 
-    def initialise(self, serial: str, current_so_pin: str, new_so_pin: str, label: str, user_pin: Pin) -> None:
-        """C_InitToken with ``current_so_pin`` (factory or earlier), set SO PIN to ``new_so_pin``, set user PIN."""
+    def initialise(self, serial: str, current_so_pin: SoPin, new_so_pin: SoPin, label: str, user_pin: Pin) -> None:
+        """C_InitToken with ``current_so_pin`` (factory or earlier), set SO PIN to ``new_so_pin``, set user PIN.
+
+        Works on an uninitialised token too (``TokenInfo.initialised`` False: e.g. after a power cut
+        inside an earlier C_InitToken), where any SO PIN is accepted.  Raises
+        TokenError(reason='so_pin_incorrect'), PinBlocked(role='so'), DeviceNotReady.
+        """
+        ...
+
+    def unblock(self, serial: str, so_pin: SoPin, new_user_pin: Pin) -> None:
+        """Log in as SO and set a new user PIN (C_InitPIN), which also clears a blocked user PIN.
+
+        Raises TokenError(reason='so_pin_incorrect'), PinBlocked(role='so'), DeviceNotReady.
+        """
         ...
 
     def session(self, serial: str, user_pin: Pin) -> AbstractContextManager[TokenSession]:
@@ -125,17 +148,119 @@ class IssuedCertificate:
     serial_hex: str
     not_before: dt.datetime
     not_after: dt.datetime
+    public_key_sha256: str = ""    # hex SHA-256 of the certificate's SubjectPublicKeyInfo DER
+
+
+@unique
+class CertificateStatus(Enum):
+    GOOD = "good"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@unique
+class RevocationReason(Enum):
+    """RFC 5280 CRLReason values a holder may give at the kiosk."""
+
+    KEY_COMPROMISE = "key_compromise"
+    AFFILIATION_CHANGED = "affiliation_changed"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessation_of_operation"
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """A holder certificate as the central knows it (``central/openapi.yaml``, schema ``Certificate``)."""
+
+    serial_hex: str                 # upper-case hex, as django-ca writes it
+    status: CertificateStatus
+    not_before: dt.datetime
+    not_after: dt.datetime
+    register_number: str            # the holder's, canonical (kiosk.register.canonical)
+    holder_name: str
+    organisation: str
+    invoice: str
+    token_serial: str               # "" when the central does not know it
+    certificate_pem: str
+    revoked_at: dt.datetime | None = None
+    revocation_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RenewalTerms:
+    """What renewing a certificate costs and until when it is possible (seed 003)."""
+
+    certificate_serial: str
+    not_after: dt.datetime
+    last_request_day: dt.date        # the last day the central accepts the request (3 working days ahead)
+    organisation: str
+    organisation_register: str       # the organisation's tax number
+    balance_mnt: int                 # the organisation's balance at the central
+    term_years: int
+    fees: Fees
+
+
+@dataclass(frozen=True)
+class Revocation:
+    certificate_serial: str
+    revoked_at: dt.datetime
+    reason: RevocationReason
 
 
 class CentralPort(Protocol):
+    """The central registration service.  Every call raises CentralUnavailable when it cannot be reached
+    (or answers 5xx/garbage) and CentralRejected(reason=…) when it refuses."""
+
     def find_order(self, kind: str, value: str) -> Order:
         """``kind`` is 'invoice' or 'register'.  Raises OrderNotFound, CentralUnavailable."""
         ...
 
-    def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str) -> IssuedCertificate:
+    def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
+               so_pin: SoPin | None = None) -> IssuedCertificate:
         """Have the CA issue a certificate for the order.  The same key returns the same certificate.
 
-        Raises CentralRejected(reason=…) or CentralUnavailable.
+        ``so_pin`` is escrowed at the central, encrypted to the central's escrow key by the adapter,
+        under ``token_serial``.  The returned certificate was parsed and checked by the adapter
+        (PEM, chain); its ``public_key_sha256`` is the SHA-256 of its SubjectPublicKeyInfo DER.
+        Raises CentralRejected(reason=…) (``enrollment_void`` when the key was voided) or CentralUnavailable.
+        """
+        ...
+
+    def void_enrollment(self, idempotency_key: str) -> str | None:
+        """Make the idempotency key unusable; revoke what was issued under it.  Returns that serial or None."""
+        ...
+
+    def certificates(self, register_number: str) -> list[CertificateRecord]:
+        """The holder's certificates, newest first."""
+        ...
+
+    def certificate(self, serial_hex: str) -> CertificateRecord:
+        """One certificate's record and status.  Raises CentralRejected(reason='certificate_not_found')."""
+        ...
+
+    def revoke(self, serial_hex: str, reason: RevocationReason, register_number: str,
+               idempotency_key: str) -> Revocation:
+        """Revoke the holder's certificate (``register_number`` must be its holder's); idempotent by key."""
+        ...
+
+    def renewal_terms(self, serial_hex: str, term_years: int) -> RenewalTerms:
+        """Fee, balance and deadline for renewing ``serial_hex`` for ``term_years``."""
+        ...
+
+    def renew(self, serial_hex: str, application: bytes, signature: bytes, csr_der: bytes,
+              idempotency_key: str) -> IssuedCertificate:
+        """Send the signed renewal application (seed 003) and the new key's CSR; the same key returns the same.
+
+        ``application`` is the exact UTF-8 JSON the holder's current key signed.  Raises
+        CentralRejected(reason='renewal_too_late' | 'insufficient_balance' | 'signature_invalid' | …).
+        """
+        ...
+
+    def escrowed_so_pin(self, token_serial: str, certificate_serial: str, register_number: str) -> SoPin:
+        """The token's SO PIN escrowed at issuance (by any kiosk), for unblocking.
+
+        The central releases it only when ``certificate_serial`` is a certificate it issued on that
+        token to ``register_number``.  Raises CentralRejected(reason='so_pin_not_escrowed' | …).
         """
         ...
 
@@ -241,11 +366,11 @@ class SessionStore(Protocol):
         """
         ...
 
-    def save_token_secret(self, token_serial: str, so_pin: str) -> None:
+    def save_token_secret(self, token_serial: str, so_pin: SoPin) -> None:
         """Keep the token's SO PIN, encrypted at rest, never in clear; durable when this returns."""
         ...
 
-    def token_secret(self, token_serial: str) -> str | None:
+    def token_secret(self, token_serial: str) -> SoPin | None:
         ...
 
     def keep_receipt(self, session_id: str, receipt: Receipt, printed: bool) -> None:
