@@ -116,16 +116,23 @@ class TokenPort(Protocol):
     """The eToken slot.  Raises DeviceNotReady when no token is present or it was pulled."""
 
     def present(self) -> TokenInfo:
-        """The token now in the slot (first one when several).  Raises DeviceNotReady if none."""
+        """The token now in the slot (first one when several), initialised or not.  Raises DeviceNotReady if none."""
         ...
 
-    def initialise(self, serial: str, current_so_pin: SoPin, new_so_pin: SoPin, label: str, user_pin: Pin) -> None:
+    def initialise(self, serial: str, current_so_pin: SoPin, new_so_pin: SoPin, label: str,
+                   user_pin: Pin) -> TokenInfo:
         """C_InitToken with ``current_so_pin`` (factory or earlier), set SO PIN to ``new_so_pin``, set user PIN.
+
+        Returns the token as it is afterwards (a blank software token may get its serial only now).
 
         Works on an uninitialised token too (``TokenInfo.initialised`` False: e.g. after a power cut
         inside an earlier C_InitToken), where any SO PIN is accepted.  Raises
         TokenError(reason='so_pin_incorrect'), PinBlocked(role='so'), DeviceNotReady.
         """
+        ...
+
+    def public_certificates(self, serial: str) -> list[tuple[bytes, bytes]]:
+        """(CKA_ID, DER) of the token's certificate objects, read without logging in."""
         ...
 
     def unblock(self, serial: str, so_pin: SoPin, new_user_pin: Pin) -> None:
