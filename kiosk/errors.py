@@ -1,7 +1,17 @@
 """One error base for the kiosk; every error carries a stable key the UI translates.
 
 Nothing above ``devices/`` and ``sync/`` sees a vendor exception: the adapters translate
-pyscard, pkcs11, escpos and requests errors into these.
+pyscard, pkcs11, escpos and requests errors into these.  The tree says what the screen needs:
+
+* :class:`InputRefused` — what the person typed or chose cannot be used; they correct it;
+* :class:`RequestRefused` — the request is refused for a reason (``data['reason']`` or the class);
+* :class:`DeviceNotReady` — a device is absent or was pulled; put it back and go on;
+* :class:`CentralUnavailable` — the central service cannot be reached now; try again later;
+* :class:`StaleSession` / :class:`WrongStep` / :class:`SessionNotFound` — the screen is out of
+  date with the session (another writer moved on, or a button of an old screen): reload it.
+
+A step either refuses (raises, and the session's step is unchanged; it may journal the attempt)
+or moves the session on and returns the outcome as a value — never both.
 """
 
 from __future__ import annotations
@@ -12,8 +22,10 @@ from typing import Any, ClassVar
 class KioskError(Exception):
     """Base error.  ``key`` names a message in ``kiosk/locale/*.json``; ``data`` fills its fields.
 
-    ``recoverable`` says whether the same step may be tried again after the person fixes the
-    cause (re-inserts a card, loads paper); an unrecoverable error ends the session.
+    ``recoverable``: the same step may be tried again once the person fixes the cause (re-types,
+    re-inserts a card, loads paper, waits for the network); the session stays where it is.  An
+    unrecoverable error means trying the same again cannot succeed: the session must take another
+    way (a clerk, another card, a new order) or end.
     """
 
     key: ClassVar[str] = "error.unexpected"
@@ -28,6 +40,19 @@ class KioskError(Exception):
         return {"key": self.key, "recoverable": self.recoverable, "data": dict(self.data)}
 
 
+class InputRefused(KioskError):
+    """What the person entered cannot be used; they may correct it and try again."""
+
+    key = "error.invalid_input"
+    recoverable = True
+
+
+class RequestRefused(KioskError):
+    """The request is refused for a reason the person can be told; trying again will not change it."""
+
+    key = "error.request_refused"
+
+
 # --- configuration -------------------------------------------------------------------------------------
 class ConfigError(KioskError):
     """A setting is missing or wrong; ``data['setting']`` names it."""
@@ -36,12 +61,12 @@ class ConfigError(KioskError):
 
 
 # --- order ---------------------------------------------------------------------------------------------
-class OrderNotFound(KioskError):
+class OrderNotFound(InputRefused):
     key = "error.order_not_found"
     recoverable = True
 
 
-class OrderNotPayable(KioskError):
+class OrderNotPayable(RequestRefused):
     """The order may not proceed; ``data['reason']`` is one of the ``OrderRefusal`` values."""
 
     key = "error.order_refused"
@@ -66,37 +91,37 @@ class CardNotSupported(KioskError):
     recoverable = True
 
 
-class InvalidPin(KioskError):
+class InvalidPin(InputRefused):
     """Wrong PIN; ``data['attempts_remaining']`` is the count the device reported (None if unknown)."""
 
     key = "error.invalid_pin"
     recoverable = True
 
 
-class PinBlocked(KioskError):
+class PinBlocked(RequestRefused):
     key = "error.pin_blocked"
 
 
-class PinPolicyViolation(KioskError):
+class PinPolicyViolation(InputRefused):
     """The chosen PIN breaks the policy; ``data['rule']`` names the rule."""
 
     key = "error.pin_policy"
     recoverable = True
 
 
-class CertificateInvalid(KioskError):
+class CertificateInvalid(RequestRefused):
     """The ID card's certificate does not chain to a national trust anchor, or is out of validity."""
 
     key = "error.certificate_invalid"
 
 
-class CardAuthenticationFailed(KioskError):
+class CardAuthenticationFailed(RequestRefused):
     """The card's signature over our challenge does not verify with its certificate."""
 
     key = "error.card_auth_failed"
 
 
-class HolderMismatch(KioskError):
+class HolderMismatch(RequestRefused):
     key = "error.holder_mismatch"
 
 
@@ -120,7 +145,7 @@ class TokenSoPinUnknown(TokenError):
     recoverable = False
 
 
-class KeyMismatch(KioskError):
+class KeyMismatch(RequestRefused):
     """The issued certificate's public key is not the token's key."""
 
     key = "error.key_mismatch"
@@ -144,55 +169,80 @@ class CentralUnavailable(KioskError):
     recoverable = True
 
 
-class CentralRejected(KioskError):
+class CentralRejected(RequestRefused):
     """The central service refused the request; ``data['reason']`` is its stable reason code."""
 
     key = "error.central_rejected"
 
 
 # --- workflow ------------------------------------------------------------------------------------------
-class StepOutOfOrder(KioskError):
-    key = "error.step_out_of_order"
+class WrongStep(KioskError):
+    """The session is not at the step this call belongs to (a button of an old screen): show its step.
+
+    ``data``: ``session_id``, ``expected`` (the step the call needs), ``actual`` (the session's step).
+    """
+
+    key = "error.wrong_step"
 
 
-class ApprovalIncomplete(KioskError):
+class StaleSession(KioskError):
+    """Another writer moved the session on since it was loaded (``data['expected_version']``): reload it."""
+
+    key = "error.stale_session"
+
+
+class CannotCancel(RequestRefused):
+    """The session may not be cancelled at its step (``data['step']``), e.g. a certificate was issued."""
+
+    key = "error.cannot_cancel"
+
+
+class ApprovalIncomplete(InputRefused):
     """The clerk has not ticked every required document; ``data['missing']`` lists them."""
 
     key = "error.documents_missing"
-    recoverable = True
 
 
-class ConsentRequired(KioskError):
+class ConsentRequired(InputRefused):
     key = "error.consent_required"
-    recoverable = True
 
 
-class PinRequired(KioskError):
+class PinRequired(InputRefused):
     """The step needs the token's user PIN again (the kiosk never stores PINs, e.g. after a restart)."""
 
     key = "error.pin_required"
-    recoverable = True
 
 
 class WrongToken(TokenError):
-    """Another eToken than the one this issuance prepared is in the slot; ``data['serial']`` is the right one."""
+    """Another eToken than the one this session prepared is in the slot; ``data['serial']`` is the right one."""
 
     key = "error.wrong_token"
 
 
-class InvalidInput(KioskError):
+class InvalidInput(InputRefused):
     """Input the workflow cannot use (an unknown document code, untransliterable letters); ``data['field']``."""
 
     key = "error.invalid_input"
-    recoverable = True
 
 
 class SessionNotFound(KioskError):
     key = "error.session_not_found"
 
 
-class TokenPinBlockedRestart(KioskError):
+class TokenPinBlockedRestart(RequestRefused):
     """The eToken's user PIN got blocked before any certificate was issued: the token is prepared again."""
 
     key = "error.token_pin_blocked_restart"
-    recoverable = True
+
+
+class RenewalNotPossible(RequestRefused):
+    """Renewal is refused; ``data['reason']``: ``too_late`` (``last_request_day``), ``insufficient_balance``
+    (``balance``, ``due``), ``not_renewable`` (revoked or expired), ``details_changed``."""
+
+    key = "error.renewal_not_possible"
+
+
+class NoCertificateOnToken(RequestRefused):
+    """The eToken holds no certificate of ours (a blank or foreign token)."""
+
+    key = "error.no_certificate_on_token"

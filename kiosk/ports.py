@@ -340,9 +340,10 @@ class PrinterPort(Protocol):
 # --- persistence --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SessionState:
-    """One applicant's issuance, as persisted: the step reached and what the steps recorded."""
+    """One session of a flow, as persisted: the flow, the step reached and what the steps recorded."""
 
     id: str
+    flow: str
     step: str
     version: int
     language: str
@@ -352,7 +353,7 @@ class SessionState:
 
 
 class SessionStore(Protocol):
-    def create(self, session_id: str, step: str, language: str, data: dict[str, Any]) -> SessionState:
+    def create(self, session_id: str, flow: str, step: str, language: str, data: dict[str, Any]) -> SessionState:
         ...
 
     def load(self, session_id: str) -> SessionState:
@@ -369,7 +370,7 @@ class SessionStore(Protocol):
         ``durable``: the commit must survive a power cut before the caller goes on (it precedes a
         side effect outside the kiosk); other commits may be lost to one, but never half-written.
 
-        Fails (StepOutOfOrder) when ``state.version`` is no longer current: another writer moved on.
+        Fails (StaleSession) when ``state.version`` is no longer current: another writer moved on.
         """
         ...
 
@@ -387,5 +388,5 @@ class SessionStore(Protocol):
         ...
 
     def receipt_status(self, session_id: str) -> str | None:
-        """'printed', 'pending' (kept for reprint) or None (no receipt yet)."""
+        """'printed', 'pending' (kept: a print was attempted and not confirmed) or None (no receipt yet)."""
         ...

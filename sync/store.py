@@ -22,7 +22,8 @@ import sqlite_utils
 from cryptography.fernet import Fernet, InvalidToken
 from sqlite_utils.migrations import Migrations
 
-from kiosk.errors import ConfigError, StepOutOfOrder
+from kiosk.errors import ConfigError, StaleSession
+from kiosk.pin import SoPin
 from kiosk.ports import Receipt, SessionState
 
 migrations = Migrations("tamga-kiosk")
@@ -51,24 +52,52 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     }, pk="session_id")
 
 
+@migrations()
+def m002_session_flow(db: sqlite_utils.Database) -> None:
+    """Sessions say which flow they belong to; the spine's sessions were all issuances."""
+    db.table("sessions").add_column("flow", str, not_null_default="issuance")
+    db.table("sessions").create_index(["flow", "finished_at"])
+
+
+DIR_MODE = 0o700     # the data directory: holders' personal data, the kiosk's data key
+FILE_MODE = 0o600    # kiosk.db and its -wal and -shm, kiosk.key
+DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def load_or_create_key(path: Path) -> bytes:
-    """The kiosk's data key (Fernet), created with mode 0600 on first use."""
+def secure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) readable by the kiosk alone; tighten it if it exists."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    os.chmod(path, DIR_MODE)
+
+
+def load_or_create_key(path: Path, database: Path | None = None) -> bytes:
+    """The kiosk's data key (Fernet), created with mode 0600 on first use.
+
+    Refuses to create a new key beside an existing ``database``: its stored SO PINs would become
+    unreadable.  The technician restores the key file from the kiosk's backup instead.
+    """
     if path.exists():
         key = path.read_bytes().strip()
         try:
             Fernet(key)
         except ValueError as err:
             raise ConfigError(f"{path} is not a valid key file", setting="store.key_file") from err
+        os.chmod(path, FILE_MODE)
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if database is not None and database.exists():
+        raise ConfigError(f"{path} is missing but {database} exists: restore the key file from the kiosk's "
+                          "backup (a new key could not read the stored eToken SO PINs)", setting="store.key_file")
+    secure_dir(path.parent)
     key = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key)
+        fh.flush()
+        os.fsync(fh.fileno())
     return key
 
 
@@ -77,8 +106,11 @@ class KioskStore:
 
     def __init__(self, path: Path | str, key: bytes) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        secure_dir(self.path.parent)
         self._lock = threading.RLock()
+        if not self.path.exists():      # created owner-only; SQLite gives -wal and -shm the database's mode
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        self._restrict_files()
         # check_same_thread=False: the UI thread and device workers share it under self._lock.
         conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.db = sqlite_utils.Database(conn)
@@ -92,6 +124,13 @@ class KioskStore:
         self._fernet = Fernet(key)
         with self._lock:
             migrations.apply(self.db)
+        self._restrict_files()
+
+    def _restrict_files(self) -> None:
+        for suffix in DB_SUFFIXES:
+            file = self.path.with_name(self.path.name + suffix)
+            if file.exists():
+                os.chmod(file, FILE_MODE)
 
     def close(self) -> None:
         self.db.close()
@@ -99,20 +138,21 @@ class KioskStore:
     # -- sessions ----------------------------------------------------------------------------------------
     @staticmethod
     def _state(row: dict[str, Any]) -> SessionState:
-        return SessionState(id=row["id"], step=row["step"], version=row["version"], language=row["language"],
+        return SessionState(id=row["id"], flow=row["flow"], step=row["step"], version=row["version"], language=row["language"],
                             data=json.loads(row["data"]), created_at=row["created_at"],
                             updated_at=row["updated_at"])
 
-    def create(self, session_id: str, step: str, language: str, data: dict[str, Any]) -> SessionState:
+    def create(self, session_id: str, flow: str, step: str, language: str, data: dict[str, Any]) -> SessionState:
         now = _now()
         with self._lock, self.db.atomic():
             self.db.table("sessions").insert({
-                "id": session_id, "step": step, "version": 0, "language": language,
+                "id": session_id, "flow": flow, "step": step, "version": 0, "language": language,
                 "data": json.dumps(data, ensure_ascii=False), "created_at": now, "updated_at": now,
                 "finished_at": None,
             })
             self.db.table("transitions").insert({"session_id": session_id, "from_step": None, "to_step": step,
-                                           "version": 0, "at": now, "event": json.dumps({"kind": "created"})})
+                                           "version": 0, "at": now,
+                                           "event": json.dumps({"kind": "session.created", "flow": flow})})
         return self.load(session_id)
 
     def load(self, session_id: str) -> SessionState:
@@ -152,14 +192,14 @@ class KioskStore:
                 [to_step, version, json.dumps(data, ensure_ascii=False), now, finished, state.id, state.version],
             )
             if cursor.rowcount != 1:
-                raise StepOutOfOrder(session_id=state.id, expected_version=state.version)
+                raise StaleSession(session_id=state.id, expected_version=state.version)
             body = json.dumps(event, ensure_ascii=False, sort_keys=True)
             self.db.table("transitions").insert({"session_id": state.id, "from_step": state.step, "to_step": to_step,
                                            "version": version, "at": now, "event": body})
             self.db.table("outbox").insert({"session_id": state.id, "kind": event.get("kind", f"step.{to_step}"),
                                       "payload": body,
                                       "created_at": now, "sent_at": None})
-        return SessionState(id=state.id, step=to_step, version=version, language=state.language,
+        return SessionState(id=state.id, flow=state.flow, step=to_step, version=version, language=state.language,
                             data=data, created_at=state.created_at, updated_at=now)
 
     def journal(self, session_id: str) -> list[dict[str, Any]]:
@@ -185,27 +225,28 @@ class KioskStore:
         return len(ids)
 
     # -- token secrets -----------------------------------------------------------------------------------
-    def save_token_secret(self, token_serial: str, so_pin: str) -> None:
+    def save_token_secret(self, token_serial: str, so_pin: SoPin) -> None:
         with self._durable():
             self.db.table("token_secrets").upsert({"token_serial": token_serial,
-                                             "so_pin": self._fernet.encrypt(so_pin.encode()),
+                                             "so_pin": self._fernet.encrypt(so_pin.reveal().encode()),
                                              "created_at": _now()}, pk="token_serial")
 
-    def token_secret(self, token_serial: str) -> str | None:
+    def token_secret(self, token_serial: str) -> SoPin | None:
         with self._lock:
             rows = list(self.db.table("token_secrets").rows_where("token_serial = ?", [token_serial]))
         if not rows:
             return None
         try:
-            return self._fernet.decrypt(rows[0]["so_pin"]).decode()
+            return SoPin(self._fernet.decrypt(rows[0]["so_pin"]).decode())
         except InvalidToken as err:
             raise ConfigError("the kiosk key cannot decrypt a stored token secret",
                               setting="store.key_file") from err
 
     # -- receipts ----------------------------------------------------------------------------------------
     def keep_receipt(self, session_id: str, receipt: Receipt, printed: bool) -> None:
+        """Keep the receipt; durable when not yet printed (it precedes the print, a side effect on paper)."""
         now = _now()
-        with self._lock, self.db.atomic():
+        with self._durable(not printed):
             rows = list(self.db.table("receipts").rows_where("session_id = ?", [session_id]))
             attempts = (rows[0]["attempts"] if rows else 0) + 1
             self.db.table("receipts").upsert({

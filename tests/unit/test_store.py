@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.errors import ConfigError, StepOutOfOrder
+from kiosk.errors import ConfigError, StaleSession
+from kiosk.pin import SoPin
 from kiosk.ports import Receipt, ReceiptLine, ReceiptLineStyle
 from sync.store import KioskStore, load_or_create_key
 
@@ -18,7 +19,7 @@ def store(tmp_path: Path) -> KioskStore:
 
 
 def test_transition_writes_session_journal_and_outbox_together(store: KioskStore) -> None:
-    s = store.create("s1", "consent", "mn", {})
+    s = store.create("s1", "issuance", "consent", "mn", {})
     s2 = store.transition(s, "order", {"a": 1}, {"kind": "consent.given"})
     assert (s2.step, s2.version, s2.data) == ("order", 1, {"a": 1})
     loaded = store.load("s1")
@@ -28,16 +29,16 @@ def test_transition_writes_session_journal_and_outbox_together(store: KioskStore
 
 
 def test_stale_version_is_refused_and_writes_nothing(store: KioskStore) -> None:
-    s = store.create("s1", "consent", "mn", {})
+    s = store.create("s1", "issuance", "consent", "mn", {})
     store.transition(s, "order", {}, {"kind": "a"})
-    with pytest.raises(StepOutOfOrder):
+    with pytest.raises(StaleSession):
         store.transition(s, "identity", {}, {"kind": "b"})
     assert store.load("s1").step == "order"
     assert len(store.outbox()) == 1
 
 
 def test_store_survives_reopen_and_migrations_apply_once(tmp_path: Path, store: KioskStore) -> None:
-    store.create("s1", "consent", "mn", {"x": "Ө"})
+    store.create("s1", "issuance", "consent", "mn", {"x": "Ө"})
     store.close()
     again = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
     assert again.load("s1").data == {"x": "Ө"}
@@ -46,15 +47,15 @@ def test_store_survives_reopen_and_migrations_apply_once(tmp_path: Path, store: 
 
 
 def test_token_secret_is_encrypted_at_rest(tmp_path: Path, store: KioskStore) -> None:
-    store.save_token_secret("ABC123", "5f1e9c0d2a7b4e33")
-    assert store.token_secret("ABC123") == "5f1e9c0d2a7b4e33"
+    store.save_token_secret("ABC123", SoPin("5f1e9c0d2a7b4e33"))
+    assert store.token_secret("ABC123") == SoPin("5f1e9c0d2a7b4e33")
     raw = (tmp_path / "kiosk.db").read_bytes() + (tmp_path / "kiosk.db-wal").read_bytes()
     assert b"5f1e9c0d2a7b4e33" not in raw
     assert (tmp_path / "kiosk.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_receipts_pending_until_printed(store: KioskStore) -> None:
-    store.create("s1", "receipt", "mn", {})
+    store.create("s1", "issuance", "receipt", "mn", {})
     receipt = Receipt("mn", (ReceiptLine(ReceiptLineStyle.TITLE, "Т"),))
     store.keep_receipt("s1", receipt, printed=False)
     assert store.receipt_status("s1") == "pending"
@@ -66,7 +67,7 @@ def test_receipts_pending_until_printed(store: KioskStore) -> None:
 
 def test_purge_keeps_unsynced_and_recent_sessions(store: KioskStore) -> None:
     for sid in ("old", "unsynced", "recent"):
-        s = store.create(sid, "receipt", "mn", {"order": {"holder": "x"}})
+        s = store.create(sid, "issuance", "receipt", "mn", {"order": {"holder": "x"}})
         store.transition(s, "done", {}, {"kind": "done", "final": True})
     long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).isoformat()
     store.db.execute("update sessions set finished_at = ? where id in ('old', 'unsynced')", [long_ago])
@@ -94,9 +95,9 @@ def test_durable_commit_syncs_only_itself(store: KioskStore, monkeypatch: pytest
         return execute(sql, *args)
 
     monkeypatch.setattr(store.db, "execute", spy)
-    s = store.create("s1", "token", "mn", {})
+    s = store.create("s1", "issuance", "token", "mn", {})
     s = store.transition(s, "keygen", {"key_id": "ab"}, {"kind": "token.initialised"}, durable=True)
     store.transition(s, "enrollment", {}, {"kind": "key.generated"})
-    store.save_token_secret("T1", "0e4c9a7715d3b2f8")
+    store.save_token_secret("T1", SoPin("0e4c9a7715d3b2f8"))
     assert seen == ["PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL"] * 2
     assert store.db.execute("pragma synchronous").fetchone()[0] == 1   # NORMAL between durable commits

@@ -1,0 +1,59 @@
+"""Every event kind a session writes to its journal and the outbox: the contract with the sync daemon.
+
+The central applies these in order, once each (by the outbox row's idempotency key).  A flow may
+only write kinds declared here; a test checks that every kind a flow writes is one of them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, unique
+
+
+@unique
+class EventKind(Enum):
+    # every flow
+    CREATED = "session.created"
+    CANCELLED = "session.cancelled"
+    CONSENT_GIVEN = "consent.given"
+    # identity (shared by issuance, revocation, unblock, renewal with changed details)
+    CARD_READ = "identity.card_read"
+    CARD_MISMATCH = "identity.mismatch"
+    CARD_CHANGED = "identity.card_changed"
+    CARD_PIN_FAILED = "identity.pin_failed"
+    IDENTITY_VERIFIED = "identity.verified"
+    # issuance
+    ORDER_FOUND = "order.found"
+    ORDER_REFUSED = "order.refused"
+    APPROVAL_GIVEN = "approval.given"
+    TOKEN_INITIALISING = "token.initialising"
+    TOKEN_INITIALISED = "token.initialised"
+    TOKEN_PIN_REFUSED = "token.pin_refused"
+    TOKEN_REPREPARE = "token.reprepare"
+    KEY_GENERATED = "key.generated"
+    ENROLLMENT_REFUSED = "enrollment.refused"
+    ENROLLMENT_VOIDED = "enrollment.voided"
+    CERTIFICATE_ISSUED = "certificate.issued"
+    CERTIFICATE_INSTALLED = "certificate.installed"
+    # receipts (every flow that prints)
+    RECEIPT_PRINTED = "receipt.printed"
+    RECEIPT_PENDING = "receipt.pending"
+    RECEIPT_REPRINTED = "receipt.reprinted"
+    # renewal
+    RENEWAL_OFFERED = "renewal.offered"
+    RENEWAL_REFUSED = "renewal.refused"
+    RENEWAL_CONFIRMED = "renewal.confirmed"
+    RENEWAL_KEY_GENERATED = "renewal.key_generated"
+    RENEWAL_ISSUED = "renewal.issued"
+    RENEWAL_INSTALLED = "renewal.installed"
+    OLD_CERTIFICATE_REMOVED = "renewal.old_removed"
+    # revocation
+    REVOCATION_CHOSEN = "revocation.chosen"
+    REVOCATION_CONFIRMED = "revocation.confirmed"
+    REVOKED = "revocation.done"
+    # PIN unblock
+    UNBLOCK_TOKEN_READ = "unblock.token_read"
+    UNBLOCKED = "unblock.done"
+    UNBLOCK_REFUSED = "unblock.refused"
+    # token check
+    CHECK_TOKEN_READ = "check.token_read"
+    CHECKED = "check.done"
