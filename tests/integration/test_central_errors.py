@@ -1,0 +1,98 @@
+"""Hostile requests get a JSON refusal with a reason, never a 500 or a server's plain-text page.
+
+Each case goes over real HTTP to the running central (waitress + Django), as a kiosk or an attacker
+would send it.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from asn1crypto import csr as asn1_csr
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+
+from central.runner import CentralServer
+from kiosk.errors import CentralRejected
+from sync.central_client import CentralClient
+
+ARIUN_INVOICE = "147314016754"
+SECP112R1 = "1.3.132.0.6"
+SM2 = "1.2.156.10197.1.301"
+
+
+def csr_on_curve(curve_oid: str, point_len: int = 29) -> bytes:
+    """A DER CSR whose EC key claims a named curve cryptography does not support (signature garbage)."""
+    public_key = asn1_keys.PublicKeyInfo({
+        "algorithm": {"algorithm": "ec",
+                      "parameters": asn1_keys.ECDomainParameters(name="named", value=curve_oid)},
+        "public_key": b"\x04" + b"\x01" * (point_len - 1),
+    })
+    info = asn1_csr.CertificationRequestInfo({
+        "version": "v1", "subject": asn1_x509.Name.build({"common_name": "x"}),
+        "subject_pk_info": public_key, "attributes": []})
+    return bytes(asn1_csr.CertificationRequest({
+        "certification_request_info": info, "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+        "signature": b"\x30\x06\x02\x01\x01\x02\x01\x01"}).dump())
+
+
+def auth(server: CentralServer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.token}"}
+
+
+def assert_json_error(response: requests.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["Content-Type"].startswith("application/json"), response.text[:300]
+    body = response.json()
+    assert body["error"] == code
+    assert isinstance(body["message"], str) and body["message"]
+
+
+@pytest.mark.parametrize("curve", [SECP112R1, SM2])
+def test_csr_on_an_unsupported_curve_is_key_unsupported(central_server: CentralServer,
+                                                         central_client: CentralClient, curve: str) -> None:
+    order = central_client.find_order("invoice", ARIUN_INVOICE)
+    with pytest.raises(CentralRejected) as info:
+        central_client.enroll(order.id, csr_on_curve(curve), f"test-{uuid.uuid4()}")
+    assert info.value.data == {"reason": "key_unsupported", "status": 400}
+
+
+def test_deeply_nested_json_is_invalid_request(central_server: CentralServer) -> None:
+    order_id = "1"
+    response = requests.post(f"{central_server.url}/api/v1/orders/{order_id}/enrollments",
+                             data="[" * 1000, headers={**auth(central_server),
+                                                       "Content-Type": "application/json"}, timeout=10)
+    assert_json_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("size", [300 * 1024, 3 * 1024 * 1024])
+def test_a_too_large_body_is_a_json_413(central_server: CentralServer, size: int) -> None:
+    """Above Django's limit Django refuses it; far above, waitress refuses it — both as JSON."""
+    response = requests.post(f"{central_server.url}/api/v1/orders/1/enrollments",
+                             data=b'{"csr": "' + b"A" * size + b'"}',
+                             headers={**auth(central_server), "Content-Type": "application/json"}, timeout=30)
+    assert_json_error(response, 413, "request_too_large")
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_malformed_http_request_is_answered_as_json(central_server: CentralServer) -> None:
+    """waitress's own refusals (here a broken chunked body) are JSON too."""
+    answer = _raw(central_server.url, b"POST /api/v1/orders/1/enrollments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nxx\r\n0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/json" in head.lower()
+    assert b'"error": "bad_request"' in body
