@@ -48,9 +48,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
-    import waitress
     from django.core.wsgi import get_wsgi_application
 
+    from central import serving
     from central.orders import auth, clerk, pki
 
     _, issuing = pki.ensure_hierarchy()
@@ -66,9 +66,9 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
         if token is not None and token != known:
             _write_private(token_path, token + "\n")
 
-    server = waitress.create_server(
+    server = serving.create_server(
         get_wsgi_application(), host=args.host, port=args.port, threads=args.threads,
-        ident="tamga-central", max_request_body_size=1 << 20, clear_untrusted_proxy_headers=True)
+        ident="tamga-central", clear_untrusted_proxy_headers=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)

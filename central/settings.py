@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "central.orders",
 ]
 MIDDLEWARE = [
+    "central.orders.api.BodyLimitMiddleware",      # before anything reads the body
     "django.middleware.common.CommonMiddleware",  # validates the Host header against ALLOWED_HOSTS
     "central.orders.api.JsonErrorMiddleware",
 ]
@@ -102,7 +103,7 @@ USE_TZ = True
 TIME_ZONE = "Asia/Ulaanbaatar"
 LANGUAGE_CODE = "en"
 USE_I18N = False
-DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024     # Django answers 413 JSON above this (waitress: 1 MiB)
 
 # django-ca: signing happens in-process through its Python API; no Celery, no ACME, no REST API.
 CA_USE_CELERY = False

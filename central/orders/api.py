@@ -12,7 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.conf import settings
+from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from central.orders import auth, issuance
@@ -64,6 +65,19 @@ def api_view(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The request body as a JSON object; 400 ``invalid_request`` (also for absurd nesting), 413 if too big."""
+    try:
+        payload = json.loads(request.body)
+    except RequestDataTooBig as err:
+        raise ApiError(413, "request_too_large", "the request body is too large") from err
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise ApiError(400, "invalid_request", "the body is not JSON") from err
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object")
+    return payload
+
+
 def order_body(order: Order) -> dict[str, Any]:
     """The ``Order`` schema: ``kiosk.order.Order.from_dict`` reads it; ``fees`` as the invoice shows them."""
     fees = order.fees
@@ -108,12 +122,7 @@ def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
 
     201 with the new certificate; 200 with the same certificate for a repeated request.
     """
-    try:
-        payload = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ApiError(400, "invalid_request", "the body is not JSON") from err
-    if not isinstance(payload, dict):
-        raise ApiError(400, "invalid_request", "the body must be a JSON object")
+    payload = read_json(request)
     csr = payload.get("csr")
     idempotency_key = payload.get("idempotency_key")
     if not isinstance(csr, str) or not isinstance(idempotency_key, str):
@@ -149,6 +158,27 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return error_response(500, "internal_error", "the central service failed; try again later")
 
 
+class BodyLimitMiddleware:
+    """Refuse a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with ``413 request_too_large`` before reading it.
+
+    waitress's own limit (``central.serving``) is higher, so a body between the two gets this JSON answer.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(400, "bad_request", "Content-Length is not a number")
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and length > limit:
+            return error_response(413, "request_too_large", f"the request body exceeds {limit} bytes",
+                                  limit=limit)
+        return self.get_response(request)
+
+
 class JsonErrorMiddleware:
     """Log any exception a view lets escape and answer ``500 internal_error`` as JSON."""
 
@@ -161,6 +191,8 @@ class JsonErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ApiError):
             return json_response(exception.body(), status=exception.status)
+        if isinstance(exception, RequestDataTooBig):
+            return error_response(413, "request_too_large", "the request body is too large")
         if isinstance(exception, Http404 | PermissionDenied | SuspiciousOperation | BadRequest):
             return None  # Django answers these through the JSON handlers above
         log.exception("%s %s failed", request.method, request.path)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -61,9 +62,14 @@ def check_csr(csr_pem: str) -> CheckedRequest:
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
         csr_der = csr.public_bytes(serialization.Encoding.DER)
-        public_key = csr.public_key()
     except (ValueError, UnicodeEncodeError, TypeError) as err:
         raise ApiError(400, "csr_invalid", "csr is not a PEM PKCS#10 certification request") from err
+    try:
+        public_key = csr.public_key()
+    except UnsupportedAlgorithm as err:      # an EC curve (secp112r1, SM2 …) or key type cryptography lacks
+        raise ApiError(400, "key_unsupported", "only RSA and EC (P-256, P-384) keys are accepted") from err
+    except ValueError as err:
+        raise ApiError(400, "csr_invalid", "the CSR's public key cannot be read") from err
     if isinstance(public_key, rsa.RSAPublicKey):
         if not MIN_RSA_BITS <= public_key.key_size <= MAX_RSA_BITS:
             raise ApiError(400, "key_unsupported",
