@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from devices.sim.stack import SimulatedStack, apply_env
-    from kiosk import app, config
+    from kiosk.shell import app, config
 
     with tempfile.TemporaryDirectory(prefix="tamga-bench-") as tmp, \
             SimulatedStack(Path(tmp), key_algorithm=args.key_algorithm) as stack:

@@ -7,6 +7,7 @@ the whole test process (libpcsclite fixes its socket at the first PC/SC call).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -26,13 +27,14 @@ from devices.sim.national_ca import CardHolder
 from devices.sim.pcscd import PrivatePcscd
 from devices.sim.stack import CARD_PIN, SimulatedStack, apply_env
 from devices.token import Pkcs11Token
-from kiosk import app, config
-from kiosk import log as kiosk_log
+from kiosk.engine import StepResult
 from kiosk.errors import KioskError
+from kiosk.flows.issuance import IssuanceStep
 from kiosk.i18n import Translator
-from kiosk.issuance import IssuanceStep, StepResult
 from kiosk.pin import Pin
 from kiosk.ports import Receipt
+from kiosk.shell import app, config
+from kiosk.shell import log as kiosk_log
 
 HOLDERS = {"Ариун": CardHolder("Ариун", "Баатар", "НЭ80000000"),
            "Эрдэнэ": CardHolder("Эрдэнэ", "Дорж", "ШУ78787878")}
@@ -101,13 +103,18 @@ class KioskDriver:
     def restart(self) -> None:
         """A new kiosk process over the same configuration and database; the old one is gone."""
         self.kiosk.close()
-        self.kiosk = app.build(config.load(self.stack.config_path), token=self.token)
+        self.kiosk = app.start(config.load(self.stack.config_path), token=self.token)
 
     def step(self) -> str:
         return self.kiosk.store.load(self.session_id).step
 
     def token_pin(self) -> Pin:
         return Pin(self.token_pin_value)
+
+    def crash_store_on(self, kind: str) -> None:
+        """From now on, the transition recording ``kind`` is cut off by a power cut (this process only)."""
+        engine = self.kiosk.engine
+        engine.services = dataclasses.replace(engine.services, store=CrashingStore(self.kiosk.store, kind))
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +146,7 @@ def driver(tmp_path: Path, private_pcscd: PrivatePcscd, central_template: Path) 
     pkcs11 = Pkcs11Token(str(cfg.token.module), rescan=True)
     pkcs11.reload()   # this scenario's SOFTHSM2_CONF
     token = PullableToken(pkcs11)
-    kiosk = app.build(cfg, token=token)
+    kiosk = app.start(cfg, token=token)
     drv = KioskDriver(stack, kiosk, token, logs)
     try:
         yield drv
@@ -188,7 +195,7 @@ def _verified_and_approved(driver: KioskDriver, invoice: str) -> None:
                          ("verify_card_pin", (driver.pin(CARD_PIN),))):
         driver.do(action, *args)
         assert driver.error is None, driver.error
-    driver.do("approve", "clerk-1", driver.result.data["documents"], False)  # type: ignore[union-attr]
+    driver.do("approve", "clerk-1", driver.result.view.documents, False)  # type: ignore[union-attr]
     assert driver.error is None and driver.step() == "token"
 
 
@@ -233,7 +240,7 @@ def _card_pin(driver: KioskDriver, pin: str) -> None:
 @when("the clerk ticks every document and approves")
 def _approves(driver: KioskDriver) -> None:
     assert driver.result is not None
-    driver.do("approve", "clerk-1", driver.result.data["documents"], False)
+    driver.do("approve", "clerk-1", driver.result.view.documents, False)
     assert driver.error is None, driver.error
 
 
@@ -308,7 +315,7 @@ def _insert_token(driver: KioskDriver) -> None:
 
 @when("the kiosk loses power right after the key pair is generated on the eToken")
 def _power_cut(driver: KioskDriver) -> None:
-    driver.flow.store = CrashingStore(driver.kiosk.store, crash_on="key.generated")
+    driver.crash_store_on("key.generated")
     with pytest.raises(PowerCut):
         driver.flow.generate_key(driver.session_id)
 
@@ -330,11 +337,12 @@ def _reprint(driver: KioskDriver) -> None:
 def _shows_paid(driver: KioskDriver, total: str) -> None:
     assert driver.error is None, driver.error
     assert driver.result is not None
-    order = driver.result.data["order"]
+    order = driver.result.view.order
+    assert order is not None
     t = Translator(driver.language)
-    fees = dict((item, amount) for item, _, amount in order["fees"])
-    assert t.money(fees["total"]) == total
-    assert order["paid_mnt"] >= fees["total"]
+    fees = {line.item.value: line.amount_mnt for line in order.fees}
+    assert t.money(fees["total"]) == total == t.money(order.total_mnt)
+    assert order.paid_mnt >= fees["total"]
     assert driver.result.step is IssuanceStep.IDENTITY
 
 
@@ -342,7 +350,7 @@ def _shows_paid(driver: KioskDriver, total: str) -> None:
 def _verified(driver: KioskDriver) -> None:
     assert driver.error is None, driver.error
     assert driver.result is not None and driver.result.step is IssuanceStep.APPROVAL
-    assert driver.result.data["card"]["verified"] is True
+    assert driver.result.view.card is not None and driver.result.view.card.verified is True
 
 
 @then(parsers.parse('the kiosk refuses with "{text}"'))
@@ -465,7 +473,7 @@ def _resumes(driver: KioskDriver) -> None:
     unfinished = driver.flow.unfinished()
     assert [r.session_id for r in unfinished] == [driver.session_id]
     assert unfinished[0].step is IssuanceStep.KEYGEN
-    assert unfinished[0].data["pin_needed"] is True
+    assert unfinished[0].view.pin_needed is True
     assert driver.flow.resume_step(driver.session_id) is None   # it cannot go on without the PIN
 
 
@@ -497,17 +505,17 @@ def _install_and_print(driver: KioskDriver) -> None:
 
 @then("the kiosk asks for the eToken PIN again")
 def _asks_pin_again(driver: KioskDriver) -> None:
-    assert driver.flow.current(driver.session_id).data["pin_needed"] is True
+    assert driver.flow.current(driver.session_id).view.pin_needed is True
     assert driver.flow.resume_step(driver.session_id) is None
     driver.pending_pin = None  # type: ignore[attr-defined]
 
 
 @then("the clerk cannot cancel a session whose certificate was issued")
 def _no_cancel_after_issue(driver: KioskDriver) -> None:
-    from kiosk.errors import StepOutOfOrder
+    from kiosk.errors import CannotCancel
 
     other = driver.flow.begin("mn")
-    state = driver.kiosk.store.create("issued-session", "install", "mn", {})
-    with pytest.raises(StepOutOfOrder):
+    state = driver.kiosk.store.create("issued-session", "issuance", "install", "mn", {})
+    with pytest.raises(CannotCancel):
         driver.flow.cancel(state.id, "applicant left")
     assert driver.flow.cancel(other.session_id, "applicant left").step is IssuanceStep.CANCELLED

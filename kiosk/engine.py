@@ -29,6 +29,7 @@ from kiosk.events import EventKind
 from kiosk.pin import Pin, PinPolicy, SoPin
 from kiosk.ports import (
     CentralPort,
+    CertificateReader,
     IdCardPort,
     KeyAlgorithm,
     PrinterPort,
@@ -36,6 +37,7 @@ from kiosk.ports import (
     SessionStore,
     TokenPort,
 )
+from kiosk.printing import ReceiptDesk
 from kiosk.views import StepView
 from kiosk.workdays import RENEWAL_NOTICE_DAYS, WorkCalendar, default_calendar
 
@@ -80,6 +82,7 @@ class Services:
     idcard: IdCardPort
     token: TokenPort
     printer: PrinterPort
+    certificates: CertificateReader
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ class Engine:
         self.policy = policy
         self.clock = clock
         self.pins = PinCache()
-        self._closers: list[Callable[[], None]] = []
+        self.receipts = ReceiptDesk(services.store, services.printer)
+        self._closers: list[Callable[[], None]] = [self.receipts.close]
         self.flows: dict[FlowKind, Flow] = {}
         for cls in flows:
             for final in FINAL_STEPS:

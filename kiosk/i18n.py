@@ -56,7 +56,7 @@ class Translator:
         return money(amount, self.currency, self.language)
 
     def _refusal(self, reason: str, data: dict[str, Any]) -> str:
-        fields = {k: self.money(v) if k in ("total", "paid", "due") and isinstance(v, int) else v
+        fields = {k: self.money(v) if k in ("total", "paid", "due", "balance") and isinstance(v, int) else v
                   for k, v in data.items()}
         return self(f"refusal.{reason}", **fields)
 
@@ -72,6 +72,10 @@ class Translator:
             data["reason"] = self._refusal(data["refusal"], data)    # the order changed at central: say how
         if "reason" in data and f"refusal.{data['reason']}" in self._texts:
             data["reason_text"] = self._refusal(data["reason"], data)
+            if key == "error.central_rejected" and "refusal" not in data:
+                data["reason"] = data["reason_text"]
+        if "why" in data:
+            data["why_text"] = self(f"cancel.why.{data['why']}")
         if "rule" in data:
             data["rule_text"] = self(f"pin.rule.{data['rule']}", **data)
         if "device" in data:

@@ -272,6 +272,34 @@ class CentralPort(Protocol):
         ...
 
 
+# --- certificates --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What the flows need to know of an X.509 certificate (parsed by an adapter)."""
+
+    serial_hex: str                  # upper-case hex
+    subject_serial_number: str       # the subject's serialNumber, e.g. PNOMN-NE80000000 ("" if none)
+    common_name: str
+    given_name: str
+    surname: str
+    organisation: str
+    issuer: str                      # RFC 4514
+    not_before: dt.datetime
+    not_after: dt.datetime
+    is_ca: bool
+    public_key_sha256: str           # hex SHA-256 of the SubjectPublicKeyInfo DER
+
+
+class CertificateReader(Protocol):
+    def describe(self, certificate_der: bytes) -> CertificateFacts:
+        """Parse a DER certificate.  Raises InvalidInput(field='certificate') when it is not one."""
+        ...
+
+    def verify(self, certificate_der: bytes, data: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` over ``data`` verifies with the certificate's key (SHA-256; PKCS#1 v1.5 or ECDSA)."""
+        ...
+
+
 # --- printer ------------------------------------------------------------------------------------------
 @unique
 class PrinterStatus(Enum):

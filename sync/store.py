@@ -138,8 +138,8 @@ class KioskStore:
     # -- sessions ----------------------------------------------------------------------------------------
     @staticmethod
     def _state(row: dict[str, Any]) -> SessionState:
-        return SessionState(id=row["id"], flow=row["flow"], step=row["step"], version=row["version"], language=row["language"],
-                            data=json.loads(row["data"]), created_at=row["created_at"],
+        return SessionState(id=row["id"], flow=row["flow"], step=row["step"], version=row["version"],
+                            language=row["language"], data=json.loads(row["data"]), created_at=row["created_at"],
                             updated_at=row["updated_at"])
 
     def create(self, session_id: str, flow: str, step: str, language: str, data: dict[str, Any]) -> SessionState:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import config
 from kiosk.errors import ConfigError
 from kiosk.ports import KeyAlgorithm
+from kiosk.shell import config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -20,7 +20,7 @@ def test_defaults_load_and_are_documented(tmp_path: Path) -> None:
     assert cfg.kiosk.language == "mn"
     assert cfg.token.key_algorithm is KeyAlgorithm.RSA2048
     assert cfg.printer.host_port == ("127.0.0.1", 9100)
-    text = (Path(config.__file__).parent / "defaults.toml").read_text()
+    text = (Path(config.__file__).parents[1] / "defaults.toml").read_text()
     settings = [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "["))]
     assert len(settings) == sum(len(values) for values in config.defaults().values())
     for line in settings:

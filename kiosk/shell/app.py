@@ -1,4 +1,4 @@
-"""Wiring: the kiosk configuration turned into adapters and the issuance workflow over them.
+"""Wiring: the kiosk configuration turned into adapters and the flow engine over them.
 
 This module (with ``config``, ``log``, ``demo``) is the app shell, allowed to import the adapters;
 the workflow modules beside it stay pure.
@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 
+from devices.certificates import X509Reader
 from devices.idcard import IdCardReader
 from devices.printer import EscPosPrinter, PrinterTarget
 from devices.token import Pkcs11Token
-from kiosk.config import Config
+from kiosk.engine import Engine, FlowKind, KioskPolicy, Services
 from kiosk.errors import ConfigError
-from kiosk.issuance import Issuance, IssuancePolicy
+from kiosk.flows import ALL_FLOWS, IssuanceFlow, RenewalFlow, RevocationFlow, TokenCheckFlow, UnblockFlow
 from kiosk.ports import TokenPort
+from kiosk.shell.config import Config
 from sync.central_client import CentralClient
 from sync.store import KioskStore, load_or_create_key
 
@@ -48,22 +52,47 @@ def printer_target(cfg: Config) -> PrinterTarget:
 
 @dataclass
 class Kiosk:
+    """The kiosk's adapters and the flow engine over them."""
+
     config: Config
     store: KioskStore
     central: CentralClient
     idcard: IdCardReader
     token: TokenPort
     printer: EscPosPrinter
-    issuance: Issuance = field(init=False)
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    engine: Engine = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
-        policy = IssuancePolicy(
+        policy = KioskPolicy(
             office=cfg.kiosk.office, country=cfg.kiosk.country, currency=cfg.kiosk.currency,
             key_algorithm=cfg.token.key_algorithm, factory_so_pin=cfg.token.factory_so_pin(),
             token_label_prefix=cfg.token.label_prefix, qr_template=cfg.qr_template, timezone=cfg.tz,
+            calendar=cfg.calendar, renewal_notice_days=cfg.renewal_notice_days,
         )
-        self.issuance = Issuance(self.store, self.central, self.idcard, self.token, self.printer, policy)
+        services = Services(self.store, self.central, self.idcard, self.token, self.printer, X509Reader())
+        self.engine = Engine(services, policy, ALL_FLOWS, clock=self.clock)
+
+    @property
+    def issuance(self) -> IssuanceFlow:
+        return cast(IssuanceFlow, self.engine.flow(FlowKind.ISSUANCE))
+
+    @property
+    def renewal(self) -> RenewalFlow:
+        return cast(RenewalFlow, self.engine.flow(FlowKind.RENEWAL))
+
+    @property
+    def revocation(self) -> RevocationFlow:
+        return cast(RevocationFlow, self.engine.flow(FlowKind.REVOCATION))
+
+    @property
+    def unblock(self) -> UnblockFlow:
+        return cast(UnblockFlow, self.engine.flow(FlowKind.UNBLOCK))
+
+    @property
+    def check(self) -> TokenCheckFlow:
+        return cast(TokenCheckFlow, self.engine.flow(FlowKind.CHECK))
 
     def housekeeping(self) -> int:
         """Delete finished sessions' personal data past the retention period; returns how many."""
@@ -73,23 +102,34 @@ class Kiosk:
         return purged
 
     def close(self) -> None:
-        self.issuance.close()
+        self.engine.close()
         self.idcard.close()
         self.central.close()
         self.store.close()
 
 
-def build(cfg: Config, token: TokenPort | None = None) -> Kiosk:
-    """Adapters from the configuration.  ``token`` replaces the PKCS#11 adapter (fault injection)."""
+def build(cfg: Config, token: TokenPort | None = None,
+          clock: Callable[[], dt.datetime] | None = None) -> Kiosk:
+    """Adapters from the configuration; changes nothing (the app calls ``housekeeping`` at start).
+
+    ``token`` replaces the PKCS#11 adapter (fault injection); ``clock`` the wall clock (tests).
+    """
     data_dir = cfg.kiosk.data_dir
-    store = KioskStore(data_dir / "kiosk.db", load_or_create_key(data_dir / "kiosk.key"))
+    store = KioskStore(data_dir / "kiosk.db", load_or_create_key(data_dir / "kiosk.key", data_dir / "kiosk.db"))
     central = CentralClient(cfg.central.url, cfg.central.token(), cfg.central.timeout_s)
     idcard = IdCardReader(cfg.idcard.reader, load_certificates(cfg.idcard.trust_anchors, "idcard.trust_anchors"),
                           load_certificates(cfg.idcard.intermediates, "idcard.intermediates"), cfg.idcard.profile,
                           card_timeout=cfg.idcard.wait_s)
-    if token is None:
-        token = Pkcs11Token(str(cfg.token.module), rescan=cfg.token.rescan)
+    adapter: TokenPort = token if token is not None else Pkcs11Token(str(cfg.token.module), rescan=cfg.token.rescan)
     printer = EscPosPrinter(printer_target(cfg), width_px=cfg.printer.width_px)
-    kiosk = Kiosk(cfg, store, central, idcard, token, printer)
+    if clock is None:
+        return Kiosk(cfg, store, central, idcard, adapter, printer)
+    return Kiosk(cfg, store, central, idcard, adapter, printer, clock)
+
+
+def start(cfg: Config, token: TokenPort | None = None,
+          clock: Callable[[], dt.datetime] | None = None) -> Kiosk:
+    """Build the kiosk and do its start-up housekeeping (the retention purge): what the app and demo run."""
+    kiosk = build(cfg, token, clock)
     kiosk.housekeeping()     # at every start: personal data is kept only as long as needed
     return kiosk

@@ -17,7 +17,9 @@ from typing import Any
 
 from kiosk.errors import ConfigError
 from kiosk.i18n import LANGUAGES
+from kiosk.pin import SoPin
 from kiosk.ports import KeyAlgorithm
+from kiosk.workdays import WorkCalendar, default_calendar
 
 DEFAULT_PATH = Path("/etc/tamga/kiosk.toml")
 
@@ -68,12 +70,13 @@ class TokenSettings:
     label_prefix: str
     rescan: bool
 
-    def factory_so_pin(self) -> str:
+    def factory_so_pin(self) -> SoPin | None:
         try:
-            return self.factory_so_pin_file.read_text().strip()
+            value = self.factory_so_pin_file.read_text().strip()
         except OSError as err:
             raise ConfigError(f"cannot read {self.factory_so_pin_file}: {err.strerror}",
                               setting="token.factory_so_pin_file") from err
+        return SoPin(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class Config:
     printer: PrinterSettings
     qr_template: str
     log_level: str
+    calendar: WorkCalendar
+    renewal_notice_days: int
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -224,11 +229,22 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
         qr.format(serial="00", invoice="000000000000")
     except (KeyError, IndexError, ValueError) as err:
         raise ConfigError(f"receipt.qr_template: {err}", setting="receipt.qr_template") from err
+    country = r.text("kiosk.country").upper()
+    annual, dated = r.get("calendar.holidays", list), r.get("calendar.dated_holidays", list)
+    try:
+        base = default_calendar(country)
+        extra = WorkCalendar.from_config(country, annual, dated)
+    except ValueError as err:
+        raise ConfigError(f"calendar: {err}", setting="calendar.holidays") from err
+    calendar = WorkCalendar(country, base.annual | extra.annual, base.dated | extra.dated)
+    notice_days = r.get("calendar.renewal_notice_days", int)
+    if not 1 <= notice_days <= 90:
+        raise ConfigError("calendar.renewal_notice_days must be 1 to 90", setting="calendar.renewal_notice_days")
     return Config(
         source=source,
         kiosk=KioskSettings(
             id=r.text("kiosk.id"), office=r.text("kiosk.office"), language=language, languages=languages,
-            data_dir=r.path("kiosk.data_dir"), timezone=timezone, country=r.text("kiosk.country").upper(),
+            data_dir=r.path("kiosk.data_dir"), timezone=timezone, country=country,
             currency=r.choice("kiosk.currency", ("MNT", "KZT", "KGS")), retention_days=retention,
         ),
         central=CentralSettings(url=url.rstrip("/"), token_file=r.path("central.token_file", check_files),
@@ -252,4 +268,6 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
         ),
         qr_template=qr,
         log_level=r.choice("log.level", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        calendar=calendar,
+        renewal_notice_days=notice_days,
     )

@@ -1,0 +1,401 @@
+"""Issuance: from a paid order to a personalised eToken and a printed receipt (shared seed 000).
+
+Steps, in order: consent → order → identity → approval → token → keygen → enrollment → install →
+receipt → done.  A restarted kiosk resumes at the persisted step; the steps with side effects are
+written so that repeating them after a crash does no harm:
+
+* token: the new SO PIN is stored (encrypted, durably) *before* C_InitToken; a retry tries it,
+  then the factory PIN; a token left blank by a crash inside C_InitToken is initialised again;
+* keygen: the key's CKA_ID is persisted on entering the step; a retry finds the pair by that ID
+  (the adapter removes a half-written pair) instead of generating a second one;
+* enrollment: the idempotency key is persisted on entering; the central returns the same
+  certificate for it, and a cancel here voids it at the central (revoking what it issued);
+* install: writing the certificate is idempotent; receipt: see :mod:`kiosk.printing`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from enum import Enum, unique
+from typing import Any
+
+from kiosk import register
+from kiosk.engine import FlowKind, StepResult, cannot_cancel
+from kiosk.errors import (
+    ApprovalIncomplete,
+    CentralRejected,
+    ConsentRequired,
+    InvalidInput,
+    InvalidPin,
+    KeyMismatch,
+    KioskError,
+    OrderNotFound,
+    PinBlocked,
+    PinRequired,
+    TokenError,
+    TokenPinBlockedRestart,
+    TokenSoPinUnknown,
+    WrongStep,
+    WrongToken,
+)
+from kiosk.events import EventKind
+from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
+from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
+from kiosk.pin import Pin, SoPin
+from kiosk.ports import Receipt, SessionState, TokenInfo, TokenSession
+from kiosk.receipt import ReceiptFacts, build_receipt
+from kiosk.views import CertificateView, OrderView, StepView, TokenView
+
+
+@unique
+class IssuanceStep(Enum):
+    CONSENT = "consent"
+    ORDER = "order"
+    IDENTITY = "identity"
+    APPROVAL = "approval"
+    TOKEN = "token"
+    KEYGEN = "keygen"
+    ENROLLMENT = "enrollment"
+    INSTALL = "install"
+    RECEIPT = "receipt"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+@unique
+class Document(Enum):
+    """Documents the clerk checks (seed 000, section 7.1 «Бүрдүүлэх баримт»)."""
+
+    OFFICIAL_LETTER = "official_letter"
+    CONTRACT = "contract"                                  # two copies, signed and stamped
+    STATE_REGISTRATION_COPY = "state_registration_copy"    # notarised
+    ID_CARD_COPY = "id_card_copy"
+    POWER_OF_ATTORNEY = "power_of_attorney"                # only when collected by proxy
+
+
+def required_documents(by_proxy: bool) -> list[Document]:
+    docs = [Document.OFFICIAL_LETTER, Document.CONTRACT, Document.STATE_REGISTRATION_COPY,
+            Document.ID_CARD_COPY]
+    if by_proxy:
+        docs.append(Document.POWER_OF_ATTORNEY)
+    return docs
+
+
+S = IssuanceStep
+
+
+class IssuanceFlow(IdentitySteps):
+    """The issuance steps over the engine's ports.  One caller drives one session."""
+
+    kind = FlowKind.ISSUANCE
+    Step = IssuanceStep
+    first_step = IssuanceStep.CONSENT
+    after_identity = IssuanceStep.APPROVAL
+
+    # -- engine hooks -----------------------------------------------------------------------------------
+    def view(self, state: SessionState) -> StepView:
+        data = state.data
+        step = IssuanceStep(state.step)
+        cert = data.get("certificate")
+        token = data.get("token")
+        return StepView(
+            order=OrderView.of(Order.from_dict(data["order"])) if "order" in data else None,
+            card=card_view(data),
+            token=TokenView(token["serial"], token["model"], token["label"]) if token else None,
+            certificate=CertificateView(cert["serial"], dt.datetime.fromisoformat(cert["not_before"]),
+                                        dt.datetime.fromisoformat(cert["not_after"])) if cert else None,
+            documents=tuple(d.value for d in required_documents(data.get("by_proxy", False)))
+            if step is S.APPROVAL else (),
+            pin_needed=step in (S.KEYGEN, S.INSTALL) and state.id not in self.pins,
+            receipt_pending=bool(data.get("receipt_pending", False)),
+            timings_ms=dict(data.get("timings_ms", {})),
+        )
+
+    def resume(self, state: SessionState) -> Callable[[], StepResult] | None:
+        step, sid = IssuanceStep(state.step), state.id
+        if step is S.ENROLLMENT:
+            return lambda: self.enroll(sid)
+        if step is S.RECEIPT:
+            return lambda: self.print_receipt(sid)
+        if step is S.KEYGEN and sid in self.pins:
+            return lambda: self.generate_key(sid)
+        if step is S.INSTALL and sid in self.pins:
+            return lambda: self.install(sid)
+        return None
+
+    def before_cancel(self, state: SessionState) -> dict[str, Any]:
+        """No cancel once a certificate is on its way to the token; at enrollment, void the request first.
+
+        The central may have issued before a reply was lost: voiding the idempotency key revokes
+        what it issued under it, so no valid certificate is left outstanding for a cancelled visit.
+        """
+        step = IssuanceStep(state.step)
+        if step in (S.INSTALL, S.RECEIPT):
+            raise cannot_cancel(state, "certificate_issued")
+        if step is S.ENROLLMENT:
+            revoked = self.services.central.void_enrollment(state.data["idempotency_key"])
+            return {"idempotency_key": state.data["idempotency_key"], "voided": True, "revoked_serial": revoked}
+        return {}
+
+    def on_finish(self, state: SessionState) -> None:
+        self.engine.receipts.drop(state.id)
+
+    def expected_holder(self, state: SessionState) -> ExpectedHolder:
+        order = Order.from_dict(state.data["order"])
+        return ExpectedHolder(register_number=order.holder.register_number,
+                              names=(order.holder.father_name, order.holder.given_name))
+
+    # -- 1. consent -------------------------------------------------------------------------------------
+    def consent(self, session_id: str, accepted: bool) -> StepResult:
+        state = self.expect(session_id, S.CONSENT)
+        if not accepted:
+            raise ConsentRequired()
+        data = dict(state.data, consent_at=self.now().isoformat())
+        return self.result(self.advance(state, S.ORDER, data, EventKind.CONSENT_GIVEN))
+
+    # -- 2. order ---------------------------------------------------------------------------------------
+    def find_order(self, session_id: str, query: str) -> StepResult:
+        """Look the order up by invoice, register number or QR payload; only a payable one proceeds."""
+        state = self.expect(session_id, S.ORDER)
+        data = dict(state.data)
+        try:
+            kind, value = classify_query(query)
+        except ValueError as err:
+            raise OrderNotFound(reason="bad_query") from err
+        with self.engine.timed(data, S.ORDER):
+            order = self.services.central.find_order(kind.value, value)
+        try:
+            fees = check_may_proceed(order)
+        except KioskError as err:
+            self.record(state, data, EventKind.ORDER_REFUSED, **{"invoice": order.invoice, **err.data})
+            raise
+        data.update(order=order.to_dict(), fees_total=fees.total)
+        return self.result(self.advance(state, S.IDENTITY, data, EventKind.ORDER_FOUND, order_id=order.id,
+                                        invoice=order.invoice))
+
+    # -- 3. identity: read_card, verify_card_pin (kiosk.identity) -----------------------------------------
+
+    # -- 4. clerk approval ------------------------------------------------------------------------------
+    def approve(self, session_id: str, clerk_id: str, documents: Iterable[str], by_proxy: bool) -> StepResult:
+        state = self.expect(session_id, S.APPROVAL)
+        try:
+            ticked = {Document(d) for d in documents}
+        except ValueError as err:
+            raise InvalidInput(str(err), field="documents") from err
+        missing = [d.value for d in required_documents(by_proxy) if d not in ticked]
+        if missing:
+            raise ApprovalIncomplete(missing=missing)
+        data = dict(state.data, by_proxy=by_proxy, clerk_id=clerk_id,
+                    documents=sorted(d.value for d in ticked), approved_at=self.now().isoformat())
+        return self.result(self.advance(state, S.TOKEN, data, EventKind.APPROVAL_GIVEN, clerk_id=clerk_id,
+                                        documents=data["documents"], by_proxy=by_proxy))
+
+    # -- 5. token preparation ---------------------------------------------------------------------------
+    def prepare_token(self, session_id: str, new_pin: Pin, confirmation: Pin) -> StepResult:
+        """Initialise the eToken with a fresh SO PIN and the applicant's chosen user PIN."""
+        state = self.expect(session_id, S.TOKEN)
+        self.policy.pin_policy.check(new_pin, confirmation)
+        data = dict(state.data)
+        order = Order.from_dict(data["order"])
+        label = f"{self.policy.token_label_prefix} {_ascii_register(order)}"[:32]
+        with self.engine.timed(data, S.TOKEN):
+            present = self.services.token.present()
+            state, info, so_pin = self._initialise(state, data, present, label, new_pin)
+        self.pins.remember(session_id, new_pin)
+        data["token"] = {"serial": info.serial, "model": info.model, "label": label}
+        # Chosen now and persisted with the transition, so a retried keygen/enrollment reuses them.
+        data["key_id"] = secrets.token_hex(16)
+        data["idempotency_key"] = uuid.uuid4().hex
+        if info.serial != present.serial:       # a blank soft token got its serial only now
+            self.services.store.save_token_secret(info.serial, so_pin)
+        # Durable: the key id and idempotency key must outlive a power cut once the key may exist
+        # and the certificate may be issued under them.
+        return self.result(self.engine.before_side_effect(state, data, EventKind.TOKEN_INITIALISED, to=S.KEYGEN,
+                                                          token_serial=info.serial, model=info.model,
+                                                          was_blank=not present.initialised))
+
+    def _initialise(self, state: SessionState, data: dict[str, Any], present: TokenInfo, label: str,
+                    user_pin: Pin) -> tuple[SessionState, TokenInfo, SoPin]:
+        serial = present.serial
+        stored = self.services.store.token_secret(serial)
+        new_so = stored or SoPin.generate()
+        if stored is None:        # before C_InitToken: never lose it
+            self.services.store.save_token_secret(serial, new_so)
+        state = self.engine.before_side_effect(state, data, EventKind.TOKEN_INITIALISING, token_serial=serial,
+                                               blank=not present.initialised)
+        if not present.initialised:
+            # Blank (new, or left so by a power cut inside C_InitToken): any SO PIN opens it.
+            return state, self.services.token.initialise(serial, new_so, new_so, label, user_pin), new_so
+        candidates = [new_so] if stored else []
+        factory = self.policy.factory_so_pin
+        if factory and factory not in candidates:
+            candidates.append(factory)
+        last: KioskError | None = None
+        for current in candidates:
+            try:
+                return state, self.services.token.initialise(serial, current, new_so, label, user_pin), new_so
+            except TokenError as err:
+                if err.data.get("reason") != "so_pin_incorrect":
+                    raise
+                last = err
+        # Neither ours nor the factory's: prepared by someone else.  Final, so that nobody retries
+        # into an SO PIN lockout; the clerk resets the token with its vendor tool.
+        raise TokenSoPinUnknown(serial=serial) from last
+
+    def _token_pin(self, session_id: str, pin: Pin | None) -> Pin:
+        """The PIN given now, else the one the token accepted earlier in this process; else PinRequired."""
+        if pin is not None:
+            return pin
+        known = self.pins.get(session_id)
+        if known is None:
+            raise PinRequired()
+        return known
+
+    @contextmanager
+    def _token_session(self, state: SessionState, serial: str, pin: Pin) -> Iterator[TokenSession]:
+        """Log in; remember the PIN only once the token accepted it, forget it when it refuses it."""
+        try:
+            with self.services.token.session(serial, pin) as session:
+                self.pins.remember(state.id, pin)
+                yield session
+        except (InvalidPin, PinBlocked) as err:
+            self.pins.forget(state.id)
+            self.record(state, dict(state.data), EventKind.TOKEN_PIN_REFUSED, blocked=isinstance(err, PinBlocked),
+                        attempts_remaining=err.data.get("attempts_remaining"))
+            raise
+
+    def _check_token(self, data: dict[str, Any]) -> str:
+        serial: str = data["token"]["serial"]
+        info = self.services.token.present()
+        if info.serial != serial:
+            raise WrongToken(serial=serial, present=info.serial)
+        return serial
+
+    # -- 6. key generation and CSR ----------------------------------------------------------------------
+    def generate_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
+        state = self.expect(session_id, S.KEYGEN)
+        user_pin = self._token_pin(session_id, pin)
+        data = dict(state.data)
+        key_id = bytes.fromhex(data["key_id"])
+        order = Order.from_dict(data["order"])
+        with self.engine.timed(data, S.KEYGEN):
+            serial = self._check_token(data)
+            try:
+                with self._token_session(state, serial, user_pin) as session:
+                    spki = session.find_public_key(key_id)
+                    reused = spki is not None
+                    if spki is None:
+                        spki = session.generate_key_pair(key_id, data["token"]["label"], self.policy.key_algorithm)
+                    csr = session.sign_csr(key_id, _ascii_register(order))
+            except PinBlocked as err:
+                # Nothing is issued yet: the token is prepared again (the kiosk holds its SO PIN).
+                again = self.advance(self.engine.load(session_id), S.TOKEN, dict(state.data), EventKind.TOKEN_REPREPARE,
+                                     reason="user_pin_blocked")
+                return self.result(again, TokenPinBlockedRestart(serial=serial, cause=err.key))
+        data["csr"] = base64.b64encode(csr).decode()
+        data["public_key_sha256"] = hashlib.sha256(spki).hexdigest()
+        return self.result(self.advance(state, S.ENROLLMENT, data, EventKind.KEY_GENERATED,
+                                        public_key_sha256=data["public_key_sha256"], reused_existing_key=reused,
+                                        algorithm=self.policy.key_algorithm.value))
+
+    # -- 7. enrollment ----------------------------------------------------------------------------------
+    def enroll(self, session_id: str) -> StepResult:
+        state = self.expect(session_id, S.ENROLLMENT)
+        data = dict(state.data)
+        so_pin = self.services.store.token_secret(data["token"]["serial"])
+        with self.engine.timed(data, S.ENROLLMENT):
+            try:
+                issued = self.services.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]),
+                                                      data["idempotency_key"], token_serial=data["token"]["serial"],
+                                                      so_pin=so_pin)
+            except CentralRejected as err:
+                # The order changed at central (cancelled, unpaid) or the request was refused: this
+                # session cannot go on; the applicant sees why, the journal keeps it.
+                ended = self.advance(state, S.CANCELLED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
+                return self.result(ended, err)
+        if issued.public_key_sha256 and issued.public_key_sha256 != data["public_key_sha256"]:
+            # Not our key's certificate: never install it; the session stays here (cancel voids it).
+            self.record(state, dict(state.data), EventKind.ENROLLMENT_REFUSED, reason="certificate_key_mismatch",
+                        serial=issued.serial_hex)
+            raise KeyMismatch(certificate_serial=issued.serial_hex)
+        data["certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
+                               "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
+                               "not_after": issued.not_after.isoformat()}
+        return self.result(self.advance(state, S.INSTALL, data, EventKind.CERTIFICATE_ISSUED,
+                                        serial=issued.serial_hex))
+
+    # -- 8. install -------------------------------------------------------------------------------------
+    def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
+        state = self.expect(session_id, S.INSTALL)
+        user_pin = self._token_pin(session_id, pin)
+        data = dict(state.data)
+        cert = data["certificate"]
+        data["issued_at"] = self.now().isoformat()
+        self.engine.receipts.prepare(state.id, self._receipt(state.language, data, reprint=False))
+        with self.engine.timed(data, S.INSTALL):
+            serial = self._check_token(data)
+            with self._token_session(state, serial, user_pin) as session:
+                session.install_certificate(bytes.fromhex(data["key_id"]), data["token"]["label"],
+                                            pem_to_der(cert["pem"]), [pem_to_der(p) for p in cert["chain"]])
+        self.pins.forget(session_id)   # no further token operation needs it
+        return self.result(self.advance(state, S.RECEIPT, data, EventKind.CERTIFICATE_INSTALLED,
+                                        serial=cert["serial"]))
+
+    # -- 9. receipt -------------------------------------------------------------------------------------
+    def receipt_facts(self, data: dict[str, Any]) -> ReceiptFacts:
+        order = Order.from_dict(data["order"])
+        cert = data["certificate"]
+        tz = self.policy.timezone
+        return ReceiptFacts(
+            office=self.policy.office,
+            issued_at=dt.datetime.fromisoformat(data.get("issued_at") or self.now().isoformat()).astimezone(tz),
+            order=order,
+            fees=compute_fees(order.term_years, order.etoken),
+            certificate_serial=cert["serial"],
+            valid_from=dt.datetime.fromisoformat(cert["not_before"]).astimezone(tz),
+            valid_until=dt.datetime.fromisoformat(cert["not_after"]).astimezone(tz),
+            token_serial=data["token"]["serial"],
+            qr_payload=self.policy.qr_template.format(serial=cert["serial"], invoice=order.invoice),
+        )
+
+    def _receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+        return build_receipt(self.receipt_facts(data), language, self.policy.currency, reprint=reprint)
+
+    def print_receipt(self, session_id: str) -> StepResult:
+        """Print the receipt; a printer fault still completes the issuance, with the receipt kept for reprint."""
+        state = self.expect(session_id, S.RECEIPT)
+        data = dict(state.data)
+        data.setdefault("issued_at", self.now().isoformat())
+        with self.engine.timed(data, S.RECEIPT):
+            error = self.engine.receipts.print(session_id, lambda reprint: self._receipt(state.language, data, reprint))
+        data["receipt_pending"] = error is not None
+        done = self.advance(state, S.DONE, data, EventKind.RECEIPT_PRINTED if error is None
+                            else EventKind.RECEIPT_PENDING, error=error.to_dict() if error else None)
+        return self.result(done, error)
+
+    def reprint(self, session_id: str) -> bytes:
+        """Print a kept receipt again (marked as a reprint); returns the rendered PNG."""
+        state = self.engine.load(session_id)
+        if state.flow != self.kind.value or state.step != S.DONE.value:
+            raise WrongStep(session_id=session_id, expected="issuance.done", actual=f"{state.flow}.{state.step}")
+        png = self.engine.receipts.reprint(session_id, lambda reprint: self._receipt(state.language, state.data, True))
+        self.record(state, dict(state.data, receipt_pending=False), EventKind.RECEIPT_REPRINTED, final=True)
+        return png
+
+
+def _ascii_register(order: Order) -> str:
+    try:
+        return register.to_ascii(order.holder.register_number)
+    except ValueError as err:
+        raise InvalidInput(str(err), field="register_number") from err
+
+
+def pem_to_der(pem: str) -> bytes:
+    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
+    return base64.b64decode(body)

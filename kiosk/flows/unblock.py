@@ -1,0 +1,100 @@
+"""PIN unblock: the holder brings the token and the ID card; the kiosk unblocks with the token's SO PIN.
+
+Steps: consent → token (read the holder's certificate off the token) → identity (the card's holder
+must be that certificate's holder) → new_pin (the SO PIN — this kiosk's, else the one escrowed at
+the central by whichever kiosk personalised the token — sets the holder's new PIN) → done.
+The SO PIN travels only as :class:`kiosk.pin.SoPin` and is never persisted by this flow.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, unique
+from typing import Any
+
+from kiosk.engine import FlowKind, StepResult
+from kiosk.errors import ConsentRequired, NoCertificateOnToken, WrongToken
+from kiosk.events import EventKind
+from kiosk.flows.token_check import certificate_view, token_view
+from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
+from kiosk.pin import Pin, SoPin
+from kiosk.ports import SessionState
+from kiosk.token_certificates import holder_certificates
+from kiosk.views import StepView
+
+
+@unique
+class UnblockStep(Enum):
+    CONSENT = "consent"
+    TOKEN = "token"
+    IDENTITY = "identity"
+    NEW_PIN = "new_pin"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+U = UnblockStep
+
+
+class UnblockFlow(IdentitySteps):
+    kind = FlowKind.UNBLOCK
+    Step = UnblockStep
+    first_step = UnblockStep.CONSENT
+    after_identity = UnblockStep.NEW_PIN
+
+    def view(self, state: SessionState) -> StepView:
+        data = state.data
+        return StepView(token=token_view(data), card=card_view(data),
+                        certificate=certificate_view(data["certificate"], self.now()) if "certificate" in data
+                        else None, timings_ms=dict(data.get("timings_ms", {})))
+
+    def expected_holder(self, state: SessionState) -> ExpectedHolder:
+        cert = state.data["certificate"]
+        return ExpectedHolder(certificate_serial_number=cert["serial_number"],
+                              names=(cert["given_name"], cert["surname"]))
+
+    def consent(self, session_id: str, accepted: bool) -> StepResult:
+        state = self.expect(session_id, U.CONSENT)
+        if not accepted:
+            raise ConsentRequired()
+        data = dict(state.data, consent_at=self.now().isoformat())
+        return self.result(self.advance(state, U.TOKEN, data, EventKind.CONSENT_GIVEN))
+
+    def read_token(self, session_id: str) -> StepResult:
+        state = self.expect(session_id, U.TOKEN)
+        data = dict(state.data)
+        info = self.services.token.present()
+        certs = holder_certificates(self.services.token, self.services.certificates, info.serial) \
+            if info.initialised else []
+        if not certs:
+            raise NoCertificateOnToken(serial=info.serial)
+        data["token"] = {"serial": info.serial, "model": info.model, "label": info.label,
+                         "pin_locked": info.user_pin_locked}
+        data["certificate"] = certs[0].to_dict()
+        return self.result(self.advance(state, U.IDENTITY, data, EventKind.UNBLOCK_TOKEN_READ,
+                                        token_serial=info.serial, serial=data["certificate"]["serial"],
+                                        pin_locked=info.user_pin_locked))
+
+    def _so_pin(self, data: dict[str, Any]) -> tuple[SoPin, str]:
+        serial = data["token"]["serial"]
+        local = self.services.store.token_secret(serial)
+        if local is not None:
+            return local, "kiosk"
+        cert = data["certificate"]
+        escrowed = self.services.central.escrowed_so_pin(serial, cert["serial"], cert["serial_number"])
+        return escrowed, "central"
+
+    def set_pin(self, session_id: str, new_pin: Pin, confirmation: Pin) -> StepResult:
+        """Unblock with the SO PIN and set the holder's new PIN (policy checked first)."""
+        state = self.expect(session_id, U.NEW_PIN)
+        self.policy.pin_policy.check(new_pin, confirmation)
+        data = dict(state.data)
+        serial = data["token"]["serial"]
+        with self.engine.timed(data, U.NEW_PIN):
+            present = self.services.token.present()
+            if present.serial != serial:
+                raise WrongToken(serial=serial, present=present.serial)
+            so_pin, source = self._so_pin(data)
+            self.services.token.unblock(serial, so_pin, new_pin)
+        data["unblocked_at"] = self.now().isoformat()
+        return self.result(self.advance(state, U.DONE, data, EventKind.UNBLOCKED, token_serial=serial,
+                                        so_pin_source=source))

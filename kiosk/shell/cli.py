@@ -1,0 +1,90 @@
+"""``python -m kiosk``: technician commands for a kiosk (the touchscreen app comes with its own issue).
+
+``check``  load the configuration and ask every device and the central service whether it is ready.
+``config`` print the effective configuration (defaults merged with the kiosk's file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kiosk.errors import ConfigError, KioskError
+from kiosk.shell import config
+
+
+def cmd_config(path: Path | None) -> int:
+    cfg = config.load(path, check_files=False)
+    print(f"# {cfg.source}")
+    for section in ("kiosk", "central", "idcard", "token", "printer"):
+        print(f"[{section}]")
+        for key, value in vars(getattr(cfg, section)).items():
+            print(f"{key} = {value!r}")
+    return 0
+
+
+def cmd_check(path: Path | None) -> int:
+    """One line per part: ``ok`` or ``FAIL`` with the error key; exit 1 when anything failed."""
+    from kiosk.ports import PrinterStatus
+    from kiosk.shell import app
+
+    cfg = config.load(path)
+    kiosk = app.build(cfg)
+
+    def central() -> str:
+        try:
+            kiosk.central.find_order("invoice", "000000000000")
+        except KioskError as err:
+            if err.key != "error.order_not_found":    # any other answer means it is not usable
+                raise
+        return cfg.central.url
+
+    def reader() -> str:
+        kiosk.idcard.wait_for_card(0.5)
+        return f"{cfg.idcard.reader or 'first reader'}: card present"
+
+    def token() -> str:
+        info = kiosk.token.present()
+        return f"{info.model} {info.serial} {info.label!r}"
+
+    def printer() -> str:
+        status = kiosk.printer.status()
+        if status in (PrinterStatus.PAPER_OUT, PrinterStatus.OFFLINE):
+            raise PrinterNotReady(status.value)
+        return status.value
+
+    failures = 0
+    try:
+        for name, check in (("central", central), ("reader", reader), ("token", token), ("printer", printer)):
+            try:
+                print(f"{name:8} ok     {check()}")
+            except (KioskError, PrinterNotReady) as err:
+                failures += 1
+                detail = f"{err.key} {err.data or ''} {err.detail}" if isinstance(err, KioskError) else str(err)
+                print(f"{name:8} FAIL   {detail}".rstrip())
+    finally:
+        kiosk.close()
+    return 1 if failures else 0
+
+
+class PrinterNotReady(Exception):
+    """The printer answered, but cannot print now (paper out, offline)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kiosk", description="Tamga kiosk technician commands")
+    parser.add_argument("--config", type=Path, help="kiosk.toml (default: $TAMGA_CONFIG, /etc/tamga/kiosk.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="check the configuration, the devices and the central service")
+    sub.add_parser("config", help="print the effective configuration")
+    args = parser.parse_args(argv)
+    try:
+        return cmd_check(args.config) if args.command == "check" else cmd_config(args.config)
+    except ConfigError as err:
+        print(f"configuration error: {err.detail} (setting {err.data.get('setting')})", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The holder's certificates on an eToken: which one is current, which ones a renewal superseded.
+
+After a renewal the token holds two key pairs and two certificates for the same holder.  The old
+pair stays until its certificate has expired — never removed before the new one is installed, and
+never before its expiry day — and is removed the next time the token is seen at or after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from kiosk.ports import CertificateFacts, CertificateReader, TokenPort
+
+
+@dataclass(frozen=True)
+class TokenCertificate:
+    key_id: bytes
+    der: bytes
+    facts: CertificateFacts
+
+    def to_dict(self) -> dict[str, str]:
+        f = self.facts
+        return {"key_id": self.key_id.hex(), "serial": f.serial_hex, "not_before": f.not_before.isoformat(),
+                "not_after": f.not_after.isoformat(), "holder": f.common_name, "organisation": f.organisation,
+                "serial_number": f.subject_serial_number, "given_name": f.given_name, "surname": f.surname,
+                "public_key_sha256": f.public_key_sha256}
+
+
+def holder_certificates(token: TokenPort, reader: CertificateReader, serial: str) -> list[TokenCertificate]:
+    """The token's end-entity certificates, the one valid longest first (CA certificates left out)."""
+    certs = []
+    for key_id, der in token.public_certificates(serial):
+        facts = reader.describe(der)
+        if not facts.is_ca:
+            certs.append(TokenCertificate(key_id, der, facts))
+    return sorted(certs, key=lambda c: c.facts.not_after, reverse=True)
+
+
+def superseded(certs: list[TokenCertificate], now: dt.datetime) -> list[TokenCertificate]:
+    """Expired certificates of a holder who also has a certificate on the token that is still valid."""
+    valid = {c.facts.subject_serial_number for c in certs if c.facts.not_before <= now < c.facts.not_after}
+    return [c for c in certs if c.facts.not_after <= now and c.facts.subject_serial_number in valid]
