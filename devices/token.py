@@ -28,7 +28,7 @@ from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_
 from pkcs11.util.rsa import encode_rsa_public_key
 
 from kiosk.errors import DeviceNotReady, InvalidPin, KeyMismatch, PinBlocked, TokenError
-from kiosk.pin import Pin
+from kiosk.pin import Pin, SoPin
 from kiosk.ports import KeyAlgorithm, TokenInfo
 
 _LOCK = threading.RLock()
@@ -131,14 +131,14 @@ class Pkcs11Token:
             except p11e.PKCS11Error as err:
                 raise _translate(err, serial) from err
 
-    def initialise(self, serial: str, current_so_pin: str, new_so_pin: str, label: str, user_pin: Pin) -> None:
+    def initialise(self, serial: str, current_so_pin: SoPin, new_so_pin: SoPin, label: str, user_pin: Pin) -> None:
         """Re-initialise the token (erases its objects), set the user PIN, then change the SO PIN."""
         with _LOCK:
             try:
                 token = self._token(serial)
                 slot_id = token.slot.slot_id
                 self._raw.C_CloseAllSessions(slot_id)
-                so = current_so_pin.encode()
+                so = current_so_pin.reveal().encode()
                 rv = self._timed("init_token", lambda: self._raw.C_InitToken(
                     slot_id, so, len(so), label.encode()[:32].ljust(32, b" ")))
                 if rv == CKR_PIN_INCORRECT:
@@ -150,10 +150,11 @@ class Pkcs11Token:
                 if rv != CKR_OK:
                     raise TokenError(f"C_InitToken returned {rv:#x}", reason="pkcs11", code=hex(rv), serial=serial)
                 token = self._token(serial)
-                with token.open(rw=True, so_pin=current_so_pin) as session:
+                with token.open(rw=True, so_pin=current_so_pin.reveal()) as session:
                     self._timed("init_pin", lambda: session.init_pin(user_pin.reveal()))
                     if new_so_pin != current_so_pin:
-                        self._timed("set_so_pin", lambda: session.set_pin(current_so_pin, new_so_pin))
+                        self._timed("set_so_pin", lambda: session.set_pin(current_so_pin.reveal(),
+                                                                          new_so_pin.reveal()))
             except p11e.PKCS11Error as err:
                 raise _translate(err, serial) from err
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from kiosk.errors import DeviceNotReady, PinBlocked
-from kiosk.pin import Pin
+from kiosk.pin import Pin, SoPin
 from kiosk.ports import TokenInfo, TokenPort, TokenSession
 
 
@@ -47,7 +47,7 @@ class PullableToken:
         self._check("present")
         return self.inner.present()
 
-    def initialise(self, serial: str, current_so_pin: str, new_so_pin: str, label: str, user_pin: Pin) -> None:
+    def initialise(self, serial: str, current_so_pin: SoPin, new_so_pin: SoPin, label: str, user_pin: Pin) -> None:
         self._check("initialise")
         self.inner.initialise(serial, current_so_pin, new_so_pin, label, user_pin)
 

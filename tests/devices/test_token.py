@@ -14,10 +14,11 @@ from devices.sim.faults import PullableToken
 from devices.sim.softhsm import FACTORY_SO_PIN
 from devices.token import Pkcs11Token
 from kiosk.errors import DeviceNotReady, InvalidPin, KeyMismatch, PinBlocked, TokenError
-from kiosk.pin import Pin
+from kiosk.pin import Pin, SoPin
 from kiosk.ports import KeyAlgorithm
 
 USER_PIN = Pin("482916")
+FACTORY = SoPin(FACTORY_SO_PIN)
 
 
 def _issue(csr_der: bytes, days: int = 365) -> tuple[bytes, bytes]:
@@ -58,7 +59,7 @@ def test_no_token_is_device_not_ready(token_adapter: Pkcs11Token) -> None:
 
 @pytest.mark.parametrize("algorithm", [KeyAlgorithm.RSA2048, KeyAlgorithm.P256])
 def test_personalise_keeps_key_on_token(token_adapter: Pkcs11Token, blank: str, algorithm: KeyAlgorithm) -> None:
-    token_adapter.initialise(blank, FACTORY_SO_PIN, "5f1e9c0d2a7b4e33", "Ариун НЭ80000000", USER_PIN)
+    token_adapter.initialise(blank, FACTORY, SoPin("5f1e9c0d2a7b4e33"), "Ариун НЭ80000000", USER_PIN)
     info = token_adapter.info(blank)
     assert info.user_pin_set and info.serial == blank
     key_id = bytes.fromhex("a1b2c3d4")
@@ -82,16 +83,16 @@ def test_personalise_keeps_key_on_token(token_adapter: Pkcs11Token, blank: str, 
 
 
 def test_new_so_pin_replaces_factory_pin(token_adapter: Pkcs11Token, blank: str) -> None:
-    token_adapter.initialise(blank, FACTORY_SO_PIN, "0e4c9a7715d3b2f8", "T", USER_PIN)
+    token_adapter.initialise(blank, FACTORY, SoPin("0e4c9a7715d3b2f8"), "T", USER_PIN)
     with pytest.raises(TokenError) as err:
-        token_adapter.initialise(blank, FACTORY_SO_PIN, FACTORY_SO_PIN, "T", USER_PIN)
+        token_adapter.initialise(blank, FACTORY, FACTORY, "T", USER_PIN)
     assert err.value.data["reason"] == "so_pin_incorrect"
-    token_adapter.initialise(blank, "0e4c9a7715d3b2f8", "0e4c9a7715d3b2f8", "T2", USER_PIN)
+    token_adapter.initialise(blank, SoPin("0e4c9a7715d3b2f8"), SoPin("0e4c9a7715d3b2f8"), "T2", USER_PIN)
     assert token_adapter.info(blank).label == "T2"
 
 
 def test_certificate_of_another_key_is_refused(token_adapter: Pkcs11Token, blank: str) -> None:
-    token_adapter.initialise(blank, FACTORY_SO_PIN, "1111aaaa2222bbbb", "T", USER_PIN)
+    token_adapter.initialise(blank, FACTORY, SoPin("1111aaaa2222bbbb"), "T", USER_PIN)
     with token_adapter.session(blank, USER_PIN) as s:
         s.generate_key_pair(b"\x01", "k1", KeyAlgorithm.P256)
         s.generate_key_pair(b"\x02", "k2", KeyAlgorithm.P256)
@@ -102,11 +103,11 @@ def test_certificate_of_another_key_is_refused(token_adapter: Pkcs11Token, blank
 
 
 def test_wrong_user_pin_then_right_pin_works(token_adapter: Pkcs11Token, blank: str) -> None:
-    token_adapter.initialise(blank, FACTORY_SO_PIN, "1111aaaa2222bbbb", "T", USER_PIN)
+    token_adapter.initialise(blank, FACTORY, SoPin("1111aaaa2222bbbb"), "T", USER_PIN)
     with pytest.raises(InvalidPin), token_adapter.session(blank, Pin("000000")):
         pass
     # the failed login leaked no session: re-initialising (needs no open session) still works
-    token_adapter.initialise(blank, "1111aaaa2222bbbb", "1111aaaa2222bbbb", "T", USER_PIN)
+    token_adapter.initialise(blank, SoPin("1111aaaa2222bbbb"), SoPin("1111aaaa2222bbbb"), "T", USER_PIN)
     with token_adapter.session(blank, USER_PIN) as s:
         assert s.certificates() == []
 
