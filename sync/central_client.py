@@ -8,25 +8,45 @@ Implements :class:`kiosk.ports.CentralPort`.  Every failure leaves as a :mod:`ki
 * any other 4xx with ``{"error": code}`` → :class:`CentralRejected` (``data['reason']`` = code,
   ``data['status']``, and for ``order_not_payable`` the order's ``refusal`` reason and amounts).
 
-Both calls are idempotent (a lookup reads; an enrollment carries the kiosk's idempotency key and the
-service returns the same certificate for it), so a connection error or timeout is retried once.
+Every call is idempotent (lookups read; enrollments, renewals, revocations and voids carry the kiosk's
+idempotency key and the service answers the same for it; an SO PIN release only reads and logs), so a
+connection error or timeout is retried once.
+
+What the central returns is checked before it reaches the core: certificate and chain PEM must parse,
+serials and validity must be the certificate's; anything else is ``CentralUnavailable(cause=
+"malformed_response")``.  An SO PIN goes to the central only encrypted (RSA-OAEP-SHA256) to its escrow
+key, and comes back only encrypted to a key pair this client makes for that one call.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import logging
+import re
 import textwrap
 import time
 from typing import Any
 from urllib.parse import quote
 
 import requests
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from kiosk.errors import CentralRejected, CentralUnavailable, OrderNotFound
-from kiosk.order import Order
-from kiosk.ports import IssuedCertificate
+from kiosk.order import FeeItem, FeeLine, Fees, Order
+from kiosk.pin import SoPin
+from kiosk.ports import (
+    CertificateRecord,
+    CertificateStatus,
+    IssuedCertificate,
+    RenewalTerms,
+    Revocation,
+    RevocationReason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +54,9 @@ API_PREFIX = "/api/v1"
 LOOKUP_KINDS = ("invoice", "register")
 _RETRYABLE = (requests.ConnectionError, requests.Timeout)
 # Body fields of an error that are passed on in the error's data (``reason`` is renamed ``refusal``).
-_ERROR_DETAIL_FIELDS = ("reason", "total", "paid", "due", "term_years", "field")
+_ERROR_DETAIL_FIELDS = ("reason", "total", "paid", "due", "term_years", "field", "balance", "shortfall",
+                        "last_request_day", "certificate_status", "renewed_by", "limit")
+_HEX = re.compile(r"^[0-9A-Fa-f]{1,128}$")
 
 
 def csr_pem(csr_der: bytes) -> str:
@@ -59,6 +81,7 @@ class CentralClient:
         self._session = session if session is not None else requests.Session()
         self.call_count = 0
         self.call_seconds = 0.0
+        self._escrow: tuple[str, rsa.RSAPublicKey] | None = None
 
     def __enter__(self) -> CentralClient:
         return self
@@ -91,33 +114,148 @@ class CentralClient:
             raise CentralUnavailable("malformed order", status=response.status_code,
                                      cause="malformed_response") from err
 
-    def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str) -> IssuedCertificate:
+    def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
+               so_pin: SoPin | None = None) -> IssuedCertificate:
         """Have the CA certify the CSR's key for the order; the same key returns the same certificate.
 
-        Raises CentralRejected (``csr_signature_invalid``, ``order_not_payable``, ``key_reused``,
-        ``idempotency_conflict``, …) or CentralUnavailable.
+        ``so_pin`` is encrypted to the central's escrow key (fetched once and cached) and escrowed
+        under ``token_serial``.  Raises CentralRejected (``csr_signature_invalid``, ``order_not_payable``,
+        ``key_reused``, ``idempotency_conflict``, ``enrollment_void``, …) or CentralUnavailable.
         """
-        payload = {"csr": csr_pem(csr_der), "idempotency_key": idempotency_key}
+        if so_pin is not None and not token_serial:
+            raise ValueError("an escrowed SO PIN needs the token serial")
         path = f"{API_PREFIX}/orders/{quote(order_id, safe='')}/enrollments"
-        response = self._request("POST", path, idempotent=True, json=payload)
+        for attempt in (1, 2):
+            payload: dict[str, Any] = {"csr": csr_pem(csr_der), "idempotency_key": idempotency_key}
+            if token_serial:
+                payload["token_serial"] = token_serial
+            if so_pin is not None:
+                key_id, public_key = self._escrow_key()
+                payload["so_pin_escrow"] = base64.b64encode(
+                    public_key.encrypt(so_pin.reveal().encode("utf-8"), _oaep())).decode("ascii")
+                payload["escrow_key_id"] = key_id
+            response = self._request("POST", path, idempotent=True, json=payload)
+            try:
+                body = self._expect(response, (200, 201))
+            except CentralRejected as err:
+                if err.data.get("reason") == "escrow_key_changed" and attempt == 1:
+                    self._escrow = None        # the central has a new escrow key: fetch it and resend
+                    continue
+                raise
+            return _issued(body, response.status_code)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def void_enrollment(self, idempotency_key: str) -> str | None:
+        """Make the idempotency key unusable at the central; the serial it revoked, or None."""
+        path = f"{API_PREFIX}/enrollments/{quote(idempotency_key, safe='')}/void"
+        response = self._request("POST", path, idempotent=True, json={})
+        body = self._expect(response, (200,))
+        serial = body.get("revoked_serial")
+        if serial is not None and not (isinstance(serial, str) and _is_hex(serial)):
+            raise CentralUnavailable("malformed void answer", status=response.status_code,
+                                     cause="malformed_response")
+        return serial
+
+    def certificates(self, register_number: str) -> list[CertificateRecord]:
+        """The holder's certificates, newest first."""
+        response = self._request("GET", f"{API_PREFIX}/certificates", idempotent=True,
+                                 params={"register": register_number})
+        body = self._expect(response, (200,))
+        items = body.get("certificates")
+        if not isinstance(items, list):
+            raise CentralUnavailable("malformed certificate list", status=response.status_code,
+                                     cause="malformed_response")
+        return [_record(item, response.status_code) for item in items]
+
+    def certificate(self, serial_hex: str) -> CertificateRecord:
+        """One certificate's record.  Raises CentralRejected(reason='certificate_not_found')."""
+        response = self._request("GET", f"{API_PREFIX}/certificates/{_serial_path(serial_hex)}", idempotent=True)
+        return _record(self._expect(response, (200,)), response.status_code)
+
+    def revoke(self, serial_hex: str, reason: RevocationReason, register_number: str,
+               idempotency_key: str) -> Revocation:
+        """Revoke the holder's certificate; the same key (or an already revoked certificate) answers the same."""
+        payload = {"reason": reason.value, "register_number": register_number, "idempotency_key": idempotency_key}
+        response = self._request("POST", f"{API_PREFIX}/certificates/{_serial_path(serial_hex)}/revocation",
+                                 idempotent=True, json=payload)
         body = self._expect(response, (200, 201))
         try:
-            chain = body["chain"]
-            if not isinstance(chain, list) or not all(isinstance(pem, str) for pem in chain):
-                raise TypeError("chain is not a list of PEM strings")
-            certificate = body["certificate"]
-            if not isinstance(certificate, str) or "BEGIN CERTIFICATE" not in certificate:
-                raise TypeError("certificate is not PEM")
-            return IssuedCertificate(
-                certificate_pem=certificate,
-                chain_pem=tuple(chain),
-                serial_hex=str(body["serial"]),
-                not_before=_parse_time(body["not_before"]),
-                not_after=_parse_time(body["not_after"]),
-            )
+            return Revocation(certificate_serial=_hex(body["serial"]), revoked_at=_parse_time(body["revoked_at"]),
+                              reason=RevocationReason(body["reason"]))
         except (KeyError, TypeError, ValueError) as err:
-            raise CentralUnavailable("malformed enrollment", status=response.status_code,
+            raise CentralUnavailable("malformed revocation", status=response.status_code,
                                      cause="malformed_response") from err
+
+    def renewal_terms(self, serial_hex: str, term_years: int) -> RenewalTerms:
+        """Fee, balance and deadline for renewing ``serial_hex`` for ``term_years``."""
+        response = self._request("GET", f"{API_PREFIX}/certificates/{_serial_path(serial_hex)}/renewal",
+                                 idempotent=True, params={"term_years": str(term_years)})
+        body = self._expect(response, (200,))
+        try:
+            organisation = body["organisation"]
+            balance, term = body["balance_mnt"], body["term_years"]
+            if not isinstance(balance, int) or not isinstance(term, int) or not isinstance(organisation, dict):
+                raise TypeError("balance_mnt and term_years are integers, organisation an object")
+            return RenewalTerms(
+                certificate_serial=_hex(body["certificate_serial"]),
+                not_after=_parse_time(body["not_after"]),
+                last_request_day=dt.date.fromisoformat(body["last_request_day"]),
+                organisation=str(organisation["name"]),
+                organisation_register=str(organisation["register"]),
+                balance_mnt=balance,
+                term_years=term,
+                fees=_fees(body["fees"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CentralUnavailable("malformed renewal terms", status=response.status_code,
+                                     cause="malformed_response") from err
+
+    def renew(self, serial_hex: str, application: bytes, signature: bytes, csr_der: bytes,
+              idempotency_key: str) -> IssuedCertificate:
+        """Send the signed renewal application and the new key's CSR; the same key returns the same certificate."""
+        payload = {"application": base64.b64encode(application).decode("ascii"),
+                   "signature": base64.b64encode(signature).decode("ascii"),
+                   "csr": csr_pem(csr_der), "idempotency_key": idempotency_key}
+        response = self._request("POST", f"{API_PREFIX}/certificates/{_serial_path(serial_hex)}/renewals",
+                                 idempotent=True, json=payload)
+        return _issued(self._expect(response, (200, 201)), response.status_code)
+
+    def escrowed_so_pin(self, token_serial: str, certificate_serial: str, register_number: str) -> SoPin:
+        """The token's escrowed SO PIN, sent re-encrypted to an ephemeral key made for this call."""
+        ephemeral = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public_pem = ephemeral.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+        payload = {"certificate_serial": certificate_serial, "register_number": register_number,
+                   "public_key": public_pem}
+        response = self._request("POST", f"{API_PREFIX}/tokens/{quote(token_serial, safe='')}/so-pin",
+                                 idempotent=True, json=payload)
+        body = self._expect(response, (200,))
+        try:
+            ciphertext = base64.b64decode(body["ciphertext"], validate=True)
+            return SoPin(ephemeral.decrypt(ciphertext, _oaep()).decode("utf-8"))
+        except (KeyError, TypeError, ValueError) as err:   # binascii.Error and UnicodeDecodeError are ValueErrors
+            raise CentralUnavailable("malformed SO PIN answer", status=response.status_code,
+                                     cause="malformed_response") from err
+
+    # --- escrow key --------------------------------------------------------------------------------
+    def _escrow_key(self) -> tuple[str, rsa.RSAPublicKey]:
+        """The central's escrow key (id, RSA public key), fetched once per client."""
+        if self._escrow is None:
+            response = self._request("GET", f"{API_PREFIX}/escrow-key", idempotent=True)
+            body = self._expect(response, (200,))
+            try:
+                key = serialization.load_pem_public_key(str(body["public_key"]).encode("ascii"))
+                if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+                    raise ValueError("the escrow key is not RSA of 2048 bits or more")
+                spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+                key_id = hashlib.sha256(spki).hexdigest()
+                if body.get("key_id", key_id) != key_id:
+                    raise ValueError("key_id is not the key's digest")
+            except (KeyError, TypeError, ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as err:
+                raise CentralUnavailable("malformed escrow key", status=response.status_code,
+                                         cause="malformed_response") from err
+            self._escrow = (key_id, key)
+        return self._escrow
 
     # --- HTTP --------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> requests.Response:
@@ -173,6 +311,113 @@ class CentralClient:
             if field in body:
                 data["refusal" if field == "reason" else field] = body[field]
         raise CentralRejected(str(body.get("message", code)), reason=code, **data)
+
+
+def _oaep() -> padding.OAEP:
+    return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def _is_hex(value: str) -> bool:
+    return bool(_HEX.match(value))
+
+
+def _hex(value: Any) -> str:
+    """A serial as upper-case hex without leading zeros; ValueError otherwise."""
+    if not isinstance(value, str) or not _is_hex(value):
+        raise ValueError("a serial is hex")
+    return f"{int(value, 16):X}"
+
+
+def _serial_path(serial_hex: str) -> str:
+    return quote(serial_hex.replace(":", ""), safe="")
+
+
+def _certificate(pem: Any) -> x509.Certificate:
+    if not isinstance(pem, str) or "-----BEGIN CERTIFICATE-----" not in pem:
+        raise TypeError("not a PEM certificate")
+    return x509.load_pem_x509_certificate(pem.encode("ascii"))
+
+
+def _issued(body: dict[str, Any], status: int) -> IssuedCertificate:
+    """An ``Enrollment`` answer, checked: every PEM parses, serial and times are the certificate's."""
+    try:
+        chain = body["chain"]
+        if not isinstance(chain, list) or not chain:
+            raise TypeError("chain is not a list of PEM certificates")
+        for pem in chain:
+            _certificate(pem)
+        certificate = _certificate(body["certificate"])
+        if _hex(body["serial"]) != f"{certificate.serial_number:X}":
+            raise ValueError("serial is not the certificate's")
+        not_before, not_after = _parse_time(body["not_before"]), _parse_time(body["not_after"])
+        if (not_before, not_after) != (certificate.not_valid_before_utc, certificate.not_valid_after_utc):
+            raise ValueError("validity is not the certificate's")
+        spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+        return IssuedCertificate(
+            certificate_pem=body["certificate"],
+            chain_pem=tuple(chain),
+            serial_hex=f"{certificate.serial_number:X}",
+            not_before=not_before,
+            not_after=not_after,
+            public_key_sha256=hashlib.sha256(spki).hexdigest(),
+        )
+    except (KeyError, TypeError, ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as err:
+        # binascii.Error (garbled base64 inside a PEM) is a ValueError
+        raise CentralUnavailable("malformed enrollment", status=status, cause="malformed_response") from err
+
+
+def _record(body: Any, status: int) -> CertificateRecord:
+    """A ``Certificate`` answer, checked like an enrollment's certificate."""
+    try:
+        if not isinstance(body, dict):
+            raise TypeError("a certificate record is an object")
+        certificate = _certificate(body["certificate"])
+        serial = _hex(body["serial"])
+        if serial != f"{certificate.serial_number:X}":
+            raise ValueError("serial is not the certificate's")
+        revoked_at = body.get("revoked_at")
+        reason = body.get("revocation_reason")
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError("revocation_reason is a string")
+        return CertificateRecord(
+            serial_hex=serial,
+            status=CertificateStatus(body["status"]),
+            not_before=_parse_time(body["not_before"]),
+            not_after=_parse_time(body["not_after"]),
+            register_number=_text(body["register_number"]),
+            holder_name=_text(body["holder_name"]),
+            organisation=_text(body["organisation"]),
+            invoice=_text(body["invoice"]),
+            token_serial=_text(body.get("token_serial") or ""),
+            certificate_pem=body["certificate"],
+            revoked_at=_parse_time(revoked_at) if revoked_at is not None else None,
+            revocation_reason=reason,
+        )
+    except (KeyError, TypeError, ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as err:
+        raise CentralUnavailable("malformed certificate record", status=status,
+                                 cause="malformed_response") from err
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _fees(body: Any) -> Fees:
+    if not isinstance(body, dict) or not isinstance(body.get("lines"), list):
+        raise TypeError("fees has lines")
+    lines = []
+    for line in body["lines"]:
+        values = (line["quantity"], line["unit_mnt"], line["amount_mnt"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise TypeError("fee amounts are integers")
+        lines.append(FeeLine(FeeItem(line["item"]), *values))
+    fees = Fees(tuple(lines))
+    if fees.total != body.get("total_mnt", fees.total):
+        raise ValueError("total_mnt is not the total line")
+    return fees
 
 
 def _parse_time(value: Any) -> dt.datetime:
