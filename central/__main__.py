@@ -51,10 +51,11 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
     from django.core.wsgi import get_wsgi_application
 
     from central import serving
-    from central.orders import auth, clerk, pki
+    from central.orders import auth, clerk, escrow, pki
 
     _, issuing = pki.ensure_hierarchy()
     pki.write_chain(data_dir / CHAIN_FILE, issuing)
+    escrow.ensure_key()
     if args.demo_data:
         clerk.load_orders_file(DEMO_ORDERS)
     # The demo kiosk's credential, only with the demo data (other kiosks: add-kiosk); its token stays
@@ -94,10 +95,11 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
 
 
 def cmd_init(args: argparse.Namespace, data_dir: Path) -> int:
-    from central.orders import pki
+    from central.orders import escrow, pki
 
     _, issuing = pki.ensure_hierarchy()
     pki.write_chain(data_dir / CHAIN_FILE, issuing)
+    escrow.ensure_key()
     print(data_dir / CHAIN_FILE)
     return 0
 
@@ -159,6 +161,27 @@ def cmd_show_order(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
+def cmd_set_balance(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import clerk
+
+    organisation = clerk.set_balance(args.register, args.balance_mnt, args.name)
+    print(json.dumps({"register": organisation.register, "name": organisation.name,
+                      "balance_mnt": organisation.balance_mnt}, ensure_ascii=False))
+    return 0
+
+
+def cmd_show_organisation(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders.models import Organisation
+
+    organisation = Organisation.objects.filter(register=args.register).first()
+    if organisation is None:
+        print(f"{args.register}: no such organisation", file=sys.stderr)
+        return 1
+    print(json.dumps({"register": organisation.register, "name": organisation.name,
+                      "balance_mnt": organisation.balance_mnt}, ensure_ascii=False))
+    return 0
+
+
 def cmd_load_orders(args: argparse.Namespace, data_dir: Path) -> int:
     from central.orders import clerk
 
@@ -210,7 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("invoice")
     p = add("show-order", cmd_show_order, "Print an order as the API serves it.")
     p.add_argument("invoice")
-    p = add("load-orders", cmd_load_orders, "Add orders from a JSON file shaped like demo_orders.json.")
+    p = add("set-balance", cmd_set_balance, "Set an organisation's balance (MNT), creating it with --name.")
+    p.add_argument("register")
+    p.add_argument("balance_mnt", type=int)
+    p.add_argument("--name")
+    p = add("show-organisation", cmd_show_organisation, "Print an organisation's account.")
+    p.add_argument("register")
+    p = add("load-orders", cmd_load_orders,
+            "Add orders (and organisations) from a JSON file shaped like demo_orders.json.")
     p.add_argument("file", type=Path)
     return parser
 

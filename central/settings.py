@@ -105,6 +105,13 @@ LANGUAGE_CODE = "en"
 USE_I18N = False
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024     # Django answers 413 JSON above this (waitress: 1 MiB)
 
+# Tamga: the central's country (working-day calendar, certificate C=), extra dated public holidays
+# (YYYY-MM-DD, comma-separated; e.g. a holiday decreed at short notice), the SO PIN escrow key.
+TAMGA_COUNTRY = "MN"
+TAMGA_EXTRA_HOLIDAYS = [day.strip() for day in os.environ.get("TAMGA_EXTRA_HOLIDAYS", "").split(",")
+                        if day.strip()]
+TAMGA_ESCROW_KEY_FILE = DATA_DIR / "escrow-key.pem"
+
 # django-ca: signing happens in-process through its Python API; no Celery, no ACME, no REST API.
 CA_USE_CELERY = False
 CA_ENABLE_ACME = False

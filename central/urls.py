@@ -10,6 +10,14 @@ urlpatterns = [
     path("api/v1/health", api.health, name="health"),
     path("api/v1/orders", api.orders, name="orders"),
     path("api/v1/orders/<str:order_id>/enrollments", api.enrollments, name="enrollments"),
+    path("api/v1/enrollments/<str:idempotency_key>/void", api.void_enrollment, name="void-enrollment"),
+    path("api/v1/escrow-key", api.escrow_key, name="escrow-key"),
+    path("api/v1/certificates", api.certificate_list, name="certificates"),
+    path("api/v1/certificates/<str:serial>", api.certificate, name="certificate"),
+    path("api/v1/certificates/<str:serial>/revocation", api.revocation, name="revocation"),
+    path("api/v1/certificates/<str:serial>/renewal", api.renewal_terms, name="renewal-terms"),
+    path("api/v1/certificates/<str:serial>/renewals", api.renewals, name="renewals"),
+    path("api/v1/tokens/<str:token_serial>/so-pin", api.so_pin, name="so-pin"),
     # Issuer certificates, CRLs and OCSP (unauthenticated, as relying parties need them).
     path("ca/", include("django_ca.urls")),
 ]

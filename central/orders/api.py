@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
-from central.orders import auth, issuance
+from central.orders import auth, certificates, escrow, issuance, renewal
 from central.orders.errors import ApiError
 from central.orders.models import OPEN_STATUSES, Order
 from kiosk import register
@@ -118,7 +118,8 @@ def orders(request: HttpRequest) -> HttpResponse:
 
 @api_view("POST")
 def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
-    """``POST /api/v1/orders/{id}/enrollments`` with ``{"csr": PEM, "idempotency_key": str}``.
+    """``POST /api/v1/orders/{id}/enrollments`` with ``{"csr": PEM, "idempotency_key": str}``
+    and optionally ``token_serial``, ``so_pin_escrow`` (base64 RSA-OAEP-SHA256) and ``escrow_key_id``.
 
     201 with the new certificate; 200 with the same certificate for a repeated request.
     """
@@ -127,11 +128,67 @@ def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
     idempotency_key = payload.get("idempotency_key")
     if not isinstance(csr, str) or not isinstance(idempotency_key, str):
         raise ApiError(400, "invalid_request", "csr and idempotency_key are required strings")
+    token_serial = issuance.check_token_serial(payload.get("token_serial", ""))
+    ciphertext = escrow.check_escrow(payload, token_serial)
     kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
-    enrollment, created = issuance.enroll(order_id, csr, idempotency_key, kiosk_id)
+    enrollment, created = issuance.enroll(order_id, csr, idempotency_key, kiosk_id, token_serial, ciphertext)
     if created:
-        log.info("issued %s for order %s (kiosk %s)", enrollment.certificate_serial, order_id, kiosk_id)
+        log.info("issued %s for order %s (kiosk %s, token %s)", enrollment.certificate_serial, order_id,
+                 kiosk_id, token_serial or "-")
     return json_response(issuance.enrollment_body(enrollment), status=201 if created else 200)
+
+
+@api_view("POST")
+def void_enrollment(request: HttpRequest, idempotency_key: str) -> HttpResponse:
+    """``POST /api/v1/enrollments/{idempotency_key}/void``: the key is unusable, its certificate revoked."""
+    return json_response(issuance.void(idempotency_key, request.kiosk_id))  # type: ignore[attr-defined]
+
+
+@api_view("GET")
+def escrow_key(request: HttpRequest) -> HttpResponse:
+    """``GET /api/v1/escrow-key``: the public key kiosks encrypt SO PINs to."""
+    return json_response(escrow.escrow_key_body())
+
+
+@api_view("GET")
+def certificate_list(request: HttpRequest) -> HttpResponse:
+    """``GET /api/v1/certificates?register=…``: the holder's certificates, newest first."""
+    register_number = request.GET.get("register")
+    if register_number is None or set(request.GET) != {"register"}:
+        raise ApiError(400, "invalid_query", "give register")
+    return json_response({"certificates": certificates.holder_certificates(register_number)})
+
+
+@api_view("GET")
+def certificate(request: HttpRequest, serial: str) -> HttpResponse:
+    """``GET /api/v1/certificates/{serial}``."""
+    return json_response(certificates.certificate_body(certificates.find_enrollment(serial)))
+
+
+@api_view("POST")
+def revocation(request: HttpRequest, serial: str) -> HttpResponse:
+    """``POST /api/v1/certificates/{serial}/revocation`` with ``{reason, register_number, idempotency_key}``."""
+    body, created = certificates.revoke(serial, read_json(request), request.kiosk_id)  # type: ignore[attr-defined]
+    return json_response(body, status=201 if created else 200)
+
+
+@api_view("GET")
+def renewal_terms(request: HttpRequest, serial: str) -> HttpResponse:
+    """``GET /api/v1/certificates/{serial}/renewal?term_years=1|2``."""
+    return json_response(renewal.terms(serial, request.GET.get("term_years")))
+
+
+@api_view("POST")
+def renewals(request: HttpRequest, serial: str) -> HttpResponse:
+    """``POST /api/v1/certificates/{serial}/renewals`` with ``{application, signature, csr, idempotency_key}``."""
+    enrollment, created = renewal.renew(serial, read_json(request), request.kiosk_id)  # type: ignore[attr-defined]
+    return json_response(issuance.enrollment_body(enrollment), status=201 if created else 200)
+
+
+@api_view("POST")
+def so_pin(request: HttpRequest, token_serial: str) -> HttpResponse:
+    """``POST /api/v1/tokens/{token_serial}/so-pin``: the escrowed SO PIN re-encrypted to the kiosk's key."""
+    return json_response(escrow.release(token_serial, read_json(request), request.kiosk_id))  # type: ignore[attr-defined]
 
 
 def health(request: HttpRequest) -> HttpResponse:

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from central.orders.models import INVOICE_VALIDATOR, Gender, Order, OrderStatus
+from central.orders.models import INVOICE_VALIDATOR, Gender, Order, OrderStatus, Organisation
 from kiosk import register
 
 
@@ -56,6 +56,7 @@ def _order_from_dict(d: dict[str, Any]) -> Order:
         department=organisation.get("department", ""),
         position=d.get("position", ""),
         term_years=int(d.get("term_years", 1)),
+        validity_days=_validity_days(d),
         etoken=bool(d.get("etoken", True)),
         consent_accepted=True,
         confirmed_at=timezone.now() if d.get("confirmed", False) else None,
@@ -69,6 +70,49 @@ def _order_from_dict(d: dict[str, Any]) -> Order:
     except ValidationError as err:
         raise ClerkError(f"{order.invoice!r}: an invoice number is 12 digits") from err
     return order
+
+
+def _validity_days(d: dict[str, Any]) -> int | None:
+    value = d.get("validity_days")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3650:
+        raise ClerkError(f"{d['invoice']}: validity_days is a number of days from 1 to 3650")
+    return value
+
+
+def load_organisations(items: list[dict[str, Any]]) -> list[str]:
+    """Add the organisation accounts not known yet (a known one keeps its balance); return the registers added."""
+    added = []
+    with transaction.atomic():
+        for item in items:
+            try:
+                register_number, name = str(item["register"]), str(item["name"])
+                balance = int(item.get("balance_mnt", 0))
+            except (KeyError, TypeError, ValueError) as err:
+                raise ClerkError(f"malformed organisation {item!r}: {err!r}") from err
+            if not register_number or balance < 0:
+                raise ClerkError(f"organisation {register_number!r}: a register and a balance ≥ 0 are needed")
+            _, created = Organisation.objects.get_or_create(
+                register=register_number, defaults={"name": name, "balance_mnt": balance})
+            if created:
+                added.append(register_number)
+    return added
+
+
+def set_balance(register_number: str, balance_mnt: int, name: str | None = None) -> Organisation:
+    """Set an organisation's balance (creating the account when ``name`` is given)."""
+    if balance_mnt < 0:
+        raise ClerkError("a balance is not negative")
+    with transaction.atomic():
+        organisation = Organisation.objects.select_for_update().filter(register=register_number).first()
+        if organisation is None:
+            if not name:
+                raise ClerkError(f"{register_number}: no such organisation (give --name to create it)")
+            organisation = Organisation(register=register_number, name=name)
+        organisation.balance_mnt = balance_mnt
+        organisation.save()
+    return organisation
 
 
 def load_orders(items: list[dict[str, Any]]) -> list[str]:
@@ -90,6 +134,10 @@ def load_orders(items: list[dict[str, Any]]) -> list[str]:
 def load_orders_file(path: Path) -> list[str]:
     items = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(items, dict):
+        organisations = items.get("organisations", [])
+        if not isinstance(organisations, list):
+            raise ClerkError(f"{path}: 'organisations' is a list")
+        load_organisations(organisations)
         items = items.get("orders", [])
     if not isinstance(items, list):
         raise ClerkError(f"{path}: expected a list of orders or {{'orders': [...]}}")

@@ -25,9 +25,9 @@ from django.utils import timezone
 from django_ca.models import Certificate
 from django_ca.profiles import profiles
 
-from central.orders import pki
+from central.orders import escrow, pki
 from central.orders.errors import ApiError
-from central.orders.models import Enrollment, Order, OrderStatus
+from central.orders.models import Enrollment, Order, OrderStatus, VoidedKey
 from kiosk import register
 from kiosk.errors import OrderNotPayable
 from kiosk.order import X520_MAX_LENGTH, check_may_proceed
@@ -38,11 +38,12 @@ MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 4096
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 MAX_IDEMPOTENCY_KEY = 128
+MAX_TOKEN_SERIAL = 64
 # X.680 PrintableString; cryptography encodes countryName and serialNumber as that type by default.
 _PRINTABLE_STRING = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")
 
 # One issuing decision at a time: the checks and the insert of the enrollment must not interleave.
-_ISSUE_LOCK = threading.Lock()
+ISSUE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -150,35 +151,66 @@ def extensions_for(order: Order) -> list[x509.Extension[Any]]:
     return extensions
 
 
-def not_after_for(order: Order, now: dt.datetime) -> dt.datetime:
-    """``term_years`` calendar years from now (29 February → 28 February)."""
-    years = order.term_years
+def years_from(now: dt.datetime, years: int) -> dt.datetime:
+    """``years`` calendar years from now (29 February → 28 February)."""
     try:
         return now.replace(year=now.year + years)
     except ValueError:
         return now.replace(year=now.year + years, day=28)
 
 
-def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str) -> tuple[Enrollment, bool]:
+def not_after_for(order: Order, now: dt.datetime) -> dt.datetime:
+    """``term_years`` calendar years from now, or ``validity_days`` days for a pilot/test order."""
+    if order.validity_days:
+        return now + dt.timedelta(days=order.validity_days)
+    return years_from(now, order.term_years)
+
+
+def check_idempotency_key(idempotency_key: Any) -> str:
+    if (not isinstance(idempotency_key, str) or not idempotency_key
+            or len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable()):
+        raise ApiError(400, "invalid_request",
+                       f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+                       field="idempotency_key")
+    return idempotency_key
+
+
+def check_token_serial(token_serial: Any) -> str:
+    if not isinstance(token_serial, str) or len(token_serial) > MAX_TOKEN_SERIAL or (
+            token_serial and not token_serial.isprintable()):
+        raise ApiError(400, "invalid_request", f"token_serial is up to {MAX_TOKEN_SERIAL} printable characters",
+                       field="token_serial")
+    return token_serial
+
+
+def refuse_voided(idempotency_key: str) -> None:
+    if VoidedKey.objects.filter(idempotency_key=idempotency_key).exists():
+        raise ApiError(409, "enrollment_void", "this idempotency key was voided; start a new enrollment")
+
+
+def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, token_serial: str = "",
+           escrow_ciphertext: bytes | None = None) -> tuple[Enrollment, bool]:
     """Issue (or find again) the order's certificate; return the enrollment and whether it is new.
 
-    Raises ApiError: 400 for a bad request or CSR, 404 ``order_not_found``, 409 ``order_not_payable``
-    (with ``reason``), ``key_reused`` or ``idempotency_conflict``.
+    ``escrow_ciphertext`` (checked by :func:`escrow.check_escrow`) is kept as the SO PIN of
+    ``token_serial`` when the certificate is issued now.  Raises ApiError: 400 for a bad request or
+    CSR, 404 ``order_not_found``, 409 ``order_not_payable`` (with ``reason``), ``key_reused``,
+    ``idempotency_conflict`` or ``enrollment_void``.
     """
-    if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
-        raise ApiError(400, "invalid_request",
-                       f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters")
+    check_idempotency_key(idempotency_key)
     request = check_csr(csr_pem)
-    with _ISSUE_LOCK, transaction.atomic():
+    with ISSUE_LOCK, transaction.atomic():
         numeric = order_id.isascii() and order_id.isdigit()
         order = Order.objects.filter(pk=order_id).first() if numeric else None
         if order is None:
             raise ApiError(404, "order_not_found", "no such order")
+        refuse_voided(idempotency_key)
 
         earlier = Enrollment.objects.select_related("certificate").filter(
             idempotency_key=idempotency_key).first()
         if earlier is not None:
-            if earlier.order_id != order.pk or earlier.public_key_sha256 != request.public_key_sha256:
+            if (earlier.order_id != order.pk or earlier.public_key_sha256 != request.public_key_sha256
+                    or earlier.renewal_of_id is not None):
                 raise ApiError(409, "idempotency_conflict",
                                "this idempotency key was used for another order or another key")
             return earlier, False
@@ -186,12 +218,12 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str) -> 
         same_key = Enrollment.objects.select_related("certificate").filter(
             public_key_sha256=request.public_key_sha256).first()
         if same_key is not None:
-            if same_key.order_id == order.pk:
+            if same_key.order_id == order.pk and same_key.voided_at is None and same_key.renewal_of_id is None:
                 # The kiosk lost its idempotency key but presents the same key: the same certificate.
                 return same_key, False
             raise ApiError(409, "key_reused", "this public key was already certified")
 
-        if order.status == OrderStatus.ISSUED or order.enrollments.exists():
+        if order.status == OrderStatus.ISSUED or order.enrollments.filter(voided_at__isnull=True).exists():
             raise ApiError(409, "order_not_payable", "the order's certificate was issued for another key",
                            reason="already_issued")
         try:
@@ -201,28 +233,69 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str) -> 
             raise ApiError(409, "order_not_payable", f"the order may not be issued: {data['reason']}",
                            **data) from err
 
-        return _issue(order, request, idempotency_key, kiosk_id), True
+        now = timezone.now()
+        certificate = issue_certificate(order, request, not_after_for(order, now))
+        enrollment = Enrollment.objects.create(
+            idempotency_key=idempotency_key, order=order, public_key_sha256=request.public_key_sha256,
+            csr_sha256=request.csr_sha256, certificate=certificate, certificate_serial=certificate.serial,
+            kiosk_id=kiosk_id, token_serial=token_serial)
+        order.status = OrderStatus.ISSUED
+        order.issued_at = now
+        order.save(update_fields=["status", "issued_at", "updated_at"])
+        if escrow_ciphertext is not None:
+            escrow.store(token_serial, escrow_ciphertext, enrollment, kiosk_id)
+        return enrollment, True
 
 
-def _issue(order: Order, request: CheckedRequest, idempotency_key: str, kiosk_id: str) -> Enrollment:
+def issue_certificate(order: Order, request: CheckedRequest, not_after: dt.datetime) -> Certificate:
+    """Have django-ca sign the order's subject and extensions for the request's key until ``not_after``."""
     ca = pki.issuing_ca()
-    now = timezone.now()
-    not_after = not_after_for(order, now)
     if not_after > ca.not_after:
         raise ApiError(503, "ca_expiring", "the issuing CA expires before the certificate would")
     key_backend_options = ca.key_backend.get_use_private_key_options(ca, {})
-    certificate = Certificate.objects.create_cert(
+    return Certificate.objects.create_cert(
         ca, key_backend_options, request.csr, profile=profiles[PROFILE],
         subject=subject_for(order), not_after=not_after, extensions=extensions_for(order),
         add_crl_url=False, add_ocsp_url=False, add_issuer_url=False, add_issuer_alternative_name=False)
-    enrollment = Enrollment.objects.create(
-        idempotency_key=idempotency_key, order=order, public_key_sha256=request.public_key_sha256,
-        csr_sha256=request.csr_sha256, certificate=certificate, certificate_serial=certificate.serial,
-        kiosk_id=kiosk_id)
-    order.status = OrderStatus.ISSUED
-    order.issued_at = now
-    order.save(update_fields=["status", "issued_at", "updated_at"])
-    return enrollment
+
+
+def void(idempotency_key: str, kiosk_id: str) -> dict[str, Any]:
+    """Make ``idempotency_key`` unusable; revoke what was issued under it (cessationOfOperation).
+
+    A first issuance voided puts its order back to paid (or what its payment says); a voided
+    renewal gives its fee back to the organisation.  Idempotent: voiding again answers the same.
+    """
+    from central.orders import certificates, clerk
+    from central.orders.models import Organisation
+
+    check_idempotency_key(idempotency_key)
+    with ISSUE_LOCK, transaction.atomic():
+        voided = VoidedKey.objects.filter(idempotency_key=idempotency_key).first()
+        if voided is None:
+            enrollment = (Enrollment.objects.select_related("order", "certificate", "certificate__ca")
+                          .filter(idempotency_key=idempotency_key).first())
+            revoked_serial = ""
+            if enrollment is not None and enrollment.voided_at is None:
+                if not enrollment.certificate.revoked:
+                    certificates.revoke_certificate(enrollment, "cessation_of_operation")
+                enrollment.voided_at = timezone.now()
+                enrollment.save(update_fields=["voided_at"])
+                revoked_serial = enrollment.certificate_serial
+                order = enrollment.order
+                if enrollment.renewal_of_id is None:
+                    order.issued_at = None
+                    order.status = clerk.derived_status(order)
+                    order.save(update_fields=["status", "issued_at", "updated_at"])
+                elif enrollment.fee_mnt:
+                    organisation = Organisation.objects.select_for_update().filter(
+                        register=order.organisation_register).first()
+                    if organisation is not None:
+                        organisation.balance_mnt += enrollment.fee_mnt
+                        organisation.save(update_fields=["balance_mnt", "updated_at"])
+            voided = VoidedKey.objects.create(idempotency_key=idempotency_key, revoked_serial=revoked_serial,
+                                              kiosk_id=kiosk_id)
+    return {"idempotency_key": idempotency_key, "voided_at": voided.voided_at.isoformat(),
+            "revoked_serial": voided.revoked_serial or None}
 
 
 def enrollment_body(enrollment: Enrollment) -> dict[str, Any]:

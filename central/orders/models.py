@@ -56,6 +56,9 @@ class Order(models.Model):
     position = models.CharField("албан тушаал", max_length=200, blank=True)
     # ТООН ГАРЫН ҮСГИЙН МЭДЭЭЛЭЛ
     term_years = models.PositiveSmallIntegerField(choices=[(1, "1 жил"), (2, "2 жил")], default=1)
+    validity_days = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Pilot/test orders only: the certificate is valid this many days instead of term_years.")
     etoken = models.BooleanField("тээгч төхөөрөмж (eToken)", default=True)
     # НЭМЭЛТ МЭДЭЭЛЭЛ
     email = models.EmailField(blank=True)
@@ -111,6 +114,12 @@ class Enrollment(models.Model):
                                        related_name="tamga_enrollment")
     certificate_serial = models.CharField(max_length=64, unique=True, help_text="Upper-case hex.")
     kiosk_id = models.CharField(max_length=64)
+    token_serial = models.CharField(max_length=64, blank=True, default="", db_index=True,
+                                    help_text="The eToken that holds the certificate's key; empty if unknown.")
+    renewal_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="renewals")
+    fee_mnt = models.PositiveIntegerField(default=0, help_text="Renewal fee taken from the organisation.")
+    voided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -128,3 +137,55 @@ class KioskCredential(models.Model):
 
     def __str__(self) -> str:
         return self.kiosk_id
+
+
+class Organisation(models.Model):
+    """A customer organisation's account: its balance pays remote renewals (seed 003)."""
+
+    register = models.CharField("регистр / татварын дугаар", max_length=20, unique=True)
+    name = models.CharField(max_length=200)
+    balance_mnt = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.register}): {self.balance_mnt} MNT"
+
+
+class VoidedKey(models.Model):
+    """An enrollment idempotency key a kiosk gave up; a later request with it is refused."""
+
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    revoked_serial = models.CharField(max_length=64, blank=True, help_text="What was revoked, or empty.")
+    kiosk_id = models.CharField(max_length=64)
+    voided_at = models.DateTimeField(auto_now_add=True)
+
+
+class TokenEscrow(models.Model):
+    """A token's SO PIN, encrypted to the central's escrow key (RSA-OAEP-SHA256); never in clear."""
+
+    token_serial = models.CharField(max_length=64, unique=True)
+    ciphertext = models.BinaryField()
+    escrow_key_id = models.CharField(max_length=64, help_text="SHA-256 (hex) of the escrow public key.")
+    enrollment = models.ForeignKey(Enrollment, null=True, on_delete=models.SET_NULL, related_name="+")
+    kiosk_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class SoPinRelease(models.Model):
+    """One release of an escrowed SO PIN: which kiosk asked, for which token and certificate, when."""
+
+    token_serial = models.CharField(max_length=64, db_index=True)
+    certificate_serial = models.CharField(max_length=64)
+    kiosk_id = models.CharField(max_length=64)
+    released_at = models.DateTimeField(auto_now_add=True)
+
+
+class RevocationRequest(models.Model):
+    """A holder's revocation at a kiosk, found again by its idempotency key."""
+
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    certificate_serial = models.CharField(max_length=64)
+    reason = models.CharField(max_length=32)
+    kiosk_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
