@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,9 @@ from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
@@ -196,21 +199,55 @@ class Pkcs11Session:
         self.serial = serial
         self._timed = timed
 
-    def _private_key(self, key_id: bytes) -> pkcs11.PrivateKey | None:
-        keys = list(self._s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id}))
-        return keys[0] if keys else None  # type: ignore[return-value]
+    # -- key pairs: at most one per CKA_ID ------------------------------------------------------------
+    # A power cut inside C_GenerateKeyPair can leave the public key object without its private key
+    # (the module stores the public one first).  Such half pairs are no key pair: they are never
+    # found, generate_key_pair removes them, and every use of a key takes the public key that
+    # belongs to the private key (never just "the first public key with this CKA_ID").
+    def _objects(self, key_id: bytes, object_class: ObjectClass) -> list[Any]:
+        return list(self._s.get_objects({Attribute.CLASS: object_class, Attribute.ID: key_id}))
 
-    def _public_key(self, key_id: bytes) -> pkcs11.PublicKey | None:
-        keys = list(self._s.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id}))
-        return keys[0] if keys else None  # type: ignore[return-value]
+    def _private_key(self, key_id: bytes) -> Any:
+        keys = self._objects(key_id, ObjectClass.PRIVATE_KEY)
+        return keys[0] if keys else None
+
+    def _pair(self, key_id: bytes) -> tuple[Any, Any] | None:
+        """(private, public) key objects of the key pair ``key_id``, or None when there is no whole pair."""
+        privs = self._objects(key_id, ObjectClass.PRIVATE_KEY)
+        pubs = self._objects(key_id, ObjectClass.PUBLIC_KEY)
+        only = len(privs) == 1 and len(pubs) == 1
+        for priv in privs:
+            for pub in pubs:
+                if _belong_together(priv, pub, only, self._timed):
+                    return priv, pub
+        return None
+
+    def _require_pair(self, key_id: bytes) -> tuple[Any, Any]:
+        pair = self._pair(key_id)
+        if pair is None:
+            raise TokenError("no key pair with this id", reason="key_missing", serial=self.serial)
+        return pair
+
+    def _destroy(self, key_id: bytes, classes: Sequence[ObjectClass], keep: Sequence[Any] = ()) -> int:
+        """Destroy the objects of ``classes`` with CKA_ID ``key_id`` except ``keep``; return how many."""
+        kept = {obj.handle for obj in keep}
+        doomed = [obj for cls in classes for obj in self._objects(key_id, cls) if obj.handle not in kept]
+        for obj in doomed:
+            self._timed("destroy", obj.destroy)
+        return len(doomed)
 
     def find_public_key(self, key_id: bytes) -> bytes | None:
-        pub = self._public_key(key_id)
-        if pub is None or self._private_key(key_id) is None:
-            return None
-        return _spki(pub)
+        pair = self._pair(key_id)
+        return None if pair is None else _spki(pair[1])
 
     def generate_key_pair(self, key_id: bytes, label: str, algorithm: KeyAlgorithm) -> bytes:
+        """Generate the pair ``key_id``; a half pair left under the id (and its certificates) is removed first.
+
+        Raises TokenError(reason='key_exists') when a whole pair has this id already: one pair per id.
+        """
+        if self._pair(key_id) is not None:
+            raise TokenError("a key pair with this id exists", reason="key_exists", serial=self.serial)
+        self._destroy(key_id, (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE))
         private_template = {
             Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
             Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
@@ -231,38 +268,48 @@ class Pkcs11Session:
                 public_template=public_template, private_template=private_template))
         return _spki(pub)
 
+    def _sign_with(self, priv: Any, data: bytes) -> tuple[bytes, str]:
+        """SHA-256 signature of ``data`` (PKCS#1 v1.5, or ECDSA DER) and its asn1crypto algorithm name."""
+        if priv.key_type == KeyType.RSA:
+            return self._timed("sign", lambda: priv.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS)), "sha256_rsa"
+        digest = hashlib.sha256(data).digest()  # SoftHSM 2.6 lacks CKM_ECDSA_SHA256: hash on host
+        raw = self._timed("sign", lambda: priv.sign(digest, mechanism=Mechanism.ECDSA))
+        return bytes(encode_ecdsa_signature(raw)), "sha256_ecdsa"
+
+    def sign(self, key_id: bytes, data: bytes) -> bytes:
+        priv, _ = self._require_pair(key_id)
+        return self._sign_with(priv, data)[0]
+
     def sign_csr(self, key_id: bytes, subject_cn: str) -> bytes:
-        pub = self._public_key(key_id)
-        priv: Any = self._private_key(key_id)   # python-pkcs11 types sign() on a mixin
-        if pub is None or priv is None:
-            raise TokenError("no key pair with this id", reason="key_missing", serial=self.serial)
+        priv, pub = self._require_pair(key_id)
         info = asn1_csr.CertificationRequestInfo({
             "version": "v1",
             "subject": asn1_x509.Name.build({"common_name": subject_cn}),
             "subject_pk_info": asn1_keys.PublicKeyInfo.load(_spki(pub)),
             "attributes": [],
         })
-        tbs = info.dump()
-        if priv.key_type == KeyType.RSA:
-            signature = self._timed("sign", lambda: priv.sign(tbs, mechanism=Mechanism.SHA256_RSA_PKCS))
-            algorithm = "sha256_rsa"
-        else:
-            digest = hashlib.sha256(tbs).digest()  # SoftHSM 2.6 lacks CKM_ECDSA_SHA256: hash on host
-            raw = self._timed("sign", lambda: priv.sign(digest, mechanism=Mechanism.ECDSA))
-            signature = encode_ecdsa_signature(raw)
-            algorithm = "sha256_ecdsa"
+        signature, algorithm = self._sign_with(priv, info.dump())
         request = asn1_csr.CertificationRequest({
             "certification_request_info": info,
             "signature_algorithm": {"algorithm": algorithm},
             "signature": signature,
         })
-        return bytes(request.dump())
+        der = bytes(request.dump())
+        if not x509.load_der_x509_csr(der).is_signature_valid:  # the public key is not the private key's
+            raise TokenError("the CSR does not verify with its public key", reason="key_mismatch",
+                             serial=self.serial)
+        return der
+
+    def remove_key(self, key_id: bytes) -> None:
+        self._destroy(key_id, (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE))
+
+    def remove_private_key_only(self, key_id: bytes) -> None:
+        """Destroy only the private key(s) ``key_id``, leaving a half pair: for fault injection, never the kiosk."""
+        self._destroy(key_id, (ObjectClass.PRIVATE_KEY,))
 
     def install_certificate(self, key_id: bytes, label: str, certificate_der: bytes,
                             chain_der: Sequence[bytes]) -> None:
-        pub = self._public_key(key_id)
-        if pub is None:
-            raise TokenError("no key pair with this id", reason="key_missing", serial=self.serial)
+        priv, pub = self._require_pair(key_id)
         cert = x509.load_der_x509_certificate(certificate_der)
         token_key = serialization.load_der_public_key(_spki(pub)).public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -270,6 +317,9 @@ class Pkcs11Session:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         if token_key != cert_key:
             raise KeyMismatch(serial=self.serial, certificate_serial=format(cert.serial_number, "x"))
+        # Public keys under this id that are not the pair's (left by a keygen before half pairs were
+        # cleaned up) go now: afterwards the id names exactly one pair and its certificate.
+        self._destroy(key_id, (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY), keep=(priv, pub))
         existing = {der for _, der in self.certificates()}
         self._timed("write_cert", lambda: self._write_certificate(certificate_der, key_id, label, existing))
         for ca_der in chain_der:
@@ -317,6 +367,34 @@ class Pkcs11Session:
                  "never_extractable": Attribute.NEVER_EXTRACTABLE,
                  "always_sensitive": Attribute.ALWAYS_SENSITIVE}
         return {name: bool(priv[attr]) for name, attr in names.items()}
+
+
+def _belong_together(priv: Any, pub: Any, only: bool, timed: Callable[[str, Callable[[], Any]], Any]) -> bool:
+    """Whether ``pub`` is the public half of ``priv``.
+
+    RSA: same modulus and exponent (public attributes of the private key).  EC: same curve, and,
+    unless they are the only two keys with their id, a signature of the private key verifies with
+    the public one (an EC private key object does not carry its public point).
+    """
+    if priv.key_type != pub.key_type:
+        return False
+    if priv.key_type == KeyType.RSA:
+        return bool(priv[Attribute.MODULUS] == pub[Attribute.MODULUS]
+                    and priv[Attribute.PUBLIC_EXPONENT] == pub[Attribute.PUBLIC_EXPONENT])
+    if priv.key_type != KeyType.EC or priv[Attribute.EC_PARAMS] != pub[Attribute.EC_PARAMS]:
+        return False
+    if only:
+        return True
+    digest = hashlib.sha256(b"tamga key pair check" + secrets.token_bytes(16)).digest()
+    signature = encode_ecdsa_signature(timed("sign", lambda: priv.sign(digest, mechanism=Mechanism.ECDSA)))
+    key = serialization.load_der_public_key(_spki(pub))
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        key.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _text(value: Any) -> str:
