@@ -25,6 +25,23 @@ log = logging.getLogger("central.certificates")
 REVOCATION_REASONS = ("key_compromise", "affiliation_changed", "superseded", "cessation_of_operation")
 MAX_IDEMPOTENCY_KEY = 128
 _HEX_SERIAL = re.compile(r"^[0-9A-Fa-f:]{1,100}$")
+_ASCII_NUMBER = re.compile(r"^[A-Z]{2,8}\d{8}$|^\d{12}$|^\d{14}$")
+
+
+def is_holder_number(text: object) -> bool:
+    """A register number as typed (``НЭ80000000``) or as certificates and ID cards carry it
+    (``PNOMN-NE80000000``, or its bare ASCII ``NE80000000``)."""
+    if not isinstance(text, str) or len(text) > 40:
+        return False
+    return register.is_valid(text) or bool(_ASCII_NUMBER.match(register.from_certificate_serial_number(text)))
+
+
+def holder_matches(order_register: str, given: str) -> bool:
+    """Whether ``given`` (any form :func:`is_holder_number` accepts) names the order's holder.
+
+    The ASCII form loses Ө/У/Ү distinctions; it is compared as :func:`kiosk.register.same_person` does.
+    """
+    return register.canonical(given) == order_register or register.same_person(order_register, given)
 
 
 def normalise_serial(text: str) -> str:
@@ -76,12 +93,13 @@ def certificate_body(enrollment: Enrollment) -> dict[str, Any]:
 
 def holder_certificates(register_number: str) -> list[dict[str, Any]]:
     """The holder's certificates, newest first (400 ``invalid_query`` for a malformed register number)."""
-    if not register.is_valid(register_number):
+    if not is_holder_number(register_number):
         raise ApiError(400, "invalid_query", "not a register number")
+    digits = re.sub(r"\D", "", register_number)
     enrollments = (Enrollment.objects.select_related("order", "certificate", "renewal_of")
-                   .filter(order__register_number=register.canonical(register_number))
-                   .order_by("-created_at", "-id"))
-    return [certificate_body(enrollment) for enrollment in enrollments]
+                   .filter(order__register_number__endswith=digits).order_by("-created_at", "-id"))
+    return [certificate_body(enrollment) for enrollment in enrollments
+            if holder_matches(enrollment.order.register_number, register_number)]
 
 
 def regenerate_crls(ca: CertificateAuthority) -> None:
@@ -118,7 +136,7 @@ def revoke(serial: str, payload: dict[str, Any], kiosk_id: str) -> tuple[dict[st
     if reason not in REVOCATION_REASONS:
         raise ApiError(400, "invalid_request", f"reason is one of {', '.join(REVOCATION_REASONS)}",
                        field="reason")
-    if not isinstance(register_number, str) or not register.is_valid(register_number):
+    if not isinstance(register_number, str) or not is_holder_number(register_number):
         raise ApiError(400, "invalid_request", "register_number is a register number", field="register_number")
     if (not isinstance(idempotency_key, str) or not idempotency_key
             or len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable()):
@@ -129,7 +147,7 @@ def revoke(serial: str, payload: dict[str, Any], kiosk_id: str) -> tuple[dict[st
 
     with ISSUE_LOCK, transaction.atomic():
         enrollment = find_enrollment(serial)
-        if enrollment.order.register_number != register.canonical(register_number):
+        if not holder_matches(enrollment.order.register_number, register_number):
             raise ApiError(409, "holder_mismatch", "the certificate is not this register number's")
         earlier = RevocationRequest.objects.filter(idempotency_key=idempotency_key).first()
         if earlier is not None:

@@ -25,7 +25,6 @@ from django.db import transaction
 
 from central.orders.errors import ApiError
 from central.orders.models import Enrollment, SoPinRelease, TokenEscrow
-from kiosk import register
 
 log = logging.getLogger("central.escrow")
 
@@ -151,18 +150,18 @@ def release(token_serial: str, payload: dict[str, Any], kiosk_id: str) -> dict[s
     The certificate must be one the central issued on that token to that register number.  Raises
     ApiError 400, 404 ``certificate_not_found`` / ``so_pin_not_escrowed``, 409 ``holder_mismatch``.
     """
-    from central.orders.certificates import find_enrollment
+    from central.orders.certificates import find_enrollment, holder_matches, is_holder_number
 
     certificate_serial = payload.get("certificate_serial")
     register_number = payload.get("register_number")
     if not isinstance(certificate_serial, str) or not isinstance(register_number, str):
         raise ApiError(400, "invalid_request", "certificate_serial and register_number are required strings")
-    if not register.is_valid(register_number):
+    if not is_holder_number(register_number):
         raise ApiError(400, "invalid_request", "not a register number", field="register_number")
     recipient = _recipient(payload.get("public_key"))
     enrollment = find_enrollment(certificate_serial)
-    if (enrollment.token_serial != token_serial
-            or enrollment.order.register_number != register.canonical(register_number)):
+    if enrollment.token_serial != token_serial or not holder_matches(enrollment.order.register_number,
+                                                                     register_number):
         raise ApiError(409, "holder_mismatch",
                        "that certificate was not issued on this token to this register number")
     escrow = TokenEscrow.objects.filter(token_serial=token_serial).first()

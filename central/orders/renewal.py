@@ -27,7 +27,6 @@ from django.utils import timezone
 from central.orders import certificates, issuance
 from central.orders.errors import ApiError
 from central.orders.models import Enrollment, Organisation
-from kiosk import register
 from kiosk.order import Fees, compute_fees
 from kiosk.workdays import WorkCalendar, default_calendar
 
@@ -150,7 +149,7 @@ def check_application(enrollment: Enrollment, organisation: Organisation, applic
     if holder.get("name") != " ".join(part for part in (order.father_name, order.given_name) if part):
         raise _mismatch("holder.name")
     number = holder.get("register_number")
-    if not isinstance(number, str) or register.canonical(number) != order.register_number:
+    if not isinstance(number, str) or not certificates.holder_matches(order.register_number, number):
         raise _mismatch("holder.register_number")
     if company.get("name") != organisation.name:
         raise _mismatch("organisation.name")

@@ -32,9 +32,14 @@ NewOrder = Callable[..., dict[str, Any]]
 
 @pytest.fixture
 def new_order(central_server: CentralServer, tmp_path: Path) -> NewOrder:
-    """Add a fresh order (paid and confirmed unless told otherwise); return it as loaded."""
+    """Add a fresh order (paid and confirmed unless told otherwise); return it as loaded.
 
-    def make(**overrides: Any) -> dict[str, Any]:
+    ``organisation_balance=N`` gives the order a fresh organisation account holding N MNT (its
+    register and name are in the returned order's ``organisation``), so balance checks do not
+    depend on other tests.
+    """
+
+    def make(organisation_balance: int | None = None, **overrides: Any) -> dict[str, Any]:
         order: dict[str, Any] = {
             "invoice": f"9{secrets.randbelow(10**11):011d}",
             "holder": {"surname": "Боржигон", "father_name": "Баатар", "given_name": "Ариун",
@@ -48,8 +53,15 @@ def new_order(central_server: CentralServer, tmp_path: Path) -> NewOrder:
         holder = overrides.pop("holder", {})
         order.update(overrides)
         order["holder"] = {**order["holder"], **holder}
+        organisations = []
+        if organisation_balance is not None:
+            number = f"{secrets.randbelow(10**7):07d}"
+            order["organisation"] = {**order["organisation"], "register": number, "name": f"Тест {number} ХХК"}
+            organisations.append({"register": number, "name": order["organisation"]["name"],
+                                  "balance_mnt": organisation_balance})
         path = tmp_path / f"order-{order['invoice']}.json"
-        path.write_text(json.dumps([order], ensure_ascii=False), encoding="utf-8")
+        path.write_text(json.dumps({"organisations": organisations, "orders": [order]}, ensure_ascii=False),
+                        encoding="utf-8")
         assert central_server.manage("load-orders", str(path)).split() == [order["invoice"]]
         return order
 
