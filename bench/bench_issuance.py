@@ -42,7 +42,7 @@ def one_issuance(stack, kiosk) -> dict[str, float]:  # type: ignore[no-untyped-d
     flow.find_order(sid, invoice)
     flow.read_card(sid)
     r = flow.verify_card_pin(sid, Pin(CARD_PIN))
-    flow.approve(sid, "clerk-bench", r.data["documents"], False)
+    flow.approve(sid, "clerk-bench", r.view.documents, False)
     flow.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
     flow.generate_key(sid)
     flow.enroll(sid)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from kiosk import register
 from kiosk.engine import Flow, StepResult
-from kiosk.errors import CardChanged, HolderMismatch, KioskError, WrongStep
+from kiosk.errors import CardChanged, ConsentRequired, HolderMismatch, KioskError, WrongStep
 from kiosk.events import EventKind
 from kiosk.pin import Pin
 from kiosk.ports import CardIdentity, SessionState
@@ -54,9 +54,18 @@ def card_view(data: dict[str, Any]) -> CardView | None:
 
 
 class IdentitySteps(Flow):
-    """``read_card`` and ``verify_card_pin`` at the flow's ``identity`` step."""
+    """``consent`` (to reading the ID card), then ``read_card`` and ``verify_card_pin`` at the ``identity`` step."""
 
+    after_consent: ClassVar[Enum]
     after_identity: ClassVar[Enum]
+
+    def consent(self, session_id: str, accepted: bool) -> StepResult:
+        """The privacy consent: what is read from the ID card, why, for how long; without it, nothing is read."""
+        state = self.expect(session_id, self.Step("consent"))
+        if not accepted:
+            raise ConsentRequired()
+        data = dict(state.data, consent_at=self.now().isoformat())
+        return self.result(self.advance(state, self.after_consent, data, EventKind.CONSENT_GIVEN))
 
     def expected_holder(self, state: SessionState) -> ExpectedHolder:
         raise NotImplementedError

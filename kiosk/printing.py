@@ -75,3 +75,4 @@ class ReceiptDesk:
         png = self.printer.print_receipt(receipt)
         self.store.keep_receipt(session_id, receipt, printed=True)
         return png
+

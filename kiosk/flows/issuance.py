@@ -20,8 +20,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from enum import Enum, unique
 from typing import Any
 
@@ -30,26 +29,23 @@ from kiosk.engine import FlowKind, StepResult, cannot_cancel
 from kiosk.errors import (
     ApprovalIncomplete,
     CentralRejected,
-    ConsentRequired,
     InvalidInput,
-    InvalidPin,
     KeyMismatch,
     KioskError,
     OrderNotFound,
     PinBlocked,
-    PinRequired,
     TokenError,
     TokenPinBlockedRestart,
     TokenSoPinUnknown,
-    WrongStep,
-    WrongToken,
 )
 from kiosk.events import EventKind
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
 from kiosk.pin import Pin, SoPin
-from kiosk.ports import Receipt, SessionState, TokenInfo, TokenSession
+from kiosk.ports import Receipt, SessionState, TokenInfo
 from kiosk.receipt import ReceiptFacts, build_receipt
+from kiosk.receipt_steps import ReceiptSteps
+from kiosk.token_steps import TokenSteps
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
 
 
@@ -90,12 +86,13 @@ def required_documents(by_proxy: bool) -> list[Document]:
 S = IssuanceStep
 
 
-class IssuanceFlow(IdentitySteps):
+class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
     """The issuance steps over the engine's ports.  One caller drives one session."""
 
     kind = FlowKind.ISSUANCE
     Step = IssuanceStep
     first_step = IssuanceStep.CONSENT
+    after_consent = IssuanceStep.ORDER
     after_identity = IssuanceStep.APPROVAL
 
     # -- engine hooks -----------------------------------------------------------------------------------
@@ -143,21 +140,10 @@ class IssuanceFlow(IdentitySteps):
             return {"idempotency_key": state.data["idempotency_key"], "voided": True, "revoked_serial": revoked}
         return {}
 
-    def on_finish(self, state: SessionState) -> None:
-        self.engine.receipts.drop(state.id)
-
     def expected_holder(self, state: SessionState) -> ExpectedHolder:
         order = Order.from_dict(state.data["order"])
         return ExpectedHolder(register_number=order.holder.register_number,
                               names=(order.holder.father_name, order.holder.given_name))
-
-    # -- 1. consent -------------------------------------------------------------------------------------
-    def consent(self, session_id: str, accepted: bool) -> StepResult:
-        state = self.expect(session_id, S.CONSENT)
-        if not accepted:
-            raise ConsentRequired()
-        data = dict(state.data, consent_at=self.now().isoformat())
-        return self.result(self.advance(state, S.ORDER, data, EventKind.CONSENT_GIVEN))
 
     # -- 2. order ---------------------------------------------------------------------------------------
     def find_order(self, session_id: str, query: str) -> StepResult:
@@ -248,46 +234,17 @@ class IssuanceFlow(IdentitySteps):
         # into an SO PIN lockout; the clerk resets the token with its vendor tool.
         raise TokenSoPinUnknown(serial=serial) from last
 
-    def _token_pin(self, session_id: str, pin: Pin | None) -> Pin:
-        """The PIN given now, else the one the token accepted earlier in this process; else PinRequired."""
-        if pin is not None:
-            return pin
-        known = self.pins.get(session_id)
-        if known is None:
-            raise PinRequired()
-        return known
-
-    @contextmanager
-    def _token_session(self, state: SessionState, serial: str, pin: Pin) -> Iterator[TokenSession]:
-        """Log in; remember the PIN only once the token accepted it, forget it when it refuses it."""
-        try:
-            with self.services.token.session(serial, pin) as session:
-                self.pins.remember(state.id, pin)
-                yield session
-        except (InvalidPin, PinBlocked) as err:
-            self.pins.forget(state.id)
-            self.record(state, dict(state.data), EventKind.TOKEN_PIN_REFUSED, blocked=isinstance(err, PinBlocked),
-                        attempts_remaining=err.data.get("attempts_remaining"))
-            raise
-
-    def _check_token(self, data: dict[str, Any]) -> str:
-        serial: str = data["token"]["serial"]
-        info = self.services.token.present()
-        if info.serial != serial:
-            raise WrongToken(serial=serial, present=info.serial)
-        return serial
-
     # -- 6. key generation and CSR ----------------------------------------------------------------------
     def generate_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, S.KEYGEN)
-        user_pin = self._token_pin(session_id, pin)
+        user_pin = self.token_pin(session_id, pin)
         data = dict(state.data)
         key_id = bytes.fromhex(data["key_id"])
         order = Order.from_dict(data["order"])
         with self.engine.timed(data, S.KEYGEN):
-            serial = self._check_token(data)
+            serial = self.check_token(data)
             try:
-                with self._token_session(state, serial, user_pin) as session:
+                with self.token_session(state, serial, user_pin) as session:
                     spki = session.find_public_key(key_id)
                     reused = spki is not None
                     if spki is None:
@@ -333,14 +290,14 @@ class IssuanceFlow(IdentitySteps):
     # -- 8. install -------------------------------------------------------------------------------------
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, S.INSTALL)
-        user_pin = self._token_pin(session_id, pin)
+        user_pin = self.token_pin(session_id, pin)
         data = dict(state.data)
         cert = data["certificate"]
         data["issued_at"] = self.now().isoformat()
-        self.engine.receipts.prepare(state.id, self._receipt(state.language, data, reprint=False))
+        self.engine.receipts.prepare(state.id, self.build_receipt(state.language, data, reprint=False))
         with self.engine.timed(data, S.INSTALL):
-            serial = self._check_token(data)
-            with self._token_session(state, serial, user_pin) as session:
+            serial = self.check_token(data)
+            with self.token_session(state, serial, user_pin) as session:
                 session.install_certificate(bytes.fromhex(data["key_id"]), data["token"]["label"],
                                             pem_to_der(cert["pem"]), [pem_to_der(p) for p in cert["chain"]])
         self.pins.forget(session_id)   # no further token operation needs it
@@ -364,29 +321,8 @@ class IssuanceFlow(IdentitySteps):
             qr_payload=self.policy.qr_template.format(serial=cert["serial"], invoice=order.invoice),
         )
 
-    def _receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+    def build_receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
         return build_receipt(self.receipt_facts(data), language, self.policy.currency, reprint=reprint)
-
-    def print_receipt(self, session_id: str) -> StepResult:
-        """Print the receipt; a printer fault still completes the issuance, with the receipt kept for reprint."""
-        state = self.expect(session_id, S.RECEIPT)
-        data = dict(state.data)
-        data.setdefault("issued_at", self.now().isoformat())
-        with self.engine.timed(data, S.RECEIPT):
-            error = self.engine.receipts.print(session_id, lambda reprint: self._receipt(state.language, data, reprint))
-        data["receipt_pending"] = error is not None
-        done = self.advance(state, S.DONE, data, EventKind.RECEIPT_PRINTED if error is None
-                            else EventKind.RECEIPT_PENDING, error=error.to_dict() if error else None)
-        return self.result(done, error)
-
-    def reprint(self, session_id: str) -> bytes:
-        """Print a kept receipt again (marked as a reprint); returns the rendered PNG."""
-        state = self.engine.load(session_id)
-        if state.flow != self.kind.value or state.step != S.DONE.value:
-            raise WrongStep(session_id=session_id, expected="issuance.done", actual=f"{state.flow}.{state.step}")
-        png = self.engine.receipts.reprint(session_id, lambda reprint: self._receipt(state.language, state.data, True))
-        self.record(state, dict(state.data, receipt_pending=False), EventKind.RECEIPT_REPRINTED, final=True)
-        return png
 
 
 def _ascii_register(order: Order) -> str:

@@ -30,15 +30,13 @@ from collections.abc import Callable
 from enum import Enum, unique
 from typing import Any
 
-from kiosk.engine import Flow, FlowKind, StepResult, cannot_cancel
+from kiosk.engine import FlowKind, StepResult, cannot_cancel
 from kiosk.errors import (
     CentralRejected,
     CentralUnavailable,
     InvalidInput,
     NoCertificateOnToken,
-    PinRequired,
     RenewalNotPossible,
-    WrongToken,
 )
 from kiosk.events import EventKind
 from kiosk.flows.issuance import pem_to_der
@@ -47,7 +45,9 @@ from kiosk.i18n import Translator
 from kiosk.order import FeeItem, FeeLine
 from kiosk.pin import Pin
 from kiosk.ports import CertificateStatus, Receipt, ReceiptLine, ReceiptLineStyle, RenewalTerms, SessionState
+from kiosk.receipt_steps import ReceiptSteps
 from kiosk.token_certificates import holder_certificates
+from kiosk.token_steps import TokenSteps
 from kiosk.views import RenewalView, StepView
 from kiosk.workdays import days_left
 
@@ -82,7 +82,7 @@ def _terms_dict(terms: RenewalTerms) -> dict[str, Any]:
             "fees": [[f.item.value, f.quantity, f.unit_mnt, f.amount_mnt] for f in terms.fees.lines]}
 
 
-class RenewalFlow(Flow):
+class RenewalFlow(TokenSteps, ReceiptSteps):
     kind = FlowKind.RENEWAL
     Step = RenewalStep
     first_step = RenewalStep.TOKEN
@@ -203,31 +203,15 @@ class RenewalFlow(Flow):
         return self.generate_key(state.id, pin)
 
     # -- 3. keygen: new pair beside the old; the application signed with the old key ----------------------
-    def _pin(self, session_id: str, pin: Pin | None) -> Pin:
-        if pin is not None:
-            return pin
-        known = self.pins.get(session_id)
-        if known is None:
-            raise PinRequired()
-        return known
-
-    def _check_token(self, data: dict[str, Any]) -> str:
-        serial: str = data["token"]["serial"]
-        present = self.services.token.present()
-        if present.serial != serial:
-            raise WrongToken(serial=serial, present=present.serial)
-        return serial
-
     def generate_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, N.KEYGEN)
-        user_pin = self._pin(session_id, pin)
+        user_pin = self.token_pin(session_id, pin)
         data = dict(state.data)
         new_id, old_id = bytes.fromhex(data["new_key_id"]), bytes.fromhex(data["certificate"]["key_id"])
         application = application_bytes(data["application"])
         with self.engine.timed(data, N.KEYGEN):
-            serial = self._check_token(data)
-            with self.services.token.session(serial, user_pin) as session:
-                self.pins.remember(session_id, user_pin)
+            serial = self.check_token(data)
+            with self.token_session(state, serial, user_pin) as session:
                 spki = session.find_public_key(new_id)
                 if spki is None:
                     label = data["token"]["label"]
@@ -266,12 +250,12 @@ class RenewalFlow(Flow):
     # -- 5. install -------------------------------------------------------------------------------------
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, N.INSTALL)
-        user_pin = self._pin(session_id, pin)
+        user_pin = self.token_pin(session_id, pin)
         data = dict(state.data)
         cert = data["new_certificate"]
         with self.engine.timed(data, N.INSTALL):
-            serial = self._check_token(data)
-            with self.services.token.session(serial, user_pin) as session:
+            serial = self.check_token(data)
+            with self.token_session(state, serial, user_pin) as session:
                 session.install_certificate(bytes.fromhex(data["new_key_id"]), data["token"]["label"],
                                             pem_to_der(cert["pem"]), [pem_to_der(p) for p in cert["chain"]])
         self.pins.forget(session_id)
@@ -279,7 +263,7 @@ class RenewalFlow(Flow):
         return self.result(self.advance(state, N.RECEIPT, data, EventKind.RENEWAL_INSTALLED, serial=cert["serial"]))
 
     # -- 6. receipt -------------------------------------------------------------------------------------
-    def _receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+    def build_receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
         t = Translator(language, self.policy.currency)
         tz = self.policy.timezone
         cert = data["new_certificate"]
@@ -309,12 +293,3 @@ class RenewalFlow(Flow):
             L(S.NOTE, t("receipt.pin_not_printed")),
         ]
         return Receipt(language, tuple(lines))
-
-    def print_receipt(self, session_id: str) -> StepResult:
-        state = self.expect(session_id, N.RECEIPT)
-        data = dict(state.data)
-        error = self.engine.receipts.print(session_id, lambda reprint: self._receipt(state.language, data, reprint))
-        data["receipt_pending"] = error is not None
-        done = self.advance(state, N.DONE, data, EventKind.RECEIPT_PRINTED if error is None
-                            else EventKind.RECEIPT_PENDING, error=error.to_dict() if error else None)
-        return self.result(done, error)

@@ -16,7 +16,7 @@ from enum import Enum, unique
 from typing import Any
 
 from kiosk.engine import FlowKind, StepResult, cannot_cancel
-from kiosk.errors import CentralUnavailable, ConsentRequired, InvalidInput, RequestRefused
+from kiosk.errors import CentralUnavailable, InvalidInput, RequestRefused
 from kiosk.events import EventKind
 from kiosk.i18n import Translator
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
@@ -29,6 +29,7 @@ from kiosk.ports import (
     RevocationReason,
     SessionState,
 )
+from kiosk.receipt_steps import ReceiptSteps
 from kiosk.views import CertificateView, StepView
 from kiosk.workdays import days_left
 
@@ -54,10 +55,11 @@ def _record_dict(rec: CertificateRecord) -> dict[str, Any]:
             "token_serial": rec.token_serial, "invoice": rec.invoice}
 
 
-class RevocationFlow(IdentitySteps):
+class RevocationFlow(IdentitySteps, ReceiptSteps):
     kind = FlowKind.REVOCATION
     Step = RevocationStep
     first_step = RevocationStep.CONSENT
+    after_consent = RevocationStep.IDENTITY
     after_identity = RevocationStep.CHOOSE
 
     def view(self, state: SessionState) -> StepView:
@@ -97,13 +99,6 @@ class RevocationFlow(IdentitySteps):
         data["certificates"] = [_record_dict(r) for r in records if r.status is CertificateStatus.GOOD]
 
     # -- steps ------------------------------------------------------------------------------------------
-    def consent(self, session_id: str, accepted: bool) -> StepResult:
-        state = self.expect(session_id, R.CONSENT)
-        if not accepted:
-            raise ConsentRequired()
-        data = dict(state.data, consent_at=self.now().isoformat())
-        return self.result(self.advance(state, R.IDENTITY, data, EventKind.CONSENT_GIVEN))
-
     def choose(self, session_id: str, certificate_serial: str, reason: str) -> StepResult:
         state = self.expect(session_id, R.CHOOSE)
         data = dict(state.data)
@@ -144,7 +139,7 @@ class RevocationFlow(IdentitySteps):
         return self.result(self.advance(state, R.RECEIPT, data, EventKind.REVOKED, serial=done.certificate_serial,
                                         revoked_at=data["revoked_at"], reason=done.reason.value))
 
-    def _receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+    def build_receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
         t = Translator(language, self.policy.currency)
         tz = self.policy.timezone
         revoked_at = dt.datetime.fromisoformat(data["revoked_at"]).astimezone(tz)
@@ -166,12 +161,3 @@ class RevocationFlow(IdentitySteps):
             L(S.NOTE, t("revocation.receipt_note")),
         ]
         return Receipt(language, tuple(lines))
-
-    def print_receipt(self, session_id: str) -> StepResult:
-        state = self.expect(session_id, R.RECEIPT)
-        data = dict(state.data)
-        error = self.engine.receipts.print(session_id, lambda reprint: self._receipt(state.language, data, reprint))
-        data["receipt_pending"] = error is not None
-        done = self.advance(state, R.DONE, data, EventKind.RECEIPT_PRINTED if error is None
-                            else EventKind.RECEIPT_PENDING, error=error.to_dict() if error else None)
-        return self.result(done, error)

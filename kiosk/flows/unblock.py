@@ -12,7 +12,7 @@ from enum import Enum, unique
 from typing import Any
 
 from kiosk.engine import FlowKind, StepResult
-from kiosk.errors import ConsentRequired, NoCertificateOnToken, WrongToken
+from kiosk.errors import NoCertificateOnToken, WrongToken
 from kiosk.events import EventKind
 from kiosk.flows.token_check import certificate_view, token_view
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
@@ -39,6 +39,7 @@ class UnblockFlow(IdentitySteps):
     kind = FlowKind.UNBLOCK
     Step = UnblockStep
     first_step = UnblockStep.CONSENT
+    after_consent = UnblockStep.TOKEN
     after_identity = UnblockStep.NEW_PIN
 
     def view(self, state: SessionState) -> StepView:
@@ -51,13 +52,6 @@ class UnblockFlow(IdentitySteps):
         cert = state.data["certificate"]
         return ExpectedHolder(certificate_serial_number=cert["serial_number"],
                               names=(cert["given_name"], cert["surname"]))
-
-    def consent(self, session_id: str, accepted: bool) -> StepResult:
-        state = self.expect(session_id, U.CONSENT)
-        if not accepted:
-            raise ConsentRequired()
-        data = dict(state.data, consent_at=self.now().isoformat())
-        return self.result(self.advance(state, U.TOKEN, data, EventKind.CONSENT_GIVEN))
 
     def read_token(self, session_id: str) -> StepResult:
         state = self.expect(session_id, U.TOKEN)

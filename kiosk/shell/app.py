@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from cryptography import x509
 
@@ -19,9 +18,9 @@ from devices.certificates import X509Reader
 from devices.idcard import IdCardReader
 from devices.printer import EscPosPrinter, PrinterTarget
 from devices.token import Pkcs11Token
-from kiosk.engine import Engine, FlowKind, KioskPolicy, Services
+from kiosk.engine import Engine, KioskPolicy, Services
 from kiosk.errors import ConfigError
-from kiosk.flows import ALL_FLOWS, IssuanceFlow, RenewalFlow, RevocationFlow, TokenCheckFlow, UnblockFlow
+from kiosk.flows import ALL_FLOWS, FlowAccess
 from kiosk.ports import TokenPort
 from kiosk.shell.config import Config
 from sync.central_client import CentralClient
@@ -51,7 +50,7 @@ def printer_target(cfg: Config) -> PrinterTarget:
 
 
 @dataclass
-class Kiosk:
+class Kiosk(FlowAccess):
     """The kiosk's adapters and the flow engine over them."""
 
     config: Config
@@ -74,25 +73,6 @@ class Kiosk:
         services = Services(self.store, self.central, self.idcard, self.token, self.printer, X509Reader())
         self.engine = Engine(services, policy, ALL_FLOWS, clock=self.clock)
 
-    @property
-    def issuance(self) -> IssuanceFlow:
-        return cast(IssuanceFlow, self.engine.flow(FlowKind.ISSUANCE))
-
-    @property
-    def renewal(self) -> RenewalFlow:
-        return cast(RenewalFlow, self.engine.flow(FlowKind.RENEWAL))
-
-    @property
-    def revocation(self) -> RevocationFlow:
-        return cast(RevocationFlow, self.engine.flow(FlowKind.REVOCATION))
-
-    @property
-    def unblock(self) -> UnblockFlow:
-        return cast(UnblockFlow, self.engine.flow(FlowKind.UNBLOCK))
-
-    @property
-    def check(self) -> TokenCheckFlow:
-        return cast(TokenCheckFlow, self.engine.flow(FlowKind.CHECK))
 
     def housekeeping(self) -> int:
         """Delete finished sessions' personal data past the retention period; returns how many."""

@@ -29,7 +29,7 @@ from kiosk.shell import log as kiosk_log
 TOKEN_PIN = "482916"        # what the scripted applicant chooses on the PIN pad
 NEW_TOKEN_PIN = "509173"    # what they choose after unblocking
 FLOWS = ("issuance", "renewal", "revocation", "unblock", "check")
-RENEWAL_INVOICE = "147314090321"   # a pilot order whose certificate is valid 20 days (central demo data)
+RENEWAL_INVOICE = "147314100021"   # a pilot order whose certificate is valid 20 days (central demo data)
 
 logger = logging.getLogger("tamga.demo")
 

@@ -5,18 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from devices.certificates import X509Reader
-from kiosk.engine import Engine, FlowKind, KioskPolicy, Services
-from kiosk.flows import ALL_FLOWS
-from kiosk.flows.issuance import IssuanceFlow
-from kiosk.flows.renewal import RenewalFlow
-from kiosk.flows.revocation import RevocationFlow
-from kiosk.flows.token_check import TokenCheckFlow
-from kiosk.flows.unblock import UnblockFlow
+from kiosk.engine import Engine, KioskPolicy, Services
+from kiosk.flows import ALL_FLOWS, FlowAccess
 from kiosk.pin import Pin
 from tests.fakes import CARD_PIN, FACTORY_SO, NOW, FakeCentral, FakeIdCard, FakePrinter, FakeToken, MemoryStore
 
@@ -24,7 +19,7 @@ TOKEN_PIN = "482916"
 
 
 @dataclass
-class Rig:
+class Rig(FlowAccess):
     store: MemoryStore = field(default_factory=MemoryStore)
     central: FakeCentral = field(default_factory=FakeCentral)
     idcard: FakeIdCard = field(default_factory=FakeIdCard)
@@ -42,25 +37,6 @@ class Rig:
         policy = KioskPolicy(office="Test office", factory_so_pin=FACTORY_SO)
         self.engine = Engine(services, policy, ALL_FLOWS, clock=lambda: self.now)
 
-    @property
-    def issuance(self) -> IssuanceFlow:
-        return cast(IssuanceFlow, self.engine.flow(FlowKind.ISSUANCE))
-
-    @property
-    def renewal(self) -> RenewalFlow:
-        return cast(RenewalFlow, self.engine.flow(FlowKind.RENEWAL))
-
-    @property
-    def revocation(self) -> RevocationFlow:
-        return cast(RevocationFlow, self.engine.flow(FlowKind.REVOCATION))
-
-    @property
-    def unblock(self) -> UnblockFlow:
-        return cast(UnblockFlow, self.engine.flow(FlowKind.UNBLOCK))
-
-    @property
-    def check(self) -> TokenCheckFlow:
-        return cast(TokenCheckFlow, self.engine.flow(FlowKind.CHECK))
 
     def to_token_step(self, invoice: str = "147314016754") -> str:
         f = self.issuance

@@ -1,0 +1,65 @@
+"""The app shell: building the kiosk changes nothing (``python -m kiosk check`` builds it); starting it purges."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from kiosk.shell import app, config
+from sync.store import KioskStore, load_or_create_key
+
+
+def _config(tmp_path: Path) -> config.Config:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test root")])
+    now = dt.datetime.now(dt.UTC)
+    root = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "token").write_text("t\n")
+    (tmp_path / "so").write_text("\n")
+    text = f"""
+[kiosk]
+data_dir = "{tmp_path / 'data'}"
+retention_days = 1
+[central]
+token_file = "{tmp_path / 'token'}"
+[idcard]
+trust_anchors = ["{tmp_path / 'root.pem'}"]
+[token]
+factory_so_pin_file = "{tmp_path / 'so'}"
+"""
+    (tmp_path / "kiosk.toml").write_text(text)
+    return config.load(tmp_path / "kiosk.toml", check_files=False)
+
+
+def _old_finished_session(cfg: config.Config) -> None:
+    data = cfg.kiosk.data_dir
+    store = KioskStore(data / "kiosk.db", load_or_create_key(data / "kiosk.key", data / "kiosk.db"))
+    state = store.create("old", "issuance", "consent", "mn", {"order": {"holder": "personal data"}})
+    store.transition(state, "done", {}, {"kind": "session.cancelled", "final": True})
+    store.db.execute("update sessions set finished_at = '2000-01-01T00:00:00+00:00'")
+    store.db.execute("update outbox set sent_at = '2000-01-01T00:00:00+00:00'")
+    store.close()
+
+
+def test_building_the_kiosk_purges_nothing_but_starting_it_does(tmp_path: Path) -> None:
+    """Defect: ``python -m kiosk check`` purged session data as a side effect of ``build()``."""
+    cfg = _config(tmp_path)
+    _old_finished_session(cfg)
+    kiosk = app.build(cfg)
+    try:
+        assert kiosk.store.load("old").step == "done"
+    finally:
+        kiosk.close()
+    kiosk = app.start(cfg)
+    try:
+        assert kiosk.store.unfinished() == [] and list(kiosk.store.db.query("select id from sessions")) == []
+    finally:
+        kiosk.close()
