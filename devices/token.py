@@ -63,6 +63,19 @@ def _translate(err: p11e.PKCS11Error, serial: str = "") -> Exception:
 class Pkcs11Token:
     """A PKCS#11 module with one removable token at a time (the kiosk's eToken slot).
 
+    Which token is "the token in the slot" (:meth:`present`), in this order:
+
+    1. an initialised token;
+    2. an uninitialised token with a serial: a real blank eToken, which keeps its hardware serial;
+    3. an uninitialised token without a serial.  SoftHSM always offers one such spare slot, and a
+       SoftHSM token that lost power inside C_InitToken looks exactly like it (SoftHSM truncated
+       its ``token.object``, then ignores the token; see tests/devices/test_token_blank.py).  It
+       is reported only when no token of kind 1 or 2 is present, so the spare slot never hides
+       the eToken; with SoftHSM an empty store is "a blank token in the slot".
+
+    A blank token without a serial gets one from C_InitToken: :meth:`initialise` finds it again in
+    the same slot (or, after a rescan, by its new label) and returns the token as it is then.
+
     ``timings`` accumulates seconds spent inside the module per operation, for benchmarks.
     """
 
@@ -89,24 +102,40 @@ class Pkcs11Token:
         finally:
             self.timings[op] = self.timings.get(op, 0.0) + time.perf_counter() - start
 
-    def _tokens(self) -> list[pkcs11.Token]:
-        def tokens_present() -> list[pkcs11.Token]:
-            return [slot.get_token() for slot in self._lib.get_slots(token_present=True)]
+    def _scan(self) -> tuple[list[pkcs11.Token], list[p11e.PKCS11Error]]:
+        """The tokens present, best first (see the class), and the errors of slots whose token info failed.
 
-        tokens = self._timed("slots", tokens_present)
-        # SoftHSM offers a free uninitialised slot with no serial; a real eToken always has one.
-        return [t for t in tokens if _text(t.serial)]
+        (SoftHSM answers CKR_GENERAL_ERROR for a token whose file was truncated under it, until the
+        next C_Initialize drops it.)
+        """
+        tokens: list[pkcs11.Token] = []
+        errors: list[p11e.PKCS11Error] = []
+        for slot in self._timed("slots", lambda: self._lib.get_slots(token_present=True)):
+            try:
+                tokens.append(self._timed("slots", slot.get_token))
+            except p11e.PKCS11Error as err:
+                errors.append(err)
+        return sorted(tokens, key=_preference), errors
+
+    def _find(self, pick: Callable[[list[pkcs11.Token]], pkcs11.Token | None]
+              ) -> tuple[pkcs11.Token | None, list[pkcs11.Token]]:
+        """``pick`` among the tokens present, rescanning once (``rescan``) when it finds none."""
+        tokens, errors = self._scan()
+        found = pick(tokens)
+        if found is None and self.rescan:
+            self._timed("reload", self._lib.reinitialize)
+            tokens, errors = self._scan()
+            found = pick(tokens)
+        if found is None and not tokens and errors:
+            raise errors[0]
+        return found, tokens
 
     def _token(self, serial: str) -> pkcs11.Token:
-        for token in self._tokens():
-            if _text(token.serial) == serial:
-                return token
-        if self.rescan:
-            self._timed("reload", self._lib.reinitialize)
-            for token in self._tokens():
-                if _text(token.serial) == serial:
-                    return token
-        raise DeviceNotReady("token with this serial is not present", device="token", serial=serial)
+        """The token with this serial; ``""`` is the blank token without a serial (SoftHSM's spare slot)."""
+        found, _ = self._find(lambda tokens: next((t for t in tokens if _text(t.serial) == serial), None))
+        if found is None:
+            raise DeviceNotReady("token with this serial is not present", device="token", serial=serial)
+        return found
 
     def reload(self) -> None:
         """C_Finalize + C_Initialize: the module re-reads its configuration and slot list (SoftHSM)."""
@@ -117,15 +146,12 @@ class Pkcs11Token:
     def present(self) -> TokenInfo:
         with _LOCK:
             try:
-                tokens = self._tokens()
-                if not tokens and self.rescan:
-                    self._timed("reload", self._lib.reinitialize)
-                    tokens = self._tokens()
+                found, tokens = self._find(lambda ts: next((t for t in ts if _preference(t) < 2), None))
             except p11e.PKCS11Error as err:
                 raise _translate(err) from err
-            if not tokens:
+            if found is None and not tokens:
                 raise DeviceNotReady("no token present", device="token")
-            return _info(tokens[0])
+            return _info(found or tokens[0])
 
     def info(self, serial: str) -> TokenInfo:
         with _LOCK:
@@ -134,16 +160,26 @@ class Pkcs11Token:
             except p11e.PKCS11Error as err:
                 raise _translate(err, serial) from err
 
-    def initialise(self, serial: str, current_so_pin: SoPin, new_so_pin: SoPin, label: str, user_pin: Pin) -> None:
-        """Re-initialise the token (erases its objects), set the user PIN, then change the SO PIN."""
+    def initialise(self, serial: str, current_so_pin: SoPin, new_so_pin: SoPin, label: str,
+                   user_pin: Pin) -> TokenInfo:
+        """C_InitToken (erases the token's objects), set the user PIN, then change the SO PIN.
+
+        On a blank token ``current_so_pin`` becomes its SO PIN (any is accepted), then is changed.
+        Returns the token afterwards: a blank token without a serial has one now.
+        """
+        _require_so_pin(current_so_pin)
+        _require_so_pin(new_so_pin)
         with _LOCK:
             try:
-                token = self._token(serial)
+                token, tokens = self._find(lambda ts: next((t for t in ts if _text(t.serial) == serial), None))
+                if token is None:
+                    raise DeviceNotReady("token with this serial is not present", device="token", serial=serial)
                 slot_id = token.slot.slot_id
+                before = {_text(t.serial) for t in tokens if _initialised(t)}
                 self._raw.C_CloseAllSessions(slot_id)
                 so = current_so_pin.reveal().encode()
-                rv = self._timed("init_token", lambda: self._raw.C_InitToken(
-                    slot_id, so, len(so), label.encode()[:32].ljust(32, b" ")))
+                raw_label = _label_bytes(label)
+                rv = self._timed("init_token", lambda: self._raw.C_InitToken(slot_id, so, len(so), raw_label))
                 if rv == CKR_PIN_INCORRECT:
                     raise TokenError("SO PIN refused by C_InitToken", reason="so_pin_incorrect", serial=serial)
                 if rv == CKR_PIN_LOCKED:
@@ -152,12 +188,63 @@ class Pkcs11Token:
                     raise DeviceNotReady("token removed during initialisation", device="token", serial=serial)
                 if rv != CKR_OK:
                     raise TokenError(f"C_InitToken returned {rv:#x}", reason="pkcs11", code=hex(rv), serial=serial)
-                token = self._token(serial)
+                token = self._initialised_token(serial, slot_id, raw_label, before)
+                new_serial = _text(token.serial)
                 with token.open(rw=True, so_pin=current_so_pin.reveal()) as session:
                     self._timed("init_pin", lambda: session.init_pin(user_pin.reveal()))
                     if new_so_pin != current_so_pin:
                         self._timed("set_so_pin", lambda: session.set_pin(current_so_pin.reveal(),
                                                                           new_so_pin.reveal()))
+                return _info(self._token(new_serial))
+            except p11e.PKCS11Error as err:
+                raise _translate(err, serial) from err
+
+    def _initialised_token(self, serial: str, slot_id: int, raw_label: bytes, before: set[str]) -> pkcs11.Token:
+        """The token just initialised: by its serial when it had one, else in its slot or by its new label."""
+        label = raw_label.decode("utf-8", "replace").strip()
+
+        def pick(tokens: list[pkcs11.Token]) -> pkcs11.Token | None:
+            fresh = [t for t in tokens if _initialised(t)]
+            if serial:
+                return next((t for t in fresh if _text(t.serial) == serial), None)
+            return (next((t for t in fresh if t.slot.slot_id == slot_id and _text(t.serial) not in before), None)
+                    or next((t for t in fresh if _text(t.label) == label and _text(t.serial) not in before), None))
+
+        found, _ = self._find(pick)
+        if found is None:
+            raise DeviceNotReady("token not found after C_InitToken", device="token", serial=serial)
+        return found
+
+    def public_certificates(self, serial: str) -> list[tuple[bytes, bytes]]:
+        """(CKA_ID, DER) of the certificate objects visible without login."""
+        with _LOCK:
+            try:
+                token = self._token(serial)
+                with self._timed("open", lambda: token.open()) as session:
+                    return [(bytes(obj[Attribute.ID]), bytes(obj[Attribute.VALUE]))
+                            for obj in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE})]
+            except p11e.PKCS11Error as err:
+                raise _translate(err, serial) from err
+
+    def unblock(self, serial: str, so_pin: SoPin, new_user_pin: Pin) -> None:
+        """SO login and C_InitPIN: the new user PIN replaces the old one and clears its lock."""
+        _require_so_pin(so_pin)
+        with _LOCK:
+            try:
+                token = self._token(serial)
+                if not _initialised(token):
+                    raise TokenError("token is not initialised", reason="not_initialised", serial=serial)
+                try:
+                    sess = self._timed("so_login", lambda: token.open(rw=True, so_pin=so_pin.reveal()))
+                except (p11e.PinIncorrect, p11e.PinLocked) as err:
+                    self._raw.C_CloseAllSessions(token.slot.slot_id)   # python-pkcs11 leaks it on failed login
+                    if isinstance(err, p11e.PinLocked) or self._token(serial).flags & TokenFlag.SO_PIN_LOCKED:
+                        raise PinBlocked(device="token", role="so", serial=serial) from err
+                    raise TokenError("SO PIN refused", reason="so_pin_incorrect", serial=serial) from err
+                try:
+                    self._timed("init_pin", lambda: sess.init_pin(new_user_pin.reveal()))
+                finally:
+                    self._timed("logout", sess.close)
             except p11e.PKCS11Error as err:
                 raise _translate(err, serial) from err
 
@@ -168,9 +255,11 @@ class Pkcs11Token:
                 token = self._token(serial)
                 try:
                     sess = self._timed("login", lambda: token.open(rw=True, user_pin=user_pin.reveal()))
-                except p11e.PinIncorrect as err:
+                except p11e.PKCS11Error as err:
                     # python-pkcs11 leaks the session when login fails inside open(): close them all.
                     self._raw.C_CloseAllSessions(token.slot.slot_id)
+                    if not isinstance(err, p11e.PinIncorrect):
+                        raise
                     flags = self._token(serial).flags
                     if flags & TokenFlag.USER_PIN_LOCKED:
                         raise PinBlocked(device="token", serial=serial) from err
@@ -395,6 +484,28 @@ def _belong_together(priv: Any, pub: Any, only: bool, timed: Callable[[str, Call
     except InvalidSignature:
         return False
     return True
+
+
+def _require_so_pin(pin: object) -> None:
+    if not isinstance(pin, SoPin):
+        raise TypeError(f"an SO PIN must be a kiosk.pin.SoPin, not {type(pin).__name__}")
+
+
+def _label_bytes(label: str) -> bytes:
+    """The CKA label for C_InitToken: UTF-8, cut to 32 bytes on a character boundary, blank-padded."""
+    raw = label.encode("utf-8")[:32]
+    return raw.decode("utf-8", "ignore").encode("utf-8").ljust(32, b" ")
+
+
+def _initialised(token: pkcs11.Token) -> bool:
+    return bool(token.flags & TokenFlag.TOKEN_INITIALIZED)
+
+
+def _preference(token: pkcs11.Token) -> int:
+    """0 initialised, 1 blank with a serial (a real blank token), 2 blank without one (SoftHSM's spare slot)."""
+    if _initialised(token):
+        return 0
+    return 1 if _text(token.serial) else 2
 
 
 def _text(value: Any) -> str:
