@@ -20,6 +20,41 @@ FACTORY_SO_PIN = "87654321"
 FACTORY_USER_PIN = "1234567890"
 
 
+def token_dir_of(conf_path: Path) -> Path:
+    """``directories.tokendir`` of a softhsm2.conf."""
+    for line in Path(conf_path).read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "directories.tokendir":
+            return Path(value.strip())
+    raise ValueError(f"{conf_path} sets no directories.tokendir")
+
+
+def token_path(token_dir: Path, serial: str) -> Path:
+    """The directory of the initialised token ``serial`` in a SoftHSM file store."""
+    needle = serial.encode("ascii")
+    for token_object in sorted(Path(token_dir).glob("*/token.object")):
+        if serial and needle in token_object.read_bytes():
+            return token_object.parent
+    raise FileNotFoundError(f"no SoftHSM token with serial {serial!r} in {token_dir}")
+
+
+def blank_token_as_after_init_crash(token_dir: Path, serial: str) -> None:
+    """Leave token ``serial`` as a power cut inside its C_InitToken does (measured on SoftHSM 2.6.1).
+
+    C_InitToken deletes the token's object files, then rewrites ``token.object`` (``ftruncate`` to
+    0, then one ``write``); killed after a truncation the file stays empty, and at the next
+    C_Initialize SoftHSM ignores the token: only its serial-less spare slot is left.  See
+    tests/devices/test_token_blank.py, which makes the real crash.  A module that already loaded
+    the token answers CKR_GENERAL_ERROR for it until it is initialised again (C_Finalize/C_Initialize).
+    """
+    path = token_path(token_dir, serial)
+    for item in path.iterdir():
+        if item.name not in ("token.object", "token.lock", "generation"):
+            item.unlink()
+    with open(path / "token.object", "r+b") as f:
+        f.truncate(0)
+
+
 def softhsm_module() -> str:
     for path in SOFTHSM_MODULE_CANDIDATES:
         if os.path.exists(path):
@@ -70,6 +105,10 @@ class SoftHsmStore:
             if name == "Serial number" and value.strip():
                 serials.add(value.strip())
         return serials
+
+    def blank_token_as_after_init_crash(self, serial: str) -> None:
+        """Token ``serial`` as a power cut inside C_InitToken leaves it (see the module function)."""
+        blank_token_as_after_init_crash(self.token_dir, serial)
 
     def clear(self) -> None:
         shutil.rmtree(self.token_dir)
