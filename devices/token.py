@@ -1,4 +1,5 @@
-"""The applicant's eToken over PKCS#11 (python-pkcs11): initialise, key pair, CSR, certificate.
+"""The applicant's eToken over PKCS#11 (python-pkcs11): initialise, key pair, CSR, certificate,
+signing, key removal and unblocking (SO login + C_InitPIN).
 
 Every call into the PKCS#11 module holds one process-wide lock: python-pkcs11 releases the GIL
 and SoftHSM (like many vendor modules) corrupts its heap under concurrent calls.  Private keys

@@ -13,6 +13,8 @@ file (``KILL_AT_UNLINK=N``).  What was measured (SoftHSM 2.6.1, token with two k
   given was wrong (the count-low flag is written before the answer).
 * A kill while the objects are being deleted (between the first two rewrites) leaves the token
   initialised, with its serial, label and SO PIN, and some of its objects.
+* C_InitToken on SoftHSM's spare slot (a new token) killed after a truncation leaves a token
+  directory with an empty ``token.object``, ignored the same way: the spare slot stays blank.
 
 The kiosk must see the blank token (``initialised=False``) and be able to initialise it.
 """
@@ -183,6 +185,19 @@ def test_power_cut_with_a_wrong_so_pin_blanks_the_softhsm_token_too(
     crash_inside_c_inittoken(softhsm, kill_shim, personalised, "00000000", KILL_AT_TRUNCATE=1)
     token_adapter.reload()
     assert token_adapter.present() == blank_softhsm_slot()
+
+
+@pytest.mark.parametrize("truncation", [1, 3])
+def test_power_cut_initialising_softhsm_spare_slot_leaves_it_blank(
+        softhsm: SoftHsmStore, token_adapter: Pkcs11Token, kill_shim: Path, truncation: int) -> None:
+    """A crash while C_InitToken creates a new token: an empty token directory, the spare slot stays blank."""
+    crash_inside_c_inittoken(softhsm, kill_shim, "", FACTORY_SO_PIN, KILL_AT_TRUNCATE=truncation)
+    assert token_object_sizes(softhsm) == [0]
+    token_adapter.reload()
+    blank = token_adapter.present()
+    assert blank == blank_softhsm_slot()
+    assert_initialised_as_new(token_adapter, token_adapter.initialise(blank.serial, NEW_SO, NEW_SO, LABEL, USER_PIN),
+                              "")
 
 
 def test_power_cut_while_objects_are_deleted_leaves_the_token_initialised(
