@@ -164,3 +164,22 @@ def test_generate_refuses_to_add_a_second_pair(token_adapter: Pkcs11Token, softh
         assert err.value.data["reason"] == "key_exists"
         assert s.find_public_key(KEY_ID) == spki
     assert_one_pair(softhsm, KEY_ID)
+
+
+@pytest.mark.parametrize("algorithm", [KeyAlgorithm.RSA2048, KeyAlgorithm.P256])
+def test_public_key_is_the_canonical_spki_certificates_carry(
+        token_adapter: Pkcs11Token, token: str, algorithm: KeyAlgorithm) -> None:
+    """Byte for byte (the kiosk compares SHA-256 digests): RSA needs its NULL algorithm parameters."""
+    with token_adapter.session(token, USER_PIN) as s:
+        spki = s.generate_key_pair(KEY_ID, "k", algorithm)
+        csr_der = s.sign_csr(KEY_ID, "NE80000000")
+        cert_der, _ = _issue(csr_der)
+        assert s.find_public_key(KEY_ID) == spki
+    canonical = serialization.load_der_public_key(spki).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert spki == canonical
+    from asn1crypto import csr as asn1_csr
+    assert asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]["subject_pk_info"].dump() == spki
+    cert_spki = x509.load_der_x509_certificate(cert_der).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert cert_spki == spki
