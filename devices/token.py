@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pkcs11
 import pkcs11.exceptions as p11e
+from asn1crypto import core as asn1_core
 from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
@@ -533,7 +534,7 @@ def _spki(pub: pkcs11.PublicKey) -> bytes:
     if pub.key_type == KeyType.RSA:
         rsa = asn1_keys.RSAPublicKey.load(encode_rsa_public_key(pub))
         info = asn1_keys.PublicKeyInfo({
-            "algorithm": {"algorithm": "rsa", "parameters": None},
+            "algorithm": {"algorithm": "rsa", "parameters": asn1_core.Null()},   # None would omit it
             "public_key": rsa,
         })
         return bytes(info.dump())
