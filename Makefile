@@ -2,13 +2,16 @@
 PY := .venv/bin/python
 OUT ?= demo-out
 
-.PHONY: bootstrap demo test lint unit bench clean
+.PHONY: bootstrap demo demo-flows test lint unit bench clean
 
 bootstrap:
 	@scripts/bootstrap.sh
 
 demo: bootstrap
 	$(PY) -m kiosk.demo --out $(OUT)
+
+demo-flows: bootstrap
+	for flow in issuance renewal revocation unblock check; do $(PY) -m kiosk.demo --flow $$flow --out $(OUT)/$$flow || exit 1; done
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -100,10 +100,11 @@ class KioskDriver:
         self.result = self.flow.begin(self.language)
         self.session_id = self.result.session_id
 
-    def restart(self) -> None:
-        """A new kiosk process over the same configuration and database; the old one is gone."""
+    def restart(self, clock: Any = None, config_path: Path | None = None) -> None:
+        """A new kiosk process over the same configuration and database (or ``config_path``'s); the old one
+        is gone.  ``clock`` replaces the kiosk's wall clock (a later day)."""
         self.kiosk.close()
-        self.kiosk = app.start(config.load(self.stack.config_path), token=self.token)
+        self.kiosk = app.start(config.load(config_path or self.stack.config_path), token=self.token, clock=clock)
 
     def step(self) -> str:
         return self.kiosk.store.load(self.session_id).step

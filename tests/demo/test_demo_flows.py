@@ -1,0 +1,35 @@
+"""``python -m kiosk.demo --flow …``: each flow runs headless on the simulated stack and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flow", ["issuance", "renewal", "revocation", "unblock", "check"])
+def test_demo_runs_the_flow(flow: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("PCSCLITE_CSOCK_NAME", "SOFTHSM2_CONF", "TAMGA_CONFIG")}
+    run = subprocess.run([sys.executable, "-m", "kiosk.demo", "--flow", flow, "--out", str(out)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=110, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((out / f"{flow}.json").read_text())
+    assert (out / "receipt.png").stat().st_size > 1000
+    issued = result.get("issuance", result)
+    assert issued["certificate_serial"] and issued["receipt_printed"]
+    if flow == "renewal":
+        assert result["new_certificate_serial"] != result["old_certificate_serial"] and result["fee_mnt"] == 44000
+    elif flow == "revocation":
+        assert result["certificate_serial"] == issued["certificate_serial"] and result["revoked_at"]
+    elif flow == "unblock":
+        assert result["so_pin_source"] == "central"
+    elif flow == "check":
+        assert result["signature_ok"] and result["status"] == "good"
