@@ -25,7 +25,7 @@ from kiosk.pin import Pin, SoPin
 from kiosk.ports import KeyAlgorithm
 from tests.devices.test_token import _issue
 
-pytestmark = pytest.mark.skipif(shutil.which("pkcs11-tool") is None, reason="needs OpenSC's pkcs11-tool")
+needs_pkcs11_tool = pytest.mark.skipif(shutil.which("pkcs11-tool") is None, reason="needs OpenSC's pkcs11-tool")
 
 USER_PIN = Pin("482916")
 LABEL = "TAMGA NE80000000"
@@ -96,6 +96,7 @@ def assert_one_pair(softhsm: SoftHsmStore, key_id: bytes) -> None:
     assert mine in (["private", "public"], ["certificate", "private", "public"]), mine
 
 
+@needs_pkcs11_tool
 @pytest.mark.parametrize("algorithm", [KeyAlgorithm.P256, KeyAlgorithm.RSA2048])
 def test_lone_public_key_from_a_crashed_keygen_is_replaced(
         token_adapter: Pkcs11Token, softhsm: SoftHsmStore, token: str, algorithm: KeyAlgorithm) -> None:
@@ -113,6 +114,7 @@ def test_lone_public_key_from_a_crashed_keygen_is_replaced(
     assert_one_pair(softhsm, KEY_ID)
 
 
+@needs_pkcs11_tool
 def test_foreign_public_key_under_the_id_is_not_used(
         token_adapter: Pkcs11Token, softhsm: SoftHsmStore, token: str, tmp_path: Path) -> None:
     stray = write_foreign_public_key(softhsm, tmp_path, KEY_ID, KeyAlgorithm.P256)
@@ -124,6 +126,7 @@ def test_foreign_public_key_under_the_id_is_not_used(
     assert_one_pair(softhsm, KEY_ID)
 
 
+@needs_pkcs11_tool
 def test_lone_private_key_is_no_pair_and_is_replaced(
         token_adapter: Pkcs11Token, softhsm: SoftHsmStore, token: str) -> None:
     with token_adapter.session(token, USER_PIN) as s:
@@ -136,6 +139,7 @@ def test_lone_private_key_is_no_pair_and_is_replaced(
     assert_one_pair(softhsm, KEY_ID)
 
 
+@needs_pkcs11_tool
 @pytest.mark.parametrize("algorithm", [KeyAlgorithm.P256, KeyAlgorithm.RSA2048])
 def test_stray_public_key_beside_a_pair_is_never_the_pairs_key(
         token_adapter: Pkcs11Token, softhsm: SoftHsmStore, token: str, tmp_path: Path,
@@ -154,6 +158,7 @@ def test_stray_public_key_beside_a_pair_is_never_the_pairs_key(
     assert_one_pair(softhsm, KEY_ID)      # installing the certificate removed the stray
 
 
+@needs_pkcs11_tool
 def test_generate_refuses_to_add_a_second_pair(token_adapter: Pkcs11Token, softhsm: SoftHsmStore, token: str) -> None:
     from kiosk.errors import TokenError
 
