@@ -294,3 +294,28 @@ def test_revocation_refusals(central_server: CentralServer, central_client: Cent
                  {"reason": "superseded", "register_number": number}):
         response = requests.post(url, json=body, headers=auth(central_server), timeout=10)
         assert response.status_code == 400 and response.json()["error"] == "invalid_request", body
+
+
+def test_a_token_initialised_again_for_someone_else_releases_only_to_the_new_holder(
+        central_client: CentralClient, new_order: NewOrder) -> None:
+    """The old holder's certificate was on that token once; the SO PIN escrowed since is not theirs."""
+    token = token_serial()
+    first_pin, second_pin = SoPin.generate(), SoPin.generate()
+    first, first_issued, _ = issue(central_client, new_order, token, first_pin)
+    second, second_issued, _ = issue(central_client, new_order, token, second_pin)
+    with pytest.raises(CentralRejected) as info:
+        central_client.escrowed_so_pin(token, first_issued.serial_hex, first["holder"]["register_number"])
+    assert info.value.data == {"reason": "holder_mismatch", "status": 409}
+    assert central_client.escrowed_so_pin(token, second_issued.serial_hex,
+                                          second["holder"]["register_number"]) == second_pin
+
+
+def test_voiding_the_first_issuance_after_a_renewal_keeps_the_order_issued(
+        central_client: CentralClient, new_order: NewOrder) -> None:
+    from tests.integration.test_central_renewal import Holder
+
+    holder = Holder(central_client, new_order)
+    renewed = holder.renew()
+    assert central_client.void_enrollment(holder.idempotency_key) == holder.serial
+    assert find(central_client, holder.order["invoice"]).status is OrderStatus.ISSUED
+    assert central_client.certificate(renewed.serial_hex).status is CertificateStatus.GOOD

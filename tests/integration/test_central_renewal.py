@@ -47,8 +47,9 @@ class Holder:
         self.order = new_order(organisation_balance=balance, validity_days=validity_days)
         self.key = make_key(key_kind)
         self.client = client
+        self.idempotency_key = idem()
         self.issued: IssuedCertificate = client.enroll(
-            find(client, self.order["invoice"]).id, make_csr(self.key), idem(), token_serial=token)
+            find(client, self.order["invoice"]).id, make_csr(self.key), self.idempotency_key, token_serial=token)
         self.serial = self.issued.serial_hex
 
     def application(self, term: int = 1, **changes: Any) -> dict[str, Any]:
