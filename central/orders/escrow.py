@@ -144,6 +144,16 @@ def _recipient(public_key: Any) -> rsa.RSAPublicKey:
     return key
 
 
+def _escrowed_with(enrollment: Enrollment, escrow: TokenEscrow) -> bool:
+    """Whether the escrow was made with this certificate's issuance or one it renews."""
+    current: Enrollment | None = enrollment
+    while current is not None:
+        if current.pk == escrow.enrollment_id:
+            return True
+        current = current.renewal_of
+    return False
+
+
 def release(token_serial: str, payload: dict[str, Any], kiosk_id: str) -> dict[str, Any]:
     """Re-encrypt the token's escrowed SO PIN to the kiosk's ephemeral key, if the holder is entitled.
 
@@ -167,6 +177,10 @@ def release(token_serial: str, payload: dict[str, Any], kiosk_id: str) -> dict[s
     escrow = TokenEscrow.objects.filter(token_serial=token_serial).first()
     if escrow is None:
         raise ApiError(404, "so_pin_not_escrowed", "no SO PIN is escrowed for this token")
+    if not _escrowed_with(enrollment, escrow):
+        # The token was initialised again (new SO PIN) when another certificate was issued on it:
+        # this certificate's holder no longer holds the token.
+        raise ApiError(409, "holder_mismatch", "the token was initialised again since this certificate")
     try:
         so_pin = _decrypt(bytes(escrow.ciphertext))
     except ValueError as err:   # the escrow key was replaced since: the escrow is lost

@@ -282,7 +282,8 @@ def void(idempotency_key: str, kiosk_id: str) -> dict[str, Any]:
                 enrollment.save(update_fields=["voided_at"])
                 revoked_serial = enrollment.certificate_serial
                 order = enrollment.order
-                if enrollment.renewal_of_id is None:
+                others = order.enrollments.filter(voided_at__isnull=True).exclude(pk=enrollment.pk)
+                if enrollment.renewal_of_id is None and not others.exists():
                     order.issued_at = None
                     order.status = clerk.derived_status(order)
                     order.save(update_fields=["status", "issued_at", "updated_at"])
