@@ -142,3 +142,85 @@ def test_fault_injected_good_enrollment_gives_the_public_key_digest(
     assert issued.serial_hex == f"{leaf.serial_number:X}"
     assert issued.not_after == leaf.not_valid_after_utc
     assert len(issued.chain_pem) == 2
+
+
+def _escrow_key_body() -> tuple[dict[str, Any], Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key()
+    spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {"public_key": public.public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+            "key_id": hashlib.sha256(spki).hexdigest(), "algorithm": "RSA-OAEP-SHA256"}, key
+
+
+def test_fault_injected_escrow_key_is_fetched_once_and_again_when_the_central_changed_it(
+        faulty_central: tuple[str, type[FaultyCentral]]) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from kiosk.pin import SoPin
+
+    url, handler = faulty_central
+    keys = [_escrow_key_body(), _escrow_key_body()]
+    enrollment, _ = good_enrollment()
+    state = {"key": 0, "refused": False}
+
+    def answer(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/escrow-key"):
+            return 200, keys[state["key"]][0]
+        sent = json.loads(body)
+        if sent["escrow_key_id"] != keys[1][0]["key_id"] and state["key"] == 1:
+            return 409, {"error": "escrow_key_changed", "message": "fetch again"}
+        private = keys[state["key"]][1]
+        oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+        assert private.decrypt(base64.b64decode(sent["so_pin_escrow"]), oaep) == b"0123456789abcdef"
+        assert sent["token_serial"] == "TK1"
+        return 201, enrollment
+
+    handler.answer = staticmethod(answer)
+    with CentralClient(url, "token") as client:
+        client.enroll("1", b"csr", "k1", token_serial="TK1", so_pin=SoPin("0123456789abcdef"))
+        client.enroll("1", b"csr", "k2", token_serial="TK1", so_pin=SoPin("0123456789abcdef"))
+        assert [p for _, p, _ in handler.requests].count("/api/v1/escrow-key") == 1
+        state["key"] = 1            # the central rotated its escrow key
+        client.enroll("1", b"csr", "k3", token_serial="TK1", so_pin=SoPin("0123456789abcdef"))
+    assert [p for _, p, _ in handler.requests].count("/api/v1/escrow-key") == 2
+    assert all(b"0123456789abcdef" not in body for _, _, body in handler.requests)
+
+
+@pytest.mark.parametrize("which", ["escrow key", "record", "so pin", "terms", "revocation", "void"])
+def test_fault_injected_garbled_answers_to_the_other_calls_are_malformed_response(
+        faulty_central: tuple[str, type[FaultyCentral]], which: str) -> None:
+    from kiosk.pin import SoPin
+    from kiosk.ports import RevocationReason
+
+    url, handler = faulty_central
+    enrollment, _ = good_enrollment()
+    answers: dict[str, Any] = {
+        "escrow key": {"public_key": "-----BEGIN PUBLIC KEY-----\n!!!\n-----END PUBLIC KEY-----\n", "key_id": "x"},
+        "record": {"serial": enrollment["serial"], "status": "good", "certificate": enrollment["chain"][0],
+                   "not_before": enrollment["not_before"], "not_after": enrollment["not_after"],
+                   "register_number": "НЭ80000000", "holder_name": "x", "organisation": "x", "invoice": "1",
+                   "token_serial": "", "revoked_at": None, "revocation_reason": None},
+        "so pin": {"ciphertext": "bm90IGVuY3J5cHRlZA=="},
+        "terms": {"certificate_serial": "AB", "not_after": enrollment["not_after"], "last_request_day": "soon",
+                  "organisation": {"name": "x", "register": "1"}, "balance_mnt": 1, "term_years": 1,
+                  "fees": {"lines": []}},
+        "revocation": {"serial": "AB", "revoked_at": "2026-01-01T00:00:00+00:00", "reason": "unspecified"},
+        "void": {"revoked_serial": 17},
+    }
+    handler.answer = staticmethod(lambda m, p, b: (200, answers[which]))
+    calls = {
+        "escrow key": lambda c: c.enroll("1", b"csr", "k", token_serial="T", so_pin=SoPin("1234")),
+        "record": lambda c: c.certificate("AB"),
+        "so pin": lambda c: c.escrowed_so_pin("T", "AB", "НЭ80000000"),
+        "terms": lambda c: c.renewal_terms("AB", 1),
+        "revocation": lambda c: c.revoke("AB", RevocationReason.SUPERSEDED, "НЭ80000000", "k"),
+        "void": lambda c: c.void_enrollment("k"),
+    }
+    with CentralClient(url, "token") as client, pytest.raises(CentralUnavailable) as info:
+        calls[which](client)
+    assert info.value.data == {"status": 200, "cause": "malformed_response"}
