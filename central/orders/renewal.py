@@ -138,8 +138,8 @@ def check_application(enrollment: Enrollment, organisation: Organisation, applic
     if not isinstance(parsed, dict):
         raise ApiError(400, "invalid_request", "application is a JSON object", field="application")
     order = enrollment.order
-    holder = parsed.get("holder") if isinstance(parsed.get("holder"), dict) else {}
-    company = parsed.get("organisation") if isinstance(parsed.get("organisation"), dict) else {}
+    holder: dict[str, Any] = parsed["holder"] if isinstance(parsed.get("holder"), dict) else {}
+    company: dict[str, Any] = parsed["organisation"] if isinstance(parsed.get("organisation"), dict) else {}
     if parsed.get("type") != APPLICATION_TYPE:
         raise _mismatch("type")
     serial = parsed.get("certificate_serial")

@@ -299,11 +299,12 @@ def test_a_holiday_tomorrow_moves_the_deadline(tmp_path: Path, monkeypatch: pyte
         holiday += dt.timedelta(days=1)
     monkeypatch.setenv("TAMGA_EXTRA_HOLIDAYS", f"2030-01-02, {holiday.isoformat()}")
     with CentralServer(tmp_path / "central") as server, CentralClient(server.url, server.token) as client:
-        placed = {"invoice": "900000000001", "holder": {"father_name": "Баатар", "given_name": "Ариун",
-                                                         "register_number": "НЭ12121212"},
-                  "organisation": {"name": "АЗ ХХК", "register": "1234567", "department": ""},
-                  "term_years": 1, "validity_days": days, "consent_accepted": True, "confirmed": True,
-                  "paid_mnt": 88_000}
+        placed: dict[str, Any] = {
+            "invoice": "900000000001",
+            "holder": {"father_name": "Баатар", "given_name": "Ариун", "register_number": "НЭ12121212"},
+            "organisation": {"name": "АЗ ХХК", "register": "1234567", "department": ""},
+            "term_years": 1, "validity_days": days, "consent_accepted": True, "confirmed": True,
+            "paid_mnt": 88_000}
         path = tmp_path / "order.json"
         path.write_text(json.dumps([placed], ensure_ascii=False), encoding="utf-8")
         server.manage("load-orders", str(path))
