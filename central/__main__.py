@@ -1,10 +1,12 @@
 """Command line of the central service: ``python -m central COMMAND --data-dir DIR …``.
 
-``serve`` migrates the database, creates the CA hierarchy on first start, writes
-``DIR/ca-chain.pem`` and the demo kiosk's token ``DIR/kiosk-token`` (``--demo-data`` adds the
-demo orders) and serves the API with waitress on 127.0.0.1, printing
-``central ready on http://HOST:PORT`` once it accepts connections.  The other commands act on the
-same data directory while the server runs (SQLite in WAL mode).
+``serve`` migrates the database, creates the CA hierarchy and the SO PIN escrow key
+(``DIR/escrow-key.pem``, owner only) on first start, writes ``DIR/ca-chain.pem`` and the demo
+kiosk's token ``DIR/kiosk-token`` (``--demo-data`` adds the demo orders and organisations) and
+serves the API with waitress on 127.0.0.1, printing ``central ready on http://HOST:PORT`` once it
+accepts connections.  The other commands act on the
+same data directory while the server runs (SQLite in WAL mode).  ``TAMGA_EXTRA_HOLIDAYS``
+(comma-separated YYYY-MM-DD) adds dated public holidays to the renewal deadline's calendar.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ The data directory comes from the ``TAMGA_CENTRAL_DATA_DIR`` environment variabl
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import time
@@ -110,6 +111,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024     # Django answers 413 JSON above thi
 TAMGA_COUNTRY = "MN"
 TAMGA_EXTRA_HOLIDAYS = [day.strip() for day in os.environ.get("TAMGA_EXTRA_HOLIDAYS", "").split(",")
                         if day.strip()]
+for _day in TAMGA_EXTRA_HOLIDAYS:           # a typo stops start-up instead of failing renewals later
+    try:
+        dt.date.fromisoformat(_day)
+    except ValueError as _err:
+        raise ValueError(f"TAMGA_EXTRA_HOLIDAYS: {_day!r} is not YYYY-MM-DD") from _err
 TAMGA_ESCROW_KEY_FILE = DATA_DIR / "escrow-key.pem"
 
 # django-ca: signing happens in-process through its Python API; no Celery, no ACME, no REST API.
