@@ -1,0 +1,71 @@
+"""The appliance tests' simulated kiosk: the simulated devices and a local central, one per module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devices.sim.pcscd import PrivatePcscd
+from devices.sim.softhsm import FACTORY_SO_PIN
+from devices.sim.stack import SimulatedStack
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Provisioner:
+    """``python -m provisioning`` against ``stack``, as a technician on a prepared image runs it."""
+
+    stack: SimulatedStack
+    inputs: Path        # what the technician brings: the token from add-kiosk, the SO PIN, trust anchors
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, **self.stack.env}
+        env.pop("TAMGA_CONFIG", None)      # provisioning must not lean on the stack's own kiosk.toml
+        return env
+
+    def args(self, root: Path, **override: str) -> list[str]:
+        s = self.stack
+        assert s.central and s.pcscd and s.softhsm and s.printer and s.national_ca
+        flags = {"--kiosk-id": "demo-kiosk", "--office": "МонПасс СА, Бүртгэлийн нэгж — Дархан",
+                 "--central-url": s.central.url, "--central-token-file": str(self.inputs / "central-token"),
+                 "--reader": s.pcscd.reader_names[0], "--module": str(s.softhsm.module),
+                 "--printer": f"127.0.0.1:{s.printer.port}",
+                 "--factory-so-pin-file": str(self.inputs / "factory-so-pin"),
+                 "--ca-chain": str(s.central.ca_chain_path)}
+        flags.update({f"--{k.replace('_', '-')}": v for k, v in override.items()})
+        out = ["--non-interactive", "--root", str(root)]
+        for key, value in flags.items():
+            out += [key, value]
+        for path in s.national_ca.trust_anchor_paths:
+            out += ["--national-id-root", str(path)]
+        for path in s.national_ca.intermediate_paths:
+            out += ["--national-id-intermediate", str(path)]
+        return out
+
+    def run(self, root: Path, *extra: str, **override: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "provisioning", *self.args(root, **override), *extra],
+                              capture_output=True, text=True, env=self.env, cwd=REPO, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def provisioner(tmp_path_factory: pytest.TempPathFactory, private_pcscd: PrivatePcscd) -> Iterator[Provisioner]:
+    workdir = tmp_path_factory.mktemp("appliance")
+    stack = SimulatedStack(workdir / "stack").start(pcscd=private_pcscd)
+    try:
+        assert stack.central is not None
+        inputs = workdir / "technician"
+        inputs.mkdir()
+        (inputs / "central-token").write_text(stack.central.token + "\n")
+        (inputs / "factory-so-pin").write_text(FACTORY_SO_PIN + "\n")
+        stack.insert_card()       # the self-test reads a card
+        yield Provisioner(stack, inputs)
+    finally:
+        stack.stop()

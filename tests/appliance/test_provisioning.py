@@ -1,0 +1,104 @@
+"""``python -m provisioning --non-interactive --root DIR`` end to end on the simulated devices and central."""
+
+from __future__ import annotations
+
+import re
+import stat
+import sys
+from pathlib import Path
+
+from kiosk.shell import config
+from provisioning import install
+from tests.appliance.conftest import Provisioner
+
+STEP_LINE = re.compile(r"^\s+(\d+)\s+(ok|FAIL|skip)\s+(\d+\.\d+) s\s+(.+)$", re.MULTILINE)
+
+
+def steps(stdout: str) -> dict[int, tuple[str, float, str]]:
+    """The closing table: step number -> (outcome, seconds, title)."""
+    return {int(n): (outcome, float(s), title) for n, outcome, s, title in STEP_LINE.findall(stdout)}
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_provisions_a_kiosk_that_passes_its_self_test_and_prints_a_test_receipt(
+        provisioner: Provisioner, tmp_path: Path) -> None:
+    printer = provisioner.stack.printer
+    assert printer is not None
+    printed = len(printer.jobs)
+    root = tmp_path / "root"
+    out = provisioner.run(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = steps(out.stdout)
+    assert sorted(table) == list(range(1, 11)) and all(o == "ok" for o, _, _ in table.values()), out.stdout
+    print("\n" + "\n".join(f"step {n:2} {t[0]} {t[1]:.2f} s {t[2]}" for n, t in table.items()))
+
+    cfg = config.load(root / "etc/tamga/kiosk.toml")          # written, and it loads with every file in place
+    assert cfg.kiosk.id == "demo-kiosk" and cfg.kiosk.office.endswith("Дархан")
+    assert cfg.central.token() == provisioner.stack.central.token        # type: ignore[union-attr]
+    assert cfg.kiosk.data_dir == root / "var/lib/tamga"
+    for secret in ("central-token", "token-factory-so-pin"):
+        assert stat.S_IMODE((root / "etc/tamga" / secret).stat().st_mode) == 0o600
+    assert stat.S_IMODE(cfg.kiosk.data_dir.stat().st_mode) == 0o700
+    assert "python -m kiosk check: all ready" in out.stdout
+
+    jobs = printer.wait_for_jobs(printed + 1)            # the test receipt, as the emulator printed it
+    assert len(jobs) == printed + 1 and jobs[-1].stat().st_size > 0
+
+    for name, dest in install.UNIT_FILES.items():
+        installed = (root / dest).read_text(encoding="utf-8")
+        assert install.UNIT_PYTHON not in installed
+        if name.endswith(".service"):
+            assert f"ExecStart={sys.executable} -m " in installed
+    assert "systemd-analyze verify ok" in out.stdout
+
+
+def test_running_it_again_changes_nothing(provisioner: Provisioner, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first = provisioner.run(root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files_under(root / "etc")}
+    again = provisioner.run(root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "re-provisioning" in again.stdout
+    assert "0 of 6 files written" in again.stdout and "0 of 6 files installed" in again.stdout
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files_under(root / "etc")}
+    assert after == before
+
+
+def test_a_wrong_module_path_stops_at_step_2_and_writes_nothing(provisioner: Provisioner, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    out = provisioner.run(root, module="/usr/lib/nonexistent/libetoken-pkcs11.so")
+    assert out.returncode == 1
+    assert re.search(r"FAIL .*the token module /usr/lib/nonexistent/libetoken-pkcs11.so does not exist", out.stdout)
+    assert re.search(r"check: the path given with --module \(modules found here: .*libsofthsm2.so", out.stdout)
+    assert steps(out.stdout)[2][0] == "FAIL" and 3 not in steps(out.stdout)
+    assert "nothing was written" in out.stderr
+    assert files_under(root) == []
+
+
+def test_a_refused_token_says_to_ask_for_a_new_one_and_writes_nothing(provisioner: Provisioner,
+                                                                       tmp_path: Path) -> None:
+    stale = tmp_path / "old-token"
+    stale.write_text("revoked-or-expired-token\n")
+    root = tmp_path / "root"
+    out = provisioner.run(root, central_token_file=str(stale))
+    assert out.returncode == 1
+    assert "the central refused this kiosk's token (401)" in out.stdout
+    assert "python -m central add-kiosk demo-kiosk" in out.stdout
+    assert files_under(root) == []
+
+
+def test_help_names_every_flag_and_the_console_script_is_declared() -> None:
+    import subprocess
+    import tomllib
+
+    out = subprocess.run([sys.executable, "-m", "provisioning", "--help"], capture_output=True, text=True,
+                         check=True, timeout=60)
+    for flag in ("--non-interactive", "--office", "--central-url", "--central-token-file", "--reader", "--module",
+                 "--printer", "--root", "--no-units", "--national-id-root", "--ca-chain", "--factory-so-pin-file"):
+        assert flag in out.stdout
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["tamga-provision"] == "provisioning.cli:main"
