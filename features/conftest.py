@@ -356,7 +356,9 @@ def _verified(driver: KioskDriver) -> None:
 
 @then(parsers.parse('the kiosk refuses with "{text}"'))
 def _refuses(driver: KioskDriver, text: str) -> None:
-    assert driver.error is not None, "the kiosk did not refuse"
+    """A refusal raised by the step, or an outcome the step ended the session with (e.g. cancelled at central)."""
+    refused = driver.error or (driver.result.error if driver.result else None)
+    assert refused is not None, "the kiosk did not refuse"
     assert text in driver.message()
 
 
