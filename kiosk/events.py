@@ -1,7 +1,7 @@
 """Every event kind a session writes to its journal and the outbox: the contract with the sync daemon.
 
-The central applies these in order, once each (by the outbox row's idempotency key).  A flow may
-only write kinds declared here; a test checks that every kind a flow writes is one of them.
+The central applies these in order, once each.  A flow can only write kinds declared here: the
+engine's ``advance``/``record`` take an :class:`EventKind`, and mypy holds every flow to it.
 """
 
 from __future__ import annotations

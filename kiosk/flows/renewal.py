@@ -35,6 +35,7 @@ from kiosk.errors import (
     CentralRejected,
     CentralUnavailable,
     InvalidInput,
+    KioskError,
     NoCertificateOnToken,
     RenewalNotPossible,
 )
@@ -200,7 +201,11 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
         data["idempotency_key"] = uuid.uuid4().hex
         state = self.engine.before_side_effect(state, data, EventKind.RENEWAL_CONFIRMED, to=N.KEYGEN,
                                                term_years=term, fee_mnt=data["terms"]["fee_mnt"])
-        return self.generate_key(state.id, pin)
+        try:
+            return self.generate_key(state.id, pin)
+        except KioskError as err:
+            # The session moved on to keygen: the outcome is told, not raised; keygen is retried from there.
+            return self.result(self.engine.load(state.id), err)
 
     # -- 3. keygen: new pair beside the old; the application signed with the old key ----------------------
     def generate_key(self, session_id: str, pin: Pin | None = None) -> StepResult:

@@ -251,3 +251,13 @@ def test_every_flow_resumes_after_a_restart(rig: Rig) -> None:
     ids = {f.begin("mn").session_id: f.kind for f in flows}
     rig.restart()
     assert {r.session_id: r.flow for r in rig.engine.unfinished()} == ids
+
+
+def test_renewal_confirm_with_a_wrong_pin_tells_the_outcome_and_keygen_retries(rig: Rig) -> None:
+    _issue_expiring(rig, 20)
+    f = rig.renewal
+    sid = f.begin("mn").session_id
+    f.read_token(sid)
+    r = f.confirm(sid, details_unchanged=True, pin=Pin("000000"))
+    assert r.step is RenewalStep.KEYGEN and r.error is not None and r.error.key == "error.invalid_pin"
+    assert f.generate_key(sid, Pin(TOKEN_PIN)).step is RenewalStep.INSTALL
