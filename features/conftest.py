@@ -22,6 +22,7 @@ from cryptography import x509
 from pytest_bdd import given, parsers, then, when
 
 from central.runner import CentralServer
+from devices.sim import faults as sim_faults
 from devices.sim.faults import PullableToken
 from devices.sim.national_ca import CardHolder
 from devices.sim.pcscd import PrivatePcscd
@@ -319,6 +320,22 @@ def _power_cut(driver: KioskDriver) -> None:
     driver.crash_store_on("key.generated")
     with pytest.raises(PowerCut):
         driver.flow.generate_key(driver.session_id)
+
+
+@when("the kiosk loses power after the eToken stored the public key and before the private key")
+def _power_cut_in_keygen(driver: KioskDriver) -> None:
+    driver.token.crash_keygen_half = True
+    with pytest.raises(sim_faults.PowerCut):
+        driver.flow.generate_key(driver.session_id)
+
+
+@when("the kiosk loses power inside the eToken's initialisation")
+def _power_cut_in_init(driver: KioskDriver) -> None:
+    driver.token_pin_value = "482916"
+    driver.token.crash_init_token = True
+    with pytest.raises(sim_faults.PowerCut):
+        driver.flow.prepare_token(driver.session_id, driver.pin("482916"), Pin("482916"))
+    assert not driver.token.present().initialised or driver.token.present().serial not in driver.stack.token_serials
 
 
 @when("the kiosk restarts")

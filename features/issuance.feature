@@ -190,3 +190,26 @@ Feature: Issuing a qualified signature certificate at the registration office
     Then the kiosk refuses with "захиалга цуцлагдсан"
     And the session is still at the cancelled step
     And the clerk cannot cancel a session whose certificate was issued
+
+  @resume @fault
+  Scenario: A power cut inside key generation leaves half a key pair; the restarted kiosk ends with one (fault-injected)
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    And the applicant chose the eToken PIN "482916"
+    When the kiosk loses power after the eToken stored the public key and before the private key
+    And the kiosk restarts
+    And the applicant enters the eToken PIN "482916"
+    And the kiosk generates the key, has the certificate issued and installs it
+    Then the issuance is done
+    And the eToken holds exactly one key pair
+
+  @resume @fault
+  Scenario: A power cut inside the eToken's initialisation leaves it blank; the restarted kiosk initialises it again (fault-injected)
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    When the kiosk loses power inside the eToken's initialisation
+    And the kiosk restarts
+    And the applicant chooses the eToken PIN "482916" twice
+    And the kiosk generates the key, has the certificate issued and installs it
+    Then the issuance is done
+    And the eToken holds a sensitive, never-extractable key and a certificate with the same ID
