@@ -348,7 +348,7 @@ def planned_files(plan: Plan) -> tuple[list[install.PlannedFile], str]:
     return files, text
 
 
-def step_configuration(plan: Plan) -> str:
+def step_configuration(plan: Plan, units_dir: Path) -> str:
     from kiosk.shell import config
 
     files, text = planned_files(plan)
@@ -362,7 +362,7 @@ def step_configuration(plan: Plan) -> str:
         if needed not in planned and not needed.is_file():
             raise StepFailed(f"{needed} is missing", "pass --factory-so-pin-file FILE (the eToken vendor's "
                              "transport SO PIN)" if needed.name.startswith("token") else "pass --national-id-root")
-    install.create_user(plan.root)
+    install.create_user(plan.root, units_dir)
     owner = install.service_user(plan.root)
     changed = install.write_all(files, owner)
     data_dir = plan.path(DATA_DIR)
@@ -427,10 +427,9 @@ def step_receipt(plan: Plan) -> str:
     return f"printed for kiosk {cfg.kiosk.id}, {now:%Y-%m-%d %H:%M}"
 
 
-def step_units(plan: Plan, args: argparse.Namespace) -> str:
+def step_units(plan: Plan, args: argparse.Namespace, units_dir: Path) -> str:
     if args.no_units:
         raise StepSkipped("--no-units")
-    units_dir = Path(args.units_dir) if args.units_dir else install.default_units_dir()
     try:
         files = install.planned_units(units_dir, plan.root, args.python)
     except OSError as err:
@@ -514,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ntamga-provision: stopped; nothing was written", file=sys.stderr)
         return 2
 
+    units_dir = Path(args.units_dir) if args.units_dir else install.default_units_dir()
     progress = Progress(STEPS)
     steps: list[tuple[str, Callable[[], str]]] = [
         ("Card readers (PC/SC)", lambda: step_readers(plan, args, ask, progress)),
@@ -522,10 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         ("Central service answers", lambda: step_central(plan)),
         ("Kiosk credential at the central", lambda: step_enroll(plan)),
         ("Trust material", lambda: step_trust(plan, args, progress)),
-        ("Configuration", lambda: step_configuration(plan)),
+        ("Configuration", lambda: step_configuration(plan, units_dir)),
         ("Self-test", lambda: step_self_test(plan, progress)),
         ("Test receipt", lambda: step_receipt(plan)),
-        ("systemd units", lambda: step_units(plan, args)),
+        ("systemd units", lambda: step_units(plan, args, units_dir)),
     ]
     try:
         for title, action in steps:

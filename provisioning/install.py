@@ -65,14 +65,28 @@ def service_user(root: Path) -> pwd.struct_passwd | None:
         return None
 
 
+def _ownership(planned: PlannedFile, owner: pwd.struct_passwd | None) -> tuple[int, int] | None:
+    """(uid, gid) a file must have: secrets the service user's, the configuration root:tamga; None = as is."""
+    if owner is None:
+        return None
+    if planned.secret:
+        return owner.pw_uid, owner.pw_gid
+    if planned.path.suffix == ".toml":
+        return 0, owner.pw_gid
+    return None
+
+
 def write_file(planned: PlannedFile, owner: pwd.struct_passwd | None = None) -> bool:
-    """Write atomically with ``mode`` (and owner); returns False when it already had this content and mode."""
+    """Write atomically with ``mode`` (and owner); returns False when it already had this content, mode and owner."""
     path = planned.path
+    ids = _ownership(planned, owner)
     try:
-        same = path.read_bytes() == planned.content and (path.stat().st_mode & 0o7777) == planned.mode
+        st = path.stat()
+        same = path.read_bytes() == planned.content and (st.st_mode & 0o7777) == planned.mode and \
+            (ids is None or (st.st_uid, st.st_gid) == ids)
     except OSError:
         same = False
-    if same and (owner is None or path.stat().st_uid == owner.pw_uid):
+    if same:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.provisioning")
@@ -83,8 +97,8 @@ def write_file(planned: PlannedFile, owner: pwd.struct_passwd | None = None) -> 
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, planned.mode)           # whatever the umask
-        if owner is not None:
-            os.chown(tmp, owner.pw_uid if planned.secret else 0, owner.pw_gid)
+        if ids is not None:
+            os.chown(tmp, *ids)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -94,7 +108,7 @@ def write_file(planned: PlannedFile, owner: pwd.struct_passwd | None = None) -> 
 
 def write_all(files: list[PlannedFile], owner: pwd.struct_passwd | None = None) -> list[Path]:
     """Write ``files`` in order (the configuration last); returns the ones that changed."""
-    return [f.path for f in files if write_file(f, owner if (f.secret or f.path.suffix == ".toml") else None)]
+    return [f.path for f in files if write_file(f, owner)]
 
 
 # --- systemd units ---------------------------------------------------------------------------------
@@ -144,13 +158,13 @@ def activate(root: Path, log: list[str]) -> None:
         log.append(" ".join(command))
 
 
-def create_user(root: Path) -> bool:
+def create_user(root: Path, units_dir: Path) -> bool:
     """``systemd-sysusers`` with our file, when installing into / as root; True when the user exists after."""
     if root != Path("/") or os.geteuid() != 0:
         return False
     sysusers = shutil.which("systemd-sysusers")
     if sysusers is not None:
-        source = default_units_dir() / "tamga.sysusers"
+        source = units_dir / "tamga.sysusers"
         subprocess.run([sysusers, "-"], input=source.read_text(encoding="utf-8"), text=True, check=False,
                        capture_output=True, timeout=60)
     return service_user(root) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,8 @@ class Provisioner:
         env.pop("TAMGA_CONFIG", None)      # provisioning must not lean on the stack's own kiosk.toml
         return env
 
-    def args(self, root: Path, **override: str) -> list[str]:
+    def args(self, root: Path, **override: str | None) -> list[str]:
+        """Every flag (``None`` drops one: the question is asked), then ``--national-id-*``."""
         s = self.stack
         assert s.central and s.pcscd and s.softhsm and s.printer and s.national_ca
         flags = {"--kiosk-id": "demo-kiosk", "--office": "МонПасс СА, Бүртгэлийн нэгж — Дархан",
@@ -41,18 +43,32 @@ class Provisioner:
                  "--factory-so-pin-file": str(self.inputs / "factory-so-pin"),
                  "--ca-chain": str(s.central.ca_chain_path)}
         flags.update({f"--{k.replace('_', '-')}": v for k, v in override.items()})
-        out = ["--non-interactive", "--root", str(root)]
+        out = ["--root", str(root)]
         for key, value in flags.items():
-            out += [key, value]
+            if value is not None:
+                out += [key, value]
         for path in s.national_ca.trust_anchor_paths:
             out += ["--national-id-root", str(path)]
         for path in s.national_ca.intermediate_paths:
             out += ["--national-id-intermediate", str(path)]
         return out
 
-    def run(self, root: Path, *extra: str, **override: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "provisioning", *self.args(root, **override), *extra],
-                              capture_output=True, text=True, env=self.env, cwd=REPO, timeout=300, check=False)
+    def run(self, root: Path, *extra: str, **override: str | None) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "provisioning", "--non-interactive", *self.args(root, **override), *extra]
+        return subprocess.run(command, capture_output=True, text=True, env=self.env, cwd=REPO, timeout=300,
+                              check=False)
+
+    def run_on_a_terminal(self, root: Path, typed: str, **override: str | None) -> subprocess.CompletedProcess[str]:
+        """Interactive: stdin is a terminal on which ``typed`` was typed ahead (one answer a line)."""
+        main, terminal = pty.openpty()
+        try:
+            os.write(main, typed.encode("utf-8"))
+            return subprocess.run([sys.executable, "-m", "provisioning", *self.args(root, **override)],
+                                  stdin=terminal, capture_output=True, text=True, env=self.env, cwd=REPO,
+                                  timeout=300, check=False)
+        finally:
+            os.close(terminal)
+            os.close(main)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import stat
 import sys
 from pathlib import Path
 
+import pytest
+
 from kiosk.shell import config
 from provisioning import install
 from tests.appliance.conftest import Provisioner
@@ -68,12 +70,33 @@ def test_running_it_again_changes_nothing(provisioner: Provisioner, tmp_path: Pa
     assert after == before
 
 
-def test_a_wrong_module_path_stops_at_step_2_and_writes_nothing(provisioner: Provisioner, tmp_path: Path) -> None:
+def test_interactive_questions_take_what_is_typed_and_enter_keeps_the_default(provisioner: Provisioner,
+                                                                               tmp_path: Path) -> None:
     root = tmp_path / "root"
-    out = provisioner.run(root, module="/usr/lib/nonexistent/libetoken-pkcs11.so")
+    out = provisioner.run_on_a_terminal(root, "demo-kiosk\n\n", kiosk_id=None, office=None)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "kiosk id (as at the central) [kiosk-01]:" in out.stdout
+    assert "registration office [Registration office]:" in out.stdout
+    cfg = config.load(root / "etc/tamga/kiosk.toml")
+    assert (cfg.kiosk.id, cfg.kiosk.office) == ("demo-kiosk", "Registration office")
+
+
+@pytest.mark.parametrize(("module", "problem", "check"), [
+    ("/usr/lib/nonexistent/libetoken-pkcs11.so",
+     r"the token module /usr/lib/nonexistent/libetoken-pkcs11.so does not exist",
+     r"the path given with --module \(modules found here: .*libsofthsm2.so"),
+    ("/usr/lib/x86_64-linux-gnu/libz.so.1", r"libz.so.1 cannot be used: .*C_GetFunctionList",
+     r"the module path; that it is built for this machine"),
+])
+def test_a_wrong_module_stops_at_step_2_and_writes_nothing(provisioner: Provisioner, tmp_path: Path,
+                                                            module: str, problem: str, check: str) -> None:
+    if "nonexistent" not in module and not Path(module).exists():
+        pytest.skip(f"no {module} on this machine")
+    root = tmp_path / "root"
+    out = provisioner.run(root, module=module)
     assert out.returncode == 1
-    assert re.search(r"FAIL .*the token module /usr/lib/nonexistent/libetoken-pkcs11.so does not exist", out.stdout)
-    assert re.search(r"check: the path given with --module \(modules found here: .*libsofthsm2.so", out.stdout)
+    assert re.search(rf"FAIL .*{problem}", out.stdout), out.stdout
+    assert re.search(rf"check: {check}", out.stdout), out.stdout
     assert steps(out.stdout)[2][0] == "FAIL" and 3 not in steps(out.stdout)
     assert "nothing was written" in out.stderr
     assert files_under(root) == []
