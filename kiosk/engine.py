@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum, unique
@@ -184,11 +184,11 @@ class Flow:
     def expect(self, session_id: str, step: Enum) -> SessionState:
         return self.engine.expect(session_id, self.kind, step)
 
-    def advance(self, state: SessionState, to: Enum, data: dict[str, Any], event: EventKind,
+    def advance(self, state: SessionState, to: Enum, data: Mapping[str, Any], event: EventKind,
                 **fields: Any) -> SessionState:
         return self.engine.advance(state, to, data, event, **fields)
 
-    def record(self, state: SessionState, data: dict[str, Any], event: EventKind, **fields: Any) -> SessionState:
+    def record(self, state: SessionState, data: Mapping[str, Any], event: EventKind, **fields: Any) -> SessionState:
         return self.engine.record(state, data, event, **fields)
 
     def result(self, state: SessionState, error: KioskError | None = None) -> StepResult:
@@ -275,10 +275,10 @@ class Engine:
                             actual=f"{state.flow}.{state.step}")
         return state
 
-    def advance(self, state: SessionState, to: Enum, data: dict[str, Any], event: EventKind,
+    def advance(self, state: SessionState, to: Enum, data: Mapping[str, Any], event: EventKind,
                 durable: bool = False, **fields: Any) -> SessionState:
         final = to.value in FINAL_STEPS
-        new = self.store.transition(state, to.value, data,
+        new = self.store.transition(state, to.value, dict(data),
                                     {"kind": event.value, "flow": state.flow, "final": final, **fields}, durable)
         log.info("step %s.%s -> %s", state.flow, state.step, to.value,
                  extra={"session": state.id, "event": event.value, "version": new.version,
@@ -288,11 +288,11 @@ class Engine:
             self.flow_of(state).on_finish(new)
         return new
 
-    def record(self, state: SessionState, data: dict[str, Any], event: EventKind, **fields: Any) -> SessionState:
+    def record(self, state: SessionState, data: Mapping[str, Any], event: EventKind, **fields: Any) -> SessionState:
         """Journal an attempt (a refusal, a wrong PIN) without moving the session's step."""
-        return self.store.transition(state, state.step, data, {"kind": event.value, "flow": state.flow, **fields})
+        return self.store.transition(state, state.step, dict(data), {"kind": event.value, "flow": state.flow, **fields})
 
-    def before_side_effect(self, state: SessionState, data: dict[str, Any], event: EventKind,
+    def before_side_effect(self, state: SessionState, data: Mapping[str, Any], event: EventKind,
                            to: Enum | None = None, **fields: Any) -> SessionState:
         """Commit durably (fsync) what a retry needs to find a side effect outside the kiosk, before it starts."""
         target = to if to is not None else self.flow_of(state).Step(state.step)
@@ -304,7 +304,7 @@ class Engine:
 
     @staticmethod
     @contextmanager
-    def timed(data: dict[str, Any], step: Enum) -> Iterator[None]:
+    def timed(data: Any, step: Enum) -> Iterator[None]:
         """Add the block's wall-clock time to ``data['timings_ms'][step]``."""
         start = time.perf_counter()
         try:
@@ -317,7 +317,3 @@ class Engine:
 def cannot_cancel(state: SessionState, why: str) -> CannotCancel:
     return CannotCancel(session_id=state.id, step=state.step, why=why)
 
-
-def data_of(state: SessionState) -> dict[str, Any]:
-    """A copy of the session's data to change and persist with the next transition."""
-    return dict(state.data)

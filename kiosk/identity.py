@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
@@ -46,7 +47,7 @@ def holder_mismatch(expected: ExpectedHolder, identity: CardIdentity) -> str | N
     return None
 
 
-def card_view(data: dict[str, Any]) -> CardView | None:
+def card_view(data: Mapping[str, Any]) -> CardView | None:
     card = data.get("card")
     if card is None:
         return None

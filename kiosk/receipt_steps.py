@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kiosk.engine import Flow, StepResult
@@ -13,7 +14,7 @@ from kiosk.ports import Receipt, SessionState
 class ReceiptSteps(Flow):
     """The ``receipt`` step of a flow: print (a printer fault still finishes the flow), then ``done``."""
 
-    def build_receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+    def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:
         raise NotImplementedError
 
     def print_receipt(self, session_id: str) -> StepResult:

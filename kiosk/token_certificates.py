@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from kiosk.ports import CertificateFacts, CertificateReader, TokenPort
+from kiosk.records import TokenCertificateRecord
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class TokenCertificate:
     der: bytes
     facts: CertificateFacts
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> TokenCertificateRecord:
         f = self.facts
         return {"key_id": self.key_id.hex(), "serial": f.serial_hex, "not_before": f.not_before.isoformat(),
                 "not_after": f.not_after.isoformat(), "holder": f.common_name, "organisation": f.organisation,

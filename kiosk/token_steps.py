@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ class TokenSteps(Flow):
             raise PinRequired()
         return known
 
-    def check_token(self, data: dict[str, Any]) -> str:
+    def check_token(self, data: Mapping[str, Any]) -> str:
         """The serial of the session's token, if that token is the one in the slot (else WrongToken)."""
         serial: str = data["token"]["serial"]
         present = self.services.token.present()

@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum, unique
 from typing import Any
 
@@ -45,6 +45,7 @@ from kiosk.pin import Pin, SoPin
 from kiosk.ports import Receipt, SessionState, TokenInfo
 from kiosk.receipt import ReceiptFacts, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
+from kiosk.records import issuance_data
 from kiosk.token_steps import TokenSteps
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
 
@@ -97,7 +98,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
 
     # -- engine hooks -----------------------------------------------------------------------------------
     def view(self, state: SessionState) -> StepView:
-        data = state.data
+        data = issuance_data(state)
         step = IssuanceStep(state.step)
         cert = data.get("certificate")
         token = data.get("token")
@@ -149,7 +150,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
     def find_order(self, session_id: str, query: str) -> StepResult:
         """Look the order up by invoice, register number or QR payload; only a payable one proceeds."""
         state = self.expect(session_id, S.ORDER)
-        data = dict(state.data)
+        data = issuance_data(state)
         try:
             kind, value = classify_query(query)
         except ValueError as err:
@@ -161,7 +162,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
         except KioskError as err:
             self.record(state, data, EventKind.ORDER_REFUSED, **{"invoice": order.invoice, **err.data})
             raise
-        data.update(order=order.to_dict(), fees_total=fees.total)
+        data["order"], data["fees_total"] = order.to_dict(), fees.total
         return self.result(self.advance(state, S.IDENTITY, data, EventKind.ORDER_FOUND, order_id=order.id,
                                         invoice=order.invoice))
 
@@ -187,7 +188,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
         """Initialise the eToken with a fresh SO PIN and the applicant's chosen user PIN."""
         state = self.expect(session_id, S.TOKEN)
         self.policy.pin_policy.check(new_pin, confirmation)
-        data = dict(state.data)
+        data = issuance_data(state)
         order = Order.from_dict(data["order"])
         label = f"{self.policy.token_label_prefix} {_ascii_register(order)}"[:32]
         with self.engine.timed(data, S.TOKEN):
@@ -206,7 +207,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
                                                           token_serial=info.serial, model=info.model,
                                                           was_blank=not present.initialised))
 
-    def _initialise(self, state: SessionState, data: dict[str, Any], present: TokenInfo, label: str,
+    def _initialise(self, state: SessionState, data: Mapping[str, Any], present: TokenInfo, label: str,
                     user_pin: Pin) -> tuple[SessionState, TokenInfo, SoPin]:
         serial = present.serial
         stored = self.services.store.token_secret(serial)
@@ -238,7 +239,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
     def generate_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, S.KEYGEN)
         user_pin = self.token_pin(session_id, pin)
-        data = dict(state.data)
+        data = issuance_data(state)
         key_id = bytes.fromhex(data["key_id"])
         order = Order.from_dict(data["order"])
         with self.engine.timed(data, S.KEYGEN):
@@ -264,7 +265,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
     # -- 7. enrollment ----------------------------------------------------------------------------------
     def enroll(self, session_id: str) -> StepResult:
         state = self.expect(session_id, S.ENROLLMENT)
-        data = dict(state.data)
+        data = issuance_data(state)
         so_pin = self.services.store.token_secret(data["token"]["serial"])
         with self.engine.timed(data, S.ENROLLMENT):
             try:
@@ -291,7 +292,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, S.INSTALL)
         user_pin = self.token_pin(session_id, pin)
-        data = dict(state.data)
+        data = issuance_data(state)
         cert = data["certificate"]
         data["issued_at"] = self.now().isoformat()
         self.engine.receipts.prepare(state.id, self.build_receipt(state.language, data, reprint=False))
@@ -305,7 +306,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
                                         serial=cert["serial"]))
 
     # -- 9. receipt -------------------------------------------------------------------------------------
-    def receipt_facts(self, data: dict[str, Any]) -> ReceiptFacts:
+    def receipt_facts(self, data: Mapping[str, Any]) -> ReceiptFacts:
         order = Order.from_dict(data["order"])
         cert = data["certificate"]
         tz = self.policy.timezone
@@ -321,7 +322,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
             qr_payload=self.policy.qr_template.format(serial=cert["serial"], invoice=order.invoice),
         )
 
-    def build_receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+    def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:
         return build_receipt(self.receipt_facts(data), language, self.policy.currency, reprint=reprint)
 
 

@@ -26,7 +26,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum, unique
 from typing import Any
 
@@ -47,6 +47,7 @@ from kiosk.order import FeeItem, FeeLine
 from kiosk.pin import Pin
 from kiosk.ports import CertificateStatus, Receipt, ReceiptLine, ReceiptLineStyle, RenewalTerms, SessionState
 from kiosk.receipt_steps import ReceiptSteps
+from kiosk.records import TermsRecord, renewal_data
 from kiosk.token_certificates import holder_certificates
 from kiosk.token_steps import TokenSteps
 from kiosk.views import RenewalView, StepView
@@ -75,7 +76,7 @@ def application_bytes(application: dict[str, Any]) -> bytes:
     return json.dumps(application, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _terms_dict(terms: RenewalTerms) -> dict[str, Any]:
+def _terms_dict(terms: RenewalTerms) -> TermsRecord:
     return {"certificate_serial": terms.certificate_serial, "not_after": terms.not_after.isoformat(),
             "last_request_day": terms.last_request_day.isoformat(), "organisation": terms.organisation,
             "organisation_register": terms.organisation_register, "balance_mnt": terms.balance_mnt,
@@ -90,7 +91,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
 
     # -- engine hooks -----------------------------------------------------------------------------------
     def view(self, state: SessionState) -> StepView:
-        data, now = state.data, self.now()
+        data, now = renewal_data(state), self.now()
         cert = certificate_view(data["certificate"], now) if "certificate" in data else None
         renewal = None
         if cert is not None and "terms" in data:
@@ -149,7 +150,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
     def read_token(self, session_id: str, term_years: int = 1) -> StepResult:
         """Read the current certificate, ask the central for its status and the renewal terms."""
         state = self.expect(session_id, N.TOKEN)
-        data = dict(state.data)
+        data = renewal_data(state)
         with self.engine.timed(data, N.TOKEN):
             info = self.services.token.present()
             certs = holder_certificates(self.services.token, self.services.certificates, info.serial) \
@@ -167,7 +168,8 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
             terms = self.services.central.renewal_terms(current.facts.serial_hex, term_years)
             self._check_terms(state, terms)
         data["token"] = {"serial": info.serial, "model": info.model, "label": info.label}
-        data["certificate"] = dict(current.to_dict(), status=record.status.value)
+        data["certificate"] = current.to_dict()
+        data["certificate"]["status"] = record.status.value
         data["holder"] = {"register_number": record.register_number, "name": record.holder_name}
         data["terms"] = _terms_dict(terms)
         return self.result(self.advance(state, N.OFFER, data, EventKind.RENEWAL_OFFERED, serial=record.serial_hex,
@@ -177,7 +179,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
     def confirm(self, session_id: str, details_unchanged: bool, pin: Pin, term_years: int | None = None) -> StepResult:
         """The holder confirms the application; the new key's id and the idempotency key are committed first."""
         state = self.expect(session_id, N.OFFER)
-        data = dict(state.data)
+        data = renewal_data(state)
         if not details_unchanged:
             raise self._refuse(state, "details_changed")
         term = term_years or data["terms"]["term_years"]
@@ -211,7 +213,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
     def generate_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, N.KEYGEN)
         user_pin = self.token_pin(session_id, pin)
-        data = dict(state.data)
+        data = renewal_data(state)
         new_id, old_id = bytes.fromhex(data["new_key_id"]), bytes.fromhex(data["certificate"]["key_id"])
         application = application_bytes(data["application"])
         with self.engine.timed(data, N.KEYGEN):
@@ -223,8 +225,9 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
                     spki = session.generate_key_pair(new_id, label, self.policy.key_algorithm)
                 csr = session.sign_csr(new_id, data["certificate"]["serial_number"])
                 signature = session.sign(old_id, application)
-        data.update(csr=base64.b64encode(csr).decode(), signature=base64.b64encode(signature).decode(),
-                    public_key_sha256=hashlib.sha256(spki).hexdigest())
+        data["csr"] = base64.b64encode(csr).decode()
+        data["signature"] = base64.b64encode(signature).decode()
+        data["public_key_sha256"] = hashlib.sha256(spki).hexdigest()
         state = self.advance(state, N.SEND, data, EventKind.RENEWAL_KEY_GENERATED,
                              public_key_sha256=data["public_key_sha256"])
         return self.send(state.id)
@@ -232,7 +235,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
     # -- 4. send ----------------------------------------------------------------------------------------
     def send(self, session_id: str) -> StepResult:
         state = self.expect(session_id, N.SEND)
-        data = dict(state.data)
+        data = renewal_data(state)
         with self.engine.timed(data, N.SEND):
             try:
                 issued = self.services.central.renew(
@@ -256,7 +259,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, N.INSTALL)
         user_pin = self.token_pin(session_id, pin)
-        data = dict(state.data)
+        data = renewal_data(state)
         cert = data["new_certificate"]
         with self.engine.timed(data, N.INSTALL):
             serial = self.check_token(data)
@@ -268,7 +271,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
         return self.result(self.advance(state, N.RECEIPT, data, EventKind.RENEWAL_INSTALLED, serial=cert["serial"]))
 
     # -- 6. receipt -------------------------------------------------------------------------------------
-    def build_receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+    def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:
         t = Translator(language, self.policy.currency)
         tz = self.policy.timezone
         cert = data["new_certificate"]

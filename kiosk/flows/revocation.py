@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum, unique
 from typing import Any
 
@@ -30,6 +30,7 @@ from kiosk.ports import (
     SessionState,
 )
 from kiosk.receipt_steps import ReceiptSteps
+from kiosk.records import ListedCertificate, revocation_data
 from kiosk.views import CertificateView, StepView
 from kiosk.workdays import days_left
 
@@ -49,7 +50,7 @@ class RevocationStep(Enum):
 R = RevocationStep
 
 
-def _record_dict(rec: CertificateRecord) -> dict[str, Any]:
+def _record_dict(rec: CertificateRecord) -> ListedCertificate:
     return {"serial": rec.serial_hex, "status": rec.status.value, "not_before": rec.not_before.isoformat(),
             "not_after": rec.not_after.isoformat(), "holder": rec.holder_name, "organisation": rec.organisation,
             "token_serial": rec.token_serial, "invoice": rec.invoice}
@@ -63,9 +64,9 @@ class RevocationFlow(IdentitySteps, ReceiptSteps):
     after_identity = RevocationStep.CHOOSE
 
     def view(self, state: SessionState) -> StepView:
-        data, now = state.data, self.now()
+        data, now = revocation_data(state), self.now()
 
-        def cert_view(c: dict[str, Any]) -> CertificateView:
+        def cert_view(c: Mapping[str, Any]) -> CertificateView:
             not_after = dt.datetime.fromisoformat(c["not_after"])
             return CertificateView(c["serial"], dt.datetime.fromisoformat(c["not_before"]), not_after,
                                    holder=c["holder"], organisation=c["organisation"], status=c["status"],
@@ -101,7 +102,7 @@ class RevocationFlow(IdentitySteps, ReceiptSteps):
     # -- steps ------------------------------------------------------------------------------------------
     def choose(self, session_id: str, certificate_serial: str, reason: str) -> StepResult:
         state = self.expect(session_id, R.CHOOSE)
-        data = dict(state.data)
+        data = revocation_data(state)
         chosen = next((c for c in data.get("certificates", []) if c["serial"] == certificate_serial.upper()), None)
         if chosen is None:
             raise InvalidInput("not one of the holder's valid certificates", field="certificate")
@@ -109,7 +110,7 @@ class RevocationFlow(IdentitySteps, ReceiptSteps):
             RevocationReason(reason)
         except ValueError as err:
             raise InvalidInput(str(err), field="reason") from err
-        data.update(chosen=chosen, reason=reason)
+        data["chosen"], data["reason"] = chosen, reason
         return self.result(self.advance(state, R.APPROVAL, data, EventKind.REVOCATION_CHOSEN,
                                         serial=chosen["serial"], reason=reason))
 
@@ -125,7 +126,7 @@ class RevocationFlow(IdentitySteps, ReceiptSteps):
     def revoke(self, session_id: str) -> StepResult:
         """Send the revocation; CentralUnavailable leaves the session here, resumed later."""
         state = self.expect(session_id, R.REVOKE)
-        data = dict(state.data)
+        data = revocation_data(state)
         with self.engine.timed(data, R.REVOKE):
             try:
                 done = self.services.central.revoke(data["chosen"]["serial"], RevocationReason(data["reason"]),
@@ -139,7 +140,7 @@ class RevocationFlow(IdentitySteps, ReceiptSteps):
         return self.result(self.advance(state, R.RECEIPT, data, EventKind.REVOKED, serial=done.certificate_serial,
                                         revoked_at=data["revoked_at"], reason=done.reason.value))
 
-    def build_receipt(self, language: str, data: dict[str, Any], reprint: bool) -> Receipt:
+    def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:
         t = Translator(language, self.policy.currency)
         tz = self.policy.timezone
         revoked_at = dt.datetime.fromisoformat(data["revoked_at"]).astimezone(tz)

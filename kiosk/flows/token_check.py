@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Mapping
 from enum import Enum, unique
 from typing import Any
 
@@ -17,6 +18,7 @@ from kiosk.errors import CentralUnavailable, InvalidPin, NoCertificateOnToken, P
 from kiosk.events import EventKind
 from kiosk.pin import Pin
 from kiosk.ports import SessionState
+from kiosk.records import check_data
 from kiosk.token_certificates import holder_certificates, superseded
 from kiosk.views import CertificateView, CheckView, StepView, TokenView
 from kiosk.workdays import days_left
@@ -30,14 +32,14 @@ class CheckStep(Enum):
     CANCELLED = "cancelled"
 
 
-def certificate_view(cert: dict[str, Any], now: dt.datetime) -> CertificateView:
+def certificate_view(cert: Mapping[str, Any], now: dt.datetime) -> CertificateView:
     not_after = dt.datetime.fromisoformat(cert["not_after"])
     return CertificateView(cert["serial"], dt.datetime.fromisoformat(cert["not_before"]), not_after,
                            holder=cert.get("holder", ""), organisation=cert.get("organisation", ""),
                            status=cert.get("status", ""), days_left=days_left(now, not_after))
 
 
-def token_view(data: dict[str, Any]) -> TokenView | None:
+def token_view(data: Mapping[str, Any]) -> TokenView | None:
     token = data.get("token")
     return TokenView(token["serial"], token["model"], token["label"]) if token else None
 
@@ -48,7 +50,7 @@ class TokenCheckFlow(Flow):
     first_step = CheckStep.TOKEN
 
     def view(self, state: SessionState) -> StepView:
-        data, now = state.data, self.now()
+        data, now = check_data(state), self.now()
         cert = certificate_view(data["certificate"], now) if "certificate" in data else None
         check = data.get("check")
         notice = ""
@@ -62,7 +64,7 @@ class TokenCheckFlow(Flow):
     def read_token(self, session_id: str) -> StepResult:
         """Read the inserted token's current certificate and ask the central for its status."""
         state = self.expect(session_id, CheckStep.TOKEN)
-        data = dict(state.data)
+        data = check_data(state)
         with self.engine.timed(data, CheckStep.TOKEN):
             info = self.services.token.present()
             certs = holder_certificates(self.services.token, self.services.certificates, info.serial) \
@@ -84,7 +86,7 @@ class TokenCheckFlow(Flow):
     def check(self, session_id: str, pin: Pin) -> StepResult:
         """Sign a fresh challenge on the token and verify it with the certificate; remove superseded pairs."""
         state = self.expect(session_id, CheckStep.PIN)
-        data = dict(state.data)
+        data = check_data(state)
         serial = data["token"]["serial"]
         key_id = bytes.fromhex(data["certificate"]["key_id"])
         challenge = secrets.token_bytes(32)

@@ -8,6 +8,7 @@ The SO PIN travels only as :class:`kiosk.pin.SoPin` and is never persisted by th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum, unique
 from typing import Any
 
@@ -18,6 +19,7 @@ from kiosk.flows.token_check import certificate_view, token_view
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.pin import Pin, SoPin
 from kiosk.ports import SessionState
+from kiosk.records import unblock_data
 from kiosk.token_certificates import holder_certificates
 from kiosk.views import StepView
 
@@ -43,7 +45,7 @@ class UnblockFlow(IdentitySteps):
     after_identity = UnblockStep.NEW_PIN
 
     def view(self, state: SessionState) -> StepView:
-        data = state.data
+        data = unblock_data(state)
         return StepView(token=token_view(data), card=card_view(data),
                         certificate=certificate_view(data["certificate"], self.now()) if "certificate" in data
                         else None, timings_ms=dict(data.get("timings_ms", {})))
@@ -55,7 +57,7 @@ class UnblockFlow(IdentitySteps):
 
     def read_token(self, session_id: str) -> StepResult:
         state = self.expect(session_id, U.TOKEN)
-        data = dict(state.data)
+        data = unblock_data(state)
         info = self.services.token.present()
         certs = holder_certificates(self.services.token, self.services.certificates, info.serial) \
             if info.initialised else []
@@ -68,7 +70,7 @@ class UnblockFlow(IdentitySteps):
                                         token_serial=info.serial, serial=data["certificate"]["serial"],
                                         pin_locked=info.user_pin_locked))
 
-    def _so_pin(self, data: dict[str, Any]) -> tuple[SoPin, str]:
+    def _so_pin(self, data: Mapping[str, Any]) -> tuple[SoPin, str]:
         serial = data["token"]["serial"]
         local = self.services.store.token_secret(serial)
         if local is not None:
@@ -81,7 +83,7 @@ class UnblockFlow(IdentitySteps):
         """Unblock with the SO PIN and set the holder's new PIN (policy checked first)."""
         state = self.expect(session_id, U.NEW_PIN)
         self.policy.pin_policy.check(new_pin, confirmation)
-        data = dict(state.data)
+        data = unblock_data(state)
         serial = data["token"]["serial"]
         with self.engine.timed(data, U.NEW_PIN):
             present = self.services.token.present()

@@ -1,0 +1,176 @@
+"""What each flow persists in its session, as typed records (schema version ``SCHEMA_VERSION``).
+
+The store keeps a session's data as JSON; a flow reads it back as its TypedDict, so mypy checks
+every key a step reads or writes, and the sync daemon and the screens bind to the same names.
+Nothing here ever holds a PIN or an SO PIN.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, cast
+
+from kiosk.ports import SessionState
+
+
+class CardRecord(TypedDict):
+    name: str
+    serial_number: str            # as on the card, e.g. PNOMN-NE80000000
+    given_name: str
+    surname: str
+    certificate_serial: str       # hex
+    issuer: str
+    card_uuid: str
+    not_after: str                # ISO 8601
+    verified: bool
+
+
+class IdentityEvidence(TypedDict):
+    challenge_sha256: str
+    certificate_serial: str
+    verified_at: str
+
+
+class TokenRecord(TypedDict, total=False):
+    serial: str
+    model: str
+    label: str
+    pin_locked: bool
+
+
+class IssuedRecord(TypedDict):
+    """A certificate the central issued, as the kiosk keeps it until installed."""
+
+    pem: str
+    chain: list[str]
+    serial: str
+    not_before: str
+    not_after: str
+
+
+class TokenCertificateRecord(TypedDict, total=False):
+    """A certificate read off the token (:meth:`kiosk.token_certificates.TokenCertificate.to_dict`)."""
+
+    key_id: str
+    serial: str
+    not_before: str
+    not_after: str
+    holder: str
+    organisation: str
+    serial_number: str
+    given_name: str
+    surname: str
+    public_key_sha256: str
+    status: str                   # good / revoked / expired / unknown, when the central was asked
+
+
+class SessionData(TypedDict, total=False):
+    """What every flow's session holds."""
+
+    schema: int
+    timings_ms: dict[str, float]
+    consent_at: str
+    card: CardRecord
+    identity_evidence: IdentityEvidence
+    receipt_pending: bool
+
+
+class IssuanceData(SessionData, total=False):
+    order: dict[str, Any]         # kiosk.order.Order.to_dict()
+    fees_total: int
+    by_proxy: bool
+    clerk_id: str
+    documents: list[str]
+    approved_at: str
+    token: TokenRecord
+    key_id: str                   # hex CKA_ID, chosen before keygen
+    idempotency_key: str          # for the enrollment, chosen before keygen
+    csr: str                      # base64 DER
+    public_key_sha256: str
+    certificate: IssuedRecord
+    issued_at: str
+
+
+class TermsRecord(TypedDict):
+    certificate_serial: str
+    not_after: str
+    last_request_day: str
+    organisation: str
+    organisation_register: str
+    balance_mnt: int
+    term_years: int
+    fee_mnt: int
+    fees: list[list[Any]]         # [item, quantity, unit, amount]
+
+
+class RenewalData(SessionData, total=False):
+    token: TokenRecord
+    certificate: TokenCertificateRecord      # the current one, read off the token
+    holder: dict[str, str]                   # register_number, name (as the central knows them)
+    terms: TermsRecord
+    application: dict[str, Any]              # seed 003's application, exactly as signed
+    new_key_id: str
+    idempotency_key: str
+    csr: str
+    signature: str
+    public_key_sha256: str
+    new_certificate: IssuedRecord
+    installed_at: str
+
+
+class ListedCertificate(TypedDict):
+    serial: str
+    status: str
+    not_before: str
+    not_after: str
+    holder: str
+    organisation: str
+    token_serial: str
+    invoice: str
+
+
+class RevocationData(SessionData, total=False):
+    certificates: list[ListedCertificate]
+    chosen: ListedCertificate
+    reason: str
+    clerk_id: str
+    confirmed_at: str
+    idempotency_key: str
+    revoked_at: str
+
+
+class UnblockData(SessionData, total=False):
+    token: TokenRecord
+    certificate: TokenCertificateRecord
+    unblocked_at: str
+
+
+class CheckResult(TypedDict):
+    signature_ok: bool
+    checked_at: str
+    removed: list[str]
+
+
+class CheckData(SessionData, total=False):
+    token: TokenRecord
+    certificate: TokenCertificateRecord
+    check: CheckResult
+
+
+def issuance_data(state: SessionState) -> IssuanceData:
+    return cast(IssuanceData, dict(state.data))
+
+
+def renewal_data(state: SessionState) -> RenewalData:
+    return cast(RenewalData, dict(state.data))
+
+
+def revocation_data(state: SessionState) -> RevocationData:
+    return cast(RevocationData, dict(state.data))
+
+
+def unblock_data(state: SessionState) -> UnblockData:
+    return cast(UnblockData, dict(state.data))
+
+
+def check_data(state: SessionState) -> CheckData:
+    return cast(CheckData, dict(state.data))
