@@ -9,6 +9,7 @@ output fails the test.  ``systemd-analyze security --offline=yes`` needs no runn
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -143,3 +144,29 @@ def test_sysusers_and_tmpfiles_make_the_user_and_the_config_directory(tmp_path: 
     assert tmpfiles.returncode == 0, tmpfiles.stderr
     etc = (tmp_path / "etc/tamga").stat()
     assert etc.st_mode & 0o7777 == 0o750 and etc.st_gid == int(passwd["tamga"][3])
+
+
+MDWE_WRAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:        # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux 6.3)
+    sys.exit(77)
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+
+def test_the_headless_kiosk_needs_no_writable_executable_memory(tmp_path: Path) -> None:
+    """What MemoryDenyWriteExecute=yes would allow: the demo issuance under the kernel's equivalent.
+
+    PR_SET_MDWE refuses W+X mappings to the process and everything it executes, as systemd's
+    seccomp filter does: pyscard, python-pkcs11 and ctypes on SoftHSM, Pillow, python-escpos,
+    requests, sqlite and cryptography (all tamga-sync loads) pass; only the touchscreen's Mesa
+    is left (see tamga-kiosk.service).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PCSCLITE_CSOCK_NAME", "SOFTHSM2_CONF", "TAMGA_CONFIG")}
+    out = subprocess.run([sys.executable, "-c", MDWE_WRAPPER, "-m", "kiosk.demo", "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, env=env, cwd=SYSTEMD.parent, timeout=300, check=False)
+    if out.returncode == 77:
+        pytest.skip("the kernel has no PR_SET_MDWE (Linux < 6.3)")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "out" / "receipt.png").is_file()
