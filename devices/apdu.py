@@ -65,7 +65,8 @@ class ExtendedLengthUnsupported(Exception):
 class SmartCardConnection(Protocol):
     """The one seam to a card: send a command APDU, get the response data and the status word."""
 
-    def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:
+    def send_and_receive(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
+        """A bytearray APDU (one carrying a PIN) is the caller's: it is zeroed after the call."""
         ...
 
 

@@ -30,8 +30,15 @@ class IdCardApplication(Protocol):
         """The card's UUID as hex, or "" when the card has none."""
         ...
 
+    def pin_attempts(self) -> int | None:
+        """PIN tries left, read without spending one; None when the PIN is verified (counter full)."""
+        ...
+
     def verify_pin(self, pin: Pin) -> None:
-        """Raises InvalidPin(attempts_remaining=n) or PinBlocked."""
+        """Read the counter, then VERIFY; never at the last try.
+
+        Raises InvalidPin(attempts_remaining=n), PinBlocked(reason='blocked' or 'last_try').
+        """
         ...
 
     def sign_challenge(self, challenge: bytes, key: KeyAlgorithm) -> bytes:
@@ -85,6 +92,9 @@ class PivIdCard:
     def read_card_uuid(self) -> str:
         chuid = self.session.get_chuid()
         return chuid.card_uuid if chuid is not None else ""
+
+    def pin_attempts(self) -> int | None:
+        return self.session.get_pin_attempts()
 
     def verify_pin(self, pin: Pin) -> None:
         self.session.verify_pin(pin)

@@ -2,9 +2,10 @@
 
 ``read_identity`` reads the holder's authentication certificate and the card UUID (SELECT + two
 GET DATA), then validates the certificate chain to the national trust anchors with cryptography.
-``authenticate`` verifies the PIN and has the card sign a challenge (VERIFY + GENERAL
-AUTHENTICATE), then checks that signature with the certificate's key.  A first verification is
-5 APDUs.  The connection stays open between calls; a card pulled and reinserted in between is
+``authenticate`` reads the PIN counter, verifies the PIN and has the card sign a challenge (VERIFY
+without data, VERIFY, GENERAL AUTHENTICATE), then checks that signature with the certificate's key;
+a card with one PIN try left gets no PIN (PinBlocked(reason='last_try')).  A first verification is
+6 APDUs.  The connection stays open between calls; a card pulled and reinserted in between is
 reconnected transparently (and, before a PIN is sent, checked to be the card that was read).
 The card is reset after ``authenticate`` so the verified PIN does not outlive the call.
 """
@@ -339,6 +340,14 @@ class IdCardReader:
                 application.verify_pin(pin)
                 signature = application.sign_challenge(challenge, algorithm)
             verify_challenge_signature(certificate, challenge, signature)
+
+    def pin_attempts(self) -> int | None:
+        """PIN tries left on the card in the reader, read without spending one (to show before typing).
+
+        None when the card reports its PIN verified.  Raises DeviceNotReady, CardError.
+        """
+        with self._lock, self._operation() as (application, _state):
+            return application.pin_attempts()
 
     def close(self) -> None:
         """Disconnect (resetting the card) and forget what was read."""

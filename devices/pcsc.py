@@ -320,7 +320,7 @@ class PcscConnection:
             self.connect()
 
     # -- the seam -------------------------------------------------------------------------------------
-    def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:
+    def send_and_receive(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
         """Transmit one command APDU; return (data, sw).
 
         Raises DeviceNotReady (card pulled / reader gone), ExtendedLengthUnsupported when the path
@@ -358,6 +358,6 @@ class PcscConnection:
         self.disconnect()
 
 
-def _is_extended(apdu: bytes) -> bool:
+def _is_extended(apdu: bytes | bytearray) -> bool:
     """Whether a command APDU uses extended length fields (a 00 byte where a short Lc/Le would be)."""
     return len(apdu) > 5 and apdu[4] == 0

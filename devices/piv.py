@@ -426,26 +426,50 @@ class PivSession:
             raise CardError("PIN status query failed", sw=sw_hex(sw))
         return tries
 
-    def verify_pin(self, pin: Pin) -> None:
-        """VERIFY the PIV PIN.  Raises InvalidPin(attempts_remaining=n) or PinBlocked."""
+    def verify_pin(self, pin: Pin, *, last_try_allowed: bool = False) -> None:
+        """VERIFY the PIV PIN, after reading the retry counter (VERIFY without data).
+
+        A card with one try left gets no PIN unless ``last_try_allowed``: the applicant is sent to
+        the card's issuer, PinBlocked(device='card', reason='last_try', attempts_remaining=1).
+        The PIN block exists only in the APDU's own bytearray, zeroed once sent.  Raises
+        InvalidPin(attempts_remaining=n), PinBlocked(reason='blocked'|'last_try').
+        """
+        tries = self.get_pin_attempts()          # None: verified already, so the counter is full
+        if tries == 0:
+            raise PinBlocked("PIN blocked", device="card", reason="blocked", attempts_remaining=0)
+        if tries == 1 and not last_try_allowed:
+            raise PinBlocked("one PIN try left: not spent at the kiosk", device="card", reason="last_try",
+                             attempts_remaining=1)
         value = pin.reveal()
         if not value.isascii() or not 0 < len(value) <= PIN_BLOCK_SIZE:
             # cannot be this card's PIN: report the counter without spending a try
-            raise InvalidPin("PIN format", attempts_remaining=self.get_pin_attempts())
-        block = value.encode("ascii").ljust(PIN_BLOCK_SIZE, b"\xff")
-        _, sw = self._exchange(CommandApdu(CLA_ISO, INS_VERIFY, 0x00, KEY_REF_PIV_PIN, block))
+            raise InvalidPin("PIN format", attempts_remaining=tries)
+        sw = self._send_pin_block(value)
         if sw == SW_OK:
             return
         if sw == SW_AUTH_METHOD_BLOCKED:
-            raise PinBlocked()
-        tries = verify_tries_left(sw)
-        if tries == 0:
-            raise PinBlocked()
-        if tries is not None:
-            raise InvalidPin(attempts_remaining=tries)
+            raise PinBlocked("PIN blocked", device="card", reason="blocked", attempts_remaining=0)
+        left = verify_tries_left(sw)
+        if left == 0:
+            raise PinBlocked("PIN blocked", device="card", reason="blocked", attempts_remaining=0)
+        if left is not None:
+            raise InvalidPin(attempts_remaining=left)
         if sw == SW_WRONG_DATA:
             raise InvalidPin("PIN format", attempts_remaining=self.get_pin_attempts())
         raise CardError("VERIFY failed", sw=sw_hex(sw))
+
+    def _send_pin_block(self, value: str) -> int:
+        """VERIFY with the PIN padded to 8 bytes with FF, built in one bytearray that is zeroed after."""
+        apdu = bytearray(5 + PIN_BLOCK_SIZE)
+        apdu[:5] = bytes((CLA_ISO, INS_VERIFY, 0x00, KEY_REF_PIV_PIN, PIN_BLOCK_SIZE))
+        for index in range(PIN_BLOCK_SIZE):
+            apdu[5 + index] = ord(value[index]) if index < len(value) else 0xFF
+        try:
+            _, sw = self._connection.send_and_receive(apdu)
+        finally:
+            for index in range(len(apdu)):
+                apdu[index] = 0
+        return sw
 
     def general_authenticate(self, algorithm: PivAlgorithm, slot: Slot, data: bytes) -> bytes:
         """GENERAL AUTHENTICATE with ``data`` as the challenge (81); return the response (82)."""

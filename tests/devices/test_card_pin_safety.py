@@ -25,15 +25,16 @@ class RecordingConnection:
 
     def __init__(self, card: VirtualPivCard) -> None:
         self.card = card
-        self.sent: list[bytes] = []
+        self.sent: list[bytes | bytearray] = []
 
-    def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:
+    def send_and_receive(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
         self.sent.append(apdu)
         return split_response(self.card.process_apdu(bytes(apdu)))
 
 
-def _verifies(connection: RecordingConnection) -> list[bytes]:
-    return [apdu for apdu in connection.sent if apdu[1] == INS_VERIFY]
+def _pin_apdus(connection: RecordingConnection) -> list[bytes | bytearray]:
+    """The APDUs that carried a PIN block (VERIFY with 8 bytes of data: 13 bytes, zeroed since)."""
+    return [apdu for apdu in connection.sent if len(apdu) == 5 + 8 and not any(apdu[:4])]
 
 
 def test_the_counter_is_read_before_the_pin_is_sent(rsa_card: CardPersonalisation) -> None:
@@ -41,9 +42,11 @@ def test_the_counter_is_read_before_the_pin_is_sent(rsa_card: CardPersonalisatio
     connection = RecordingConnection(card)
     PivSession(connection).verify_pin(RIGHT_PIN)
 
-    status_query, verify = _verifies(connection)
+    _select, status_query, verify = connection.sent
     assert bytes(status_query) == bytes.fromhex("00200080")          # VERIFY without data: 63Cx / 9000
-    assert len(verify) == 5 + 8 and verify[4] == 8
+    assert len(verify) == 5 + 8
+    assert [ins for ins, _sw in card.apdu_log] == [0xA4, INS_VERIFY, INS_VERIFY]
+    assert card.apdu_log[1] == (INS_VERIFY, 0x63C3)
     assert card.pin_verified
 
 
@@ -98,9 +101,10 @@ def test_the_pin_bytes_are_zeroed_once_sent(rsa_card: CardPersonalisation) -> No
     with pytest.raises(InvalidPin):
         session.verify_pin(WRONG_PIN)
 
-    for apdu in _verifies(connection):
-        if len(apdu) > 4:
-            assert isinstance(apdu, bytearray) and apdu == bytearray(len(apdu))   # nothing left of the PIN
+    sent_pins = _pin_apdus(connection)
+    assert len(sent_pins) == 2 == len([1 for ins, _sw in card.apdu_log if ins == INS_VERIFY]) - 2
+    for apdu in sent_pins:
+        assert isinstance(apdu, bytearray) and apdu == bytearray(len(apdu))   # nothing left of the PIN
 
 
 def test_tries_left_are_shown_before_and_after_a_wrong_pin(id_reader: IdCardReader, insert_card: InsertCard,

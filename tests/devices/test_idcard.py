@@ -64,19 +64,19 @@ def test_read_identity(id_reader: IdCardReader, insert_card: InsertCard, rsa_car
 
 
 @pytest.mark.parametrize("key_type", ["rsa2048", "p256"])
-def test_full_verification_is_five_apdus(id_reader: IdCardReader, insert_card: InsertCard,
-                                         rsa_card: CardPersonalisation, p256_card: CardPersonalisation,
-                                         key_type: str) -> None:
+def test_full_verification_is_six_apdus(id_reader: IdCardReader, insert_card: InsertCard,
+                                        rsa_card: CardPersonalisation, p256_card: CardPersonalisation,
+                                        key_type: str) -> None:
     personalisation = rsa_card if key_type == "rsa2048" else p256_card
     card = insert_card(personalisation)
 
     id_reader.read_identity()
     id_reader.authenticate(RIGHT_PIN, os.urandom(32))
 
-    assert [ins for ins, _ in card.apdu_log] == [INS_SELECT, INS_GET_DATA, INS_GET_DATA,
-                                                 INS_VERIFY, INS_GENERAL_AUTHENTICATE]
-    assert all(sw == 0x9000 for _, sw in card.apdu_log)
-    assert id_reader.apdu_count == 5 <= 8
+    # the PIN counter is read (VERIFY without data: 63C3) before the PIN is sent
+    assert card.apdu_log == [(INS_SELECT, 0x9000), (INS_GET_DATA, 0x9000), (INS_GET_DATA, 0x9000),
+                             (INS_VERIFY, 0x63C3), (INS_VERIFY, 0x9000), (INS_GENERAL_AUTHENTICATE, 0x9000)]
+    assert id_reader.apdu_count == 6 <= 8
     assert not card.pin_verified    # the reader reset the card after authenticating
 
 
@@ -105,13 +105,14 @@ def test_wrong_pin_shows_tries_left_then_blocks(id_reader: IdCardReader, insert_
         id_reader.authenticate(WRONG_PIN, b"c" * 32)
     with pytest.raises(InvalidPin) as second:
         id_reader.authenticate(WRONG_PIN, b"c" * 32)
-    with pytest.raises(PinBlocked):
+    with pytest.raises(PinBlocked) as third:      # one try left: not spent at the kiosk
         id_reader.authenticate(WRONG_PIN, b"c" * 32)
     with pytest.raises(PinBlocked):
         id_reader.authenticate(RIGHT_PIN, b"c" * 32)
 
     assert first.value.data["attempts_remaining"] == 2
     assert second.value.data["attempts_remaining"] == 1
+    assert third.value.data["reason"] == "last_try"
 
 
 def test_right_pin_restores_the_counter(id_reader: IdCardReader, insert_card: InsertCard,
@@ -217,7 +218,7 @@ def test_card_pulled_and_reinserted(id_reader: IdCardReader, insert_card: Insert
     card.clear_log()
     assert id_reader.read_identity().serial_number == "PNOMN-NE80000000"
     id_reader.authenticate(RIGHT_PIN, b"c" * 32)
-    assert len(card.apdu_log) == 5
+    assert len(card.apdu_log) == 6
 
 
 def test_card_reinserted_between_read_and_pin_is_checked_again(
@@ -233,8 +234,9 @@ def test_card_reinserted_between_read_and_pin_is_checked_again(
 
     id_reader.authenticate(RIGHT_PIN, b"c" * 32)
 
-    # reconnected: SELECT, the certificate again (same card?), then VERIFY and GENERAL AUTHENTICATE
-    assert [ins for ins, _ in card.apdu_log] == [INS_SELECT, INS_GET_DATA, INS_VERIFY,
+    # reconnected: SELECT, the certificate again (same card?), then the PIN counter, VERIFY and
+    # GENERAL AUTHENTICATE
+    assert [ins for ins, _ in card.apdu_log] == [INS_SELECT, INS_GET_DATA, INS_VERIFY, INS_VERIFY,
                                                  INS_GENERAL_AUTHENTICATE]
 
 

@@ -142,10 +142,13 @@ def test_pin_blocks_after_three_wrong(rsa_card: CardPersonalisation) -> None:
         with pytest.raises(InvalidPin) as caught:
             session.verify_pin(Pin("000000"))
         assert caught.value.data["attempts_remaining"] == left
+    with pytest.raises(PinBlocked) as last:
+        session.verify_pin(Pin("000000"))                      # the last try is not spent by default
+    assert last.value.data["reason"] == "last_try"
     with pytest.raises(PinBlocked):
-        session.verify_pin(Pin("000000"))
+        session.verify_pin(Pin("000000"), last_try_allowed=True)
     with pytest.raises(PinBlocked):
-        session.verify_pin(Pin("123456"))
+        session.verify_pin(Pin("123456"), last_try_allowed=True)
     assert session.get_pin_attempts() == 0
     assert _sw(card, "0020008008313233343536FFFF") == SW_AUTH_METHOD_BLOCKED
 
