@@ -312,14 +312,21 @@ def collect(config_path: Path | None, log_files: list[Path], since: str) -> tupl
     return clean, (cfg.kiosk.id if cfg is not None else "kiosk")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kiosk diagnose", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, help="kiosk.toml (default: $TAMGA_CONFIG, /etc/tamga/kiosk.toml)")
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="the archive (default: ./tamga-diagnose-KIOSK-UTCTIME.tar.gz)")
     parser.add_argument("--log-file", type=Path, action="append", default=[],
                         help="a log file to include (repeatable), e.g. where the kiosk logs without journald")
     parser.add_argument("--since", default="-2d", help="journal entries since (journalctl --since; default -2d)")
-    args = parser.parse_args(argv)
+
+
+def add_parser(sub: Any) -> None:
+    """The ``diagnose`` subcommand on ``python -m kiosk``'s subparsers (its ``--config`` is the CLI's)."""
+    _add_options(sub.add_parser("diagnose", help="write one archive for support: versions, configuration, "
+                                "devices, logs, sync status; no personal data, no secret"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the archive for parsed ``args`` (``config``, ``out``, ``log_file``, ``since``); prints its path."""
     members, kiosk_id = collect(args.config, args.log_file, args.since)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", kiosk_id)
@@ -327,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     write_archive(out, members)
     print(out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kiosk diagnose", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="kiosk.toml (default: $TAMGA_CONFIG, /etc/tamga/kiosk.toml)")
+    _add_options(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

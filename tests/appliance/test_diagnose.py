@@ -124,3 +124,22 @@ def test_scrubber_known_values_and_cyrillic_in_logs() -> None:
     scrub = Scrubber(["Баатар Ариун", "Ариун", "Баатар"])
     assert scrub("card of Баатар Ариун, office Улаанбаатар") == "card of <personal>, office Улаанбаатар"
     assert scrub("Сайн байна уу, Ариун", cyrillic=True) == "<text> <text> <text>, <personal>"
+
+
+def test_the_subcommand_hooks_into_the_kiosk_cli_as_proposed(demo: tuple[Path, Path, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kiosk/shell/cli.py`` gains ``diagnose.add_parser(sub)`` and ``if args.command == "diagnose": …``."""
+    import argparse
+
+    from kiosk.shell import diagnose as diag
+
+    parser = argparse.ArgumentParser(prog="python -m kiosk")       # the shape of kiosk/shell/cli.py's parser
+    parser.add_argument("--config", type=Path)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check")
+    diag.add_parser(sub)
+    archive = tmp_path / "via-cli.tar.gz"
+    args = parser.parse_args(["--config", str(demo[0] / "kiosk.toml"), "diagnose", "--out", str(archive)])
+    monkeypatch.setattr(diag, "devices", lambda cfg: {"skipped": "in-process test"})   # no PC/SC in this process
+    assert args.command == "diagnose" and diag.run(args) == 0
+    assert "sync.json" in extracted(archive)
