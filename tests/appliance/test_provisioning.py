@@ -125,3 +125,38 @@ def test_help_names_every_flag_and_the_console_script_is_declared() -> None:
         assert flag in out.stdout
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["tamga-provision"] == "provisioning.cli:main"
+
+
+def test_paper_out_stops_at_the_printer_step_and_writes_nothing(provisioner: Provisioner, tmp_path: Path) -> None:
+    printer = provisioner.stack.printer
+    assert printer is not None
+    printer.paper = "out"
+    try:
+        out = provisioner.run(tmp_path / "root")
+    finally:
+        printer.paper = "ok"
+    assert out.returncode == 1
+    assert "the printer reports paper out" in out.stdout and "check: load a paper roll" in out.stdout
+    assert steps(out.stdout)[3][0] == "FAIL" and files_under(tmp_path / "root") == []
+
+
+def test_without_a_card_the_self_test_fails_and_says_to_insert_one(provisioner: Provisioner, tmp_path: Path) -> None:
+    """After step 7 the configuration is in place and valid; the run stops before the receipt and the units."""
+    stack = provisioner.stack
+    stack.remove_card()
+    try:
+        out = provisioner.run(tmp_path / "root")
+    finally:
+        stack.insert_card()
+    assert out.returncode == 1
+    assert "python -m kiosk check: reader not ready" in out.stdout
+    assert "check: insert an ID card (any) into the reader" in out.stdout
+    assert "the configuration is written and valid" in out.stderr
+    config.load(tmp_path / "root/etc/tamga/kiosk.toml")
+    assert not (tmp_path / "root/etc/systemd").exists()
+
+
+def test_no_units_skips_the_last_step(provisioner: Provisioner, tmp_path: Path) -> None:
+    out = provisioner.run(tmp_path / "root", "--no-units")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert steps(out.stdout)[10][0] == "skip" and not (tmp_path / "root/etc/systemd").exists()
