@@ -151,8 +151,9 @@ def _describe(probe: discovery.ModuleProbe) -> str:
 
 def step_token(plan: Plan, args: argparse.Namespace, ask: Asker, progress: Progress) -> str:
     found = discovery.find_modules()
-    if args.module is not None:
-        module = Path(args.module)
+    given = args.module if args.module is not None else plan.existing.get("token", {}).get("module")
+    if given is not None:           # given, or the module of the configuration in place (a re-run)
+        module = Path(given)
         if not module.is_file():
             listed = ", ".join(str(m) for m in found) or "none"
             raise StepFailed(f"the token module {module} does not exist",
