@@ -31,7 +31,7 @@ class EventKind(Enum):
     TOKEN_REPREPARE = "token.reprepare"
     KEY_GENERATED = "key.generated"
     ENROLLMENT_REFUSED = "enrollment.refused"
-    ENROLLMENT_VOIDED = "enrollment.voided"
+    ENROLLMENT_DEFERRED = "enrollment.deferred"
     CERTIFICATE_ISSUED = "certificate.issued"
     CERTIFICATE_INSTALLED = "certificate.installed"
     # receipts (every flow that prints)

@@ -71,3 +71,28 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
         ReceiptLine(S.NOTE, t("receipt.pin_not_printed")),
     ]
     return Receipt(language, tuple(lines))
+
+
+def build_pending_receipt(office: str, at: dt.datetime, order: Order, token_serial: str, language: str,
+                          currency: str = "MNT", reprint: bool = False) -> Receipt:
+    """The receipt of a visit finished while the central could not be reached: the certificate is pending."""
+    t = Translator(language, currency)
+    lines = [ReceiptLine(S.TITLE, t("receipt.pending_title"))]
+    if reprint:
+        lines.append(ReceiptLine(S.HEADING, t("receipt.reprint")))
+    lines += [
+        ReceiptLine(S.PAIR, t("receipt.office"), office),
+        ReceiptLine(S.PAIR, t("receipt.date"), at.strftime("%Y-%m-%d %H:%M")),
+        ReceiptLine(S.PAIR, t("receipt.invoice"), order.invoice),
+        ReceiptLine(S.RULE),
+        ReceiptLine(S.PAIR, t("receipt.holder"), order.holder.display_name),
+        ReceiptLine(S.PAIR, t("receipt.register"), register.masked(order.holder.register_number)),
+        ReceiptLine(S.PAIR, t("receipt.organisation"), order.organisation),
+        ReceiptLine(S.PAIR, t("receipt.token_serial"), token_serial),
+        ReceiptLine(S.RULE),
+        ReceiptLine(S.HEADING, t("receipt.pending_status")),
+        ReceiptLine(S.NOTE, t("receipt.pending_note")),
+        ReceiptLine(S.PAIR, t("receipt.paid"), t.money(order.paid_mnt)),
+        ReceiptLine(S.NOTE, t("receipt.pin_not_printed")),
+    ]
+    return Receipt(language, tuple(lines))

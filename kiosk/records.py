@@ -88,6 +88,7 @@ class IssuanceData(SessionData, total=False):
     public_key_sha256: str
     certificate: IssuedRecord
     issued_at: str
+    pending_since: str            # the visit ended offline; the certificate is fetched later
 
 
 class TermsRecord(TypedDict):

@@ -23,6 +23,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlite_utils.migrations import Migrations
 
 from kiosk.errors import ConfigError, StaleSession
+from kiosk.events import EventKind
 from kiosk.pin import SoPin
 from kiosk.ports import Receipt, SessionState
 
@@ -152,7 +153,7 @@ class KioskStore:
             })
             self.db.table("transitions").insert({"session_id": session_id, "from_step": None, "to_step": step,
                                            "version": 0, "at": now,
-                                           "event": json.dumps({"kind": "session.created", "flow": flow})})
+                                           "event": json.dumps({"kind": EventKind.CREATED.value, "flow": flow})})
         return self.load(session_id)
 
     def load(self, session_id: str) -> SessionState:
@@ -221,6 +222,9 @@ class KioskStore:
             for table in ("transitions", "receipts", "outbox"):
                 self.db.execute(f"delete from {table} where session_id in (select value from json_each(?))",  # noqa: S608
                                 [json.dumps(ids)])
+            # a session's other receipts are kept as "<session id>:<which>" (e.g. the pending receipt)
+            self.db.execute("delete from receipts where substr(session_id, 1, instr(session_id || ':', ':') - 1) "
+                            "in (select value from json_each(?))", [json.dumps(ids)])
             self.db.execute("delete from sessions where id in (select value from json_each(?))", [json.dumps(ids)])
         return len(ids)
 

@@ -1,7 +1,11 @@
 """Issuance: from a paid order to a personalised eToken and a printed receipt (shared seed 000).
 
 Steps, in order: consent → order → identity → approval → token → keygen → enrollment → install →
-receipt → done.  A restarted kiosk resumes at the persisted step; the steps with side effects are
+receipt → done.  When the central cannot be reached at enrollment, the visit can end offline
+(``defer``): enrollment → pending, with a "certificate pending" receipt; the queued request is
+sent later (``fetch_certificate``, by the sync daemon or when the token is seen again) and the
+certificate is installed the next time the holder's token is in a kiosk of the office
+(``waiting_for_token``).  A restarted kiosk resumes at the persisted step; the steps with side effects are
 written so that repeating them after a crash does no harm:
 
 * token: the new SO PIN is stored (encrypted, durably) *before* C_InitToken; a retry tries it,
@@ -42,10 +46,10 @@ from kiosk.events import EventKind
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
 from kiosk.pin import Pin, SoPin
-from kiosk.ports import Receipt, SessionState, TokenInfo
-from kiosk.receipt import ReceiptFacts, build_receipt
+from kiosk.ports import IssuedCertificate, Receipt, SessionState, TokenInfo
+from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
-from kiosk.records import issuance_data
+from kiosk.records import IssuanceData, issuance_data
 from kiosk.token_steps import TokenSteps
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
 
@@ -59,6 +63,7 @@ class IssuanceStep(Enum):
     TOKEN = "token"
     KEYGEN = "keygen"
     ENROLLMENT = "enrollment"
+    PENDING = "pending"          # the visit ended offline: the CSR waits for the central
     INSTALL = "install"
     RECEIPT = "receipt"
     DONE = "done"
@@ -119,6 +124,8 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
         step, sid = IssuanceStep(state.step), state.id
         if step is S.ENROLLMENT:
             return lambda: self.enroll(sid)
+        if step is S.PENDING:
+            return lambda: self.fetch_certificate(sid)
         if step is S.RECEIPT:
             return lambda: self.print_receipt(sid)
         if step is S.KEYGEN and sid in self.pins:
@@ -136,7 +143,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
         step = IssuanceStep(state.step)
         if step in (S.INSTALL, S.RECEIPT):
             raise cannot_cancel(state, "certificate_issued")
-        if step is S.ENROLLMENT:
+        if step in (S.ENROLLMENT, S.PENDING):
             revoked = self.services.central.void_enrollment(state.data["idempotency_key"])
             return {"idempotency_key": state.data["idempotency_key"], "voided": True, "revoked_serial": revoked}
         return {}
@@ -277,6 +284,9 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
                 # session cannot go on; the applicant sees why, the journal keeps it.
                 ended = self.advance(state, S.CANCELLED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
                 return self.result(ended, err)
+        return self.result(self._issued(state, data, issued))
+
+    def _issued(self, state: SessionState, data: IssuanceData, issued: IssuedCertificate) -> SessionState:
         if issued.public_key_sha256 and issued.public_key_sha256 != data["public_key_sha256"]:
             # Not our key's certificate: never install it; the session stays here (cancel voids it).
             self.record(state, dict(state.data), EventKind.ENROLLMENT_REFUSED, reason="certificate_key_mismatch",
@@ -285,8 +295,45 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
         data["certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
                                "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
                                "not_after": issued.not_after.isoformat()}
-        return self.result(self.advance(state, S.INSTALL, data, EventKind.CERTIFICATE_ISSUED,
-                                        serial=issued.serial_hex))
+        return self.advance(state, S.INSTALL, data, EventKind.CERTIFICATE_ISSUED, serial=issued.serial_hex)
+
+    # -- offline: end the visit with the request queued, fetch the certificate later --------------------
+    def defer(self, session_id: str) -> StepResult:
+        """End the visit without the certificate (the central is unreachable): print the pending receipt."""
+        state = self.expect(session_id, S.ENROLLMENT)
+        data = issuance_data(state)
+        data["pending_since"] = self.now().isoformat()
+        order = Order.from_dict(data["order"])
+
+        def receipt(reprint: bool) -> Receipt:
+            at = dt.datetime.fromisoformat(data["pending_since"]).astimezone(self.policy.timezone)
+            return build_pending_receipt(self.policy.office, at, order, data["token"]["serial"], state.language,
+                                         self.policy.currency, reprint)
+
+        error = self.engine.receipts.print(pending_receipt_id(session_id), receipt)
+        data["receipt_pending"] = error is not None
+        parked = self.advance(state, S.PENDING, data, EventKind.ENROLLMENT_DEFERRED,
+                              token_serial=data["token"]["serial"], idempotency_key=data["idempotency_key"])
+        return self.result(parked, error)
+
+    def fetch_certificate(self, session_id: str) -> StepResult:
+        """Send the queued request again (same idempotency key); the certificate then waits for the token."""
+        state = self.expect(session_id, S.PENDING)
+        data = issuance_data(state)
+        so_pin = self.services.store.token_secret(data["token"]["serial"])
+        try:
+            issued = self.services.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]),
+                                                  data["idempotency_key"], token_serial=data["token"]["serial"],
+                                                  so_pin=so_pin)
+        except CentralRejected as err:
+            ended = self.advance(state, S.CANCELLED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
+            return self.result(ended, err)
+        return self.result(self._issued(state, data, issued))
+
+    def waiting_for_token(self, token_serial: str) -> list[StepResult]:
+        """Issuances of this token whose certificate is pending or waits to be written (oldest first)."""
+        return [r for r in self.unfinished() if r.step in (S.PENDING, S.INSTALL)
+                and r.view.token is not None and r.view.token.serial == token_serial]
 
     # -- 8. install -------------------------------------------------------------------------------------
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
@@ -336,3 +383,8 @@ def _ascii_register(order: Order) -> str:
 def pem_to_der(pem: str) -> bytes:
     body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
     return base64.b64decode(body)
+
+
+def pending_receipt_id(session_id: str) -> str:
+    """The kept "certificate pending" receipt of a session (its final receipt is kept under the session id)."""
+    return f"{session_id}:pending"

@@ -13,7 +13,7 @@ from enum import Enum, unique
 from typing import Any
 
 from kiosk.engine import FlowKind, StepResult
-from kiosk.errors import NoCertificateOnToken, WrongToken
+from kiosk.errors import KioskError, NoCertificateOnToken, WrongToken
 from kiosk.events import EventKind
 from kiosk.flows.token_check import certificate_view, token_view
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
@@ -89,8 +89,12 @@ class UnblockFlow(IdentitySteps):
             present = self.services.token.present()
             if present.serial != serial:
                 raise WrongToken(serial=serial, present=present.serial)
-            so_pin, source = self._so_pin(data)
-            self.services.token.unblock(serial, so_pin, new_pin)
+            try:
+                so_pin, source = self._so_pin(data)
+                self.services.token.unblock(serial, so_pin, new_pin)
+            except KioskError as err:
+                self.record(state, data, EventKind.UNBLOCK_REFUSED, **{"token_serial": serial, **err.data})
+                raise
         data["unblocked_at"] = self.now().isoformat()
         return self.result(self.advance(state, U.DONE, data, EventKind.UNBLOCKED, token_serial=serial,
                                         so_pin_source=source))

@@ -38,8 +38,29 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def issue(kiosk: Any, t: Translator, language: str, invoice: str, card_pin: str) -> dict[str, Any]:
-    """One applicant through the whole issuance; returns what the demo reports."""
+def offline_visit(kiosk: Any, t: Translator, session_id: str, central_down: Callable[[bool], None]) -> Any:
+    """The central is down at enrollment: the visit ends with a pending receipt; once it is back, the
+    token's next insertion gets the certificate."""
+    flow = kiosk.issuance
+    central_down(True)
+    try:
+        flow.enroll(session_id)
+    except KioskError as err:
+        say(f"  {t.error(err)}")
+    r = flow.defer(session_id)
+    say(f"  {t('receipt.pending_status')}")
+    central_down(False)
+    say("  …")
+    (waiting,) = flow.waiting_for_token(r.view.token.serial)
+    return flow.fetch_certificate(waiting.session_id)
+
+
+def issue(kiosk: Any, t: Translator, language: str, invoice: str, card_pin: str,
+          central_down: Callable[[bool], None] | None = None) -> dict[str, Any]:
+    """One applicant through the whole issuance; returns what the demo reports.
+
+    ``central_down`` (offline demo) stops (True) and restarts (False) the central service.
+    """
     flow = kiosk.issuance
     r = flow.begin(language)
     say(t("step.consent"))
@@ -60,7 +81,7 @@ def issue(kiosk: Any, t: Translator, language: str, invoice: str, card_pin: str)
     say(t("step.keygen"))
     r = flow.generate_key(r.session_id)
     say(t("step.enrollment"))
-    r = flow.enroll(r.session_id)
+    r = offline_visit(kiosk, t, r.session_id, central_down) if central_down is not None else flow.enroll(r.session_id)
     if r.error is not None:
         raise r.error
     say(f"  {r.view.certificate.serial}")
@@ -151,7 +172,7 @@ def renew(kiosk: Any, t: Translator, language: str) -> dict[str, Any]:
 
 
 def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
-        keep_workdir: bool = False) -> dict[str, Any]:
+        keep_workdir: bool = False, offline: bool = False) -> dict[str, Any]:
     from devices.sim.faults import PullableToken
     from devices.sim.stack import ARIUN, CARD_PIN, DEMO_INVOICE, ERDENE, SimulatedStack, apply_env
     from devices.token import Pkcs11Token
@@ -174,7 +195,16 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
         try:
             holder, invoice = (ERDENE, RENEWAL_INVOICE) if flow == "renewal" else (ARIUN, DEMO_INVOICE)
             stack.insert_card(holder)
-            result = issue(kiosk, t, language, invoice, CARD_PIN)
+            def central_down(down: bool) -> None:
+                assert stack.central is not None
+                if down:
+                    stack.central.port = int(stack.central.url.rsplit(":", 1)[1])   # back on the same address
+                    stack.central.stop()
+                else:
+                    stack.central.start()
+
+            result = issue(kiosk, t, language, invoice, CARD_PIN, central_down if offline else None)
+            result["offline"] = offline
             if flow != "issuance":
                 say("")
             steps: dict[str, Callable[[], dict[str, Any]]] = {
@@ -198,8 +228,10 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
         finally:
             kiosk.close()
         assert stack.printer is not None and stack.central is not None and stack.softhsm is not None
-        jobs = stack.printer.wait_for_jobs(1)
+        jobs = stack.printer.wait_for_jobs(2 if offline else 1)
         shutil.copy(jobs[-1], out / "receipt.png")
+        if offline:
+            shutil.copy(jobs[0], out / "receipt-pending.png")
         shutil.copy(stack.central.ca_chain_path, out / "ca-chain.pem")
         shutil.copytree(stack.softhsm.token_dir, out / "tokens")
     (out / "softhsm2.conf").write_text(
@@ -231,10 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--language", choices=LANGUAGES, default="mn", help="the applicant's language")
     parser.add_argument("--key-algorithm", choices=("rsa2048", "p256"), default="rsa2048")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the simulated devices' files")
+    parser.add_argument("--offline", action="store_true",
+                        help="issuance with the central down at enrollment: a pending receipt, the certificate later")
     args = parser.parse_args(argv)
     kiosk_log.setup(os.environ.get("TAMGA_LOG_LEVEL", "WARNING"))
     try:
-        result = run(args.out, args.language, args.key_algorithm, args.flow, args.keep_workdir)
+        result = run(args.out, args.language, args.key_algorithm, args.flow, args.keep_workdir, args.offline)
     except KioskError as err:
         print(f"demo failed: {Translator(args.language).error(err)} ({err.key} {err.data})", file=sys.stderr)
         return 1

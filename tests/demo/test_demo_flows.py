@@ -33,3 +33,15 @@ def test_demo_runs_the_flow(flow: str, tmp_path: Path) -> None:
         assert result["so_pin_source"] == "central"
     elif flow == "check":
         assert result["signature_ok"] and result["status"] == "good"
+
+
+@pytest.mark.slow
+def test_offline_demo_prints_a_pending_receipt_then_installs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("PCSCLITE_CSOCK_NAME", "SOFTHSM2_CONF", "TAMGA_CONFIG")}
+    run = subprocess.run([sys.executable, "-m", "kiosk.demo", "--offline", "--out", str(out)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=110, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((out / "issuance.json").read_text())
+    assert result["offline"] and result["certificate_serial"] and result["receipt_printed"]
+    assert (out / "receipt-pending.png").stat().st_size > 1000

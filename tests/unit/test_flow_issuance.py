@@ -198,3 +198,43 @@ def test_a_blocked_token_pin_before_issuance_prepares_the_token_again(rig: Rig) 
     r = f.generate_key(sid)
     assert r.step is IssuanceStep.TOKEN and r.error is not None and r.error.key == "error.token_pin_blocked_restart"
     assert f.prepare_token(sid, Pin("509173"), Pin("509173")).step is IssuanceStep.KEYGEN
+
+
+def test_offline_enrollment_ends_the_visit_with_a_pending_receipt_and_installs_later(rig: Rig) -> None:
+    f = rig.issuance
+    sid = rig.to_token_step()
+    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
+    f.generate_key(sid)
+    rig.central.down = True
+    with pytest.raises(CentralUnavailable):
+        f.enroll(sid)
+    r = f.defer(sid)
+    assert r.step is IssuanceStep.PENDING and r.error is None
+    pending = rig.printer.printed[-1]
+    assert pending.lines[0].text == Translator("mn")("receipt.pending_title")
+    assert rig.engine.unfinished()[0].session_id == sid          # not finished: the certificate is owed
+    rig.restart()
+    with pytest.raises(CentralUnavailable):                       # still offline: nothing changes
+        rig.issuance.fetch_certificate(sid)
+    rig.central.down = False
+    resume = rig.engine.resume_step(sid)
+    assert resume is not None and resume().step is IssuanceStep.INSTALL
+    (waiting,) = rig.issuance.waiting_for_token("TK0001")
+    assert waiting.session_id == sid and waiting.view.pin_needed
+    rig.issuance.install(sid, Pin(TOKEN_PIN))
+    done = rig.issuance.print_receipt(sid)
+    assert done.step is IssuanceStep.DONE
+    assert rig.printer.printed[-1].lines[0].text == Translator("mn")("receipt.title")
+    assert rig.store.receipt_status(f"{sid}:pending") == "printed" and rig.store.receipt_status(sid) == "printed"
+
+
+def test_a_pending_issuance_can_be_cancelled_and_is_voided_at_the_central(rig: Rig) -> None:
+    f = rig.issuance
+    sid = rig.to_token_step()
+    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
+    f.generate_key(sid)
+    rig.central.down = True
+    f.defer(sid)
+    rig.central.down = False
+    assert f.cancel(sid, "holder withdrew").step is IssuanceStep.CANCELLED
+    assert rig.data(sid)["idempotency_key"] in rig.central.voided
