@@ -338,6 +338,29 @@ def _power_cut_in_init(driver: KioskDriver) -> None:
     assert not driver.token.present().initialised or driver.token.present().serial not in driver.stack.token_serials
 
 
+@when("the clerk ends the visit with the certificate pending")
+def _defer(driver: KioskDriver) -> None:
+    driver.do("defer")
+    assert driver.error is None and driver.step() == "pending", driver.error
+
+
+@then("a receipt saying the certificate is pending was printed")
+def _pending_receipt(driver: KioskDriver) -> None:
+    assert driver.stack.printer is not None and driver.stack.printer.wait_for_jobs(1)
+    assert driver.kiosk.store.receipt_status(f"{driver.session_id}:pending") == "printed"
+    assert driver.kiosk.store.receipt_status(driver.session_id) is None
+
+
+@when(parsers.parse('the applicant inserts the eToken again and enters the eToken PIN "{pin}"'))
+def _insert_again(driver: KioskDriver, pin: str) -> None:
+    serial = driver.token.present().serial
+    (waiting,) = driver.flow.waiting_for_token(serial)
+    assert waiting.session_id == driver.session_id
+    for action, args in (("fetch_certificate", ()), ("install", (driver.pin(pin),)), ("print_receipt", ())):
+        driver.do(action, *args)
+        assert driver.error is None, (action, driver.error)
+
+
 @when("the kiosk restarts")
 def _restart(driver: KioskDriver) -> None:
     driver.restart()

@@ -213,3 +213,19 @@ Feature: Issuing a qualified signature certificate at the registration office
     And the kiosk generates the key, has the certificate issued and installs it
     Then the issuance is done
     And the eToken holds a sensitive, never-extractable key and a certificate with the same ID
+
+  @fault
+  Scenario: With the central down, the visit ends with a pending receipt and the certificate is written at the next insertion
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the applicant has been verified and approved with invoice "147314016754"
+    And the applicant chose the eToken PIN "482916"
+    When the kiosk generates the key
+    And the central service goes down
+    And the kiosk asks the central service to issue the certificate
+    And the clerk ends the visit with the certificate pending
+    Then a receipt saying the certificate is pending was printed
+    When the kiosk restarts
+    And the central service is back
+    And the applicant inserts the eToken again and enters the eToken PIN "482916"
+    Then the issuance is done
+    And the eToken holds a sensitive, never-extractable key and a certificate with the same ID
