@@ -142,6 +142,11 @@ class Flow:
         """The call that continues a session whose step needs no new input, or None."""
         return None
 
+    def queued(self, state: SessionState) -> Callable[[], StepResult] | None:
+        """The call that sends what the session queued for the central, needing no person and no device
+        (the sync daemon runs it), or None."""
+        return None
+
     def before_cancel(self, state: SessionState) -> dict[str, Any]:
         """Check that the session may be cancelled at its step (raise CannotCancel), undo what must be
         undone outside the kiosk; return fields for the cancel event."""
@@ -256,6 +261,15 @@ class Engine:
     def resume_step(self, session_id: str) -> Callable[[], StepResult] | None:
         state = self.load(session_id)
         return self.flow_of(state).resume(state)
+
+    def queued_calls(self) -> list[tuple[str, Callable[[], StepResult]]]:
+        """(session id, call) for every unfinished session waiting only for the central (oldest first)."""
+        calls = []
+        for state in self.store.unfinished():
+            call = self.flow_of(state).queued(state)
+            if call is not None:
+                calls.append((state.id, call))
+        return calls
 
     def cancel(self, session_id: str, reason: str) -> StepResult:
         """End a session; the flow decides whether its step allows it (CannotCancel) and undoes what it must."""

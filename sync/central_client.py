@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import email.utils
 import hashlib
 import logging
 import re
@@ -237,6 +238,20 @@ class CentralClient:
             raise CentralUnavailable("malformed SO PIN answer", status=response.status_code,
                                      cause="malformed_response") from err
 
+    # --- the outbox ---------------------------------------------------------------------------------
+    def push_events(self, events: list[dict[str, Any]]) -> set[str]:
+        """Send journal events (each with its ``key``) to the central's inbox; return the keys it holds now.
+
+        The inbox applies a key once: a replayed batch is acknowledged again and applies nothing.
+        """
+        response = self._request("POST", f"{API_PREFIX}/events", idempotent=True, json={"events": events})
+        body = self._expect(response, (200,))
+        keys = body.get("acknowledged")
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise CentralUnavailable("malformed inbox answer", status=response.status_code,
+                                     cause="malformed_response")
+        return set(keys)
+
     # --- escrow key --------------------------------------------------------------------------------
     def _escrow_key(self) -> tuple[str, rsa.RSAPublicKey]:
         """The central's escrow key (id, RSA public key), fetched once per client."""
@@ -300,7 +315,8 @@ class CentralClient:
         if status >= 500 or status == 429 or status < 400:
             code = body.get("error") if body else None
             raise CentralUnavailable(f"central service answered {status}", status=status,
-                                     cause=code if isinstance(code, str) else "http_error")
+                                     cause=code if isinstance(code, str) else "http_error",
+                                     retry_after=_retry_after(response.headers.get("Retry-After")))
         code = body.get("error") if body else None
         if body is None or not isinstance(code, str) or not code:
             # Not our service answering (a proxy page, a wrong base URL): nothing to act on.
@@ -311,6 +327,21 @@ class CentralClient:
             if field in body:
                 data["refusal" if field == "reason" else field] = body[field]
         raise CentralRejected(str(body.get("message", code)), reason=code, **data)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None when absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _oaep() -> padding.OAEP:

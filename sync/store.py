@@ -60,6 +60,12 @@ def m002_session_flow(db: sqlite_utils.Database) -> None:
     db.table("sessions").create_index(["flow", "finished_at"])
 
 
+@migrations()
+def m003_sync_state(db: sqlite_utils.Database) -> None:
+    """What the sync daemon last saw: last success, last error (for ``python -m sync status``)."""
+    db.table("sync_state").create({"name": str, "value": str, "at": str}, pk="name")
+
+
 DIR_MODE = 0o700     # the data directory: holders' personal data, the kiosk's data key
 FILE_MODE = 0o600    # kiosk.db and its -wal and -shm, kiosk.key
 DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
@@ -211,6 +217,33 @@ class KioskStore:
         where = "sent_at is null" if unsent_only else None
         with self._lock:
             return list(self.db.table("outbox").rows_where(where, order_by="id"))
+
+    # -- sync --------------------------------------------------------------------------------------------
+    def outbox_batch(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest unsent outbox rows, in order (id, session_id, kind, payload, created_at)."""
+        with self._lock:
+            return list(self.db.query("select id, session_id, kind, payload, created_at from outbox "
+                                      "where sent_at is null order by id limit ?", [limit]))
+
+    def mark_sent(self, ids: list[int]) -> None:
+        """The central acknowledged these outbox rows."""
+        now = _now()
+        with self._lock, self.db.atomic():
+            self.db.execute("update outbox set sent_at = ? where sent_at is null and id in "
+                            "(select value from json_each(?))", [now, json.dumps(ids)])
+
+    def set_sync_state(self, name: str, value: str) -> None:
+        with self._lock, self.db.atomic():
+            self.db.table("sync_state").upsert({"name": name, "value": value, "at": _now()}, pk="name")
+
+    def sync_status(self) -> dict[str, Any]:
+        """Queue length, the oldest unsent event's time, and the last success and error with their times."""
+        with self._lock:
+            count, oldest = self.db.execute("select count(*), min(created_at) from outbox where sent_at is null"
+                                            ).fetchone()
+            state = {r["name"]: (r["value"], r["at"]) for r in self.db.table("sync_state").rows}
+        return {"queued": count, "oldest_unsent_at": oldest, "last_success_at": state.get("success", ("", None))[1],
+                "last_error": state.get("error", (None, None))[0], "last_error_at": state.get("error", (None, None))[1]}
 
     def purge_finished(self, older_than: dt.timedelta) -> int:
         """Delete personal data of sessions finished before now − ``older_than`` whose events were sent."""

@@ -134,6 +134,11 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
             return lambda: self.install(sid)
         return None
 
+    def queued(self, state: SessionState) -> Callable[[], StepResult] | None:
+        if state.step == S.PENDING.value:
+            return lambda: self.fetch_certificate(state.id)
+        return None
+
     def before_cancel(self, state: SessionState) -> dict[str, Any]:
         """No cancel once a certificate is on its way to the token; at enrollment, void the request first.
 

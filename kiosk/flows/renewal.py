@@ -122,6 +122,11 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
             return lambda: self.install(sid)
         return None
 
+    def queued(self, state: SessionState) -> Callable[[], StepResult] | None:
+        if state.step == N.SEND.value:
+            return lambda: self.send(state.id)
+        return None
+
     def before_cancel(self, state: SessionState) -> dict[str, Any]:
         if state.step in (N.SEND.value, N.INSTALL.value, N.RECEIPT.value):
             raise cannot_cancel(state, "renewal_requested")   # the fee may be taken: see it through

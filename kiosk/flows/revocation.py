@@ -87,6 +87,11 @@ class RevocationFlow(IdentitySteps, ReceiptSteps):
             return lambda: self.print_receipt(state.id)
         return None
 
+    def queued(self, state: SessionState) -> Callable[[], StepResult] | None:
+        if state.step == R.REVOKE.value:
+            return lambda: self.revoke(state.id)
+        return None
+
     def before_cancel(self, state: SessionState) -> dict[str, Any]:
         if state.step in (R.REVOKE.value, R.RECEIPT.value):
             raise cannot_cancel(state, "revocation_requested")   # it may have reached the CA: see it through

@@ -1,0 +1,128 @@
+"""The sync daemon: the kiosk's journal to the central, exactly once and in order; queued requests sent.
+
+One round (:meth:`SyncDaemon.once`):
+
+1. push the outbox oldest first in batches, each event with its idempotency key
+   ``<kiosk id>/<outbox id>``; the central's inbox applies a key once, so a batch replayed after a
+   lost answer applies nothing twice; acknowledged rows are marked sent;
+2. send what sessions queued while the central was unreachable (a pending certificate request, a
+   revocation, a renewal: each flow's ``queued`` call, idempotent by its own key);
+3. the retention purge, which deletes finished sessions' personal data once all their events are sent.
+
+:meth:`SyncDaemon.run` repeats rounds; after a failure it waits with exponential backoff and full
+jitter, or as long as the central's Retry-After says.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kiosk.engine import Engine
+from kiosk.errors import CentralUnavailable, KioskError
+from sync.store import KioskStore
+
+log = logging.getLogger("tamga.sync")
+
+BATCH = 200
+BACKOFF_BASE_S = 2.0
+BACKOFF_CAP_S = 300.0
+
+
+class Inbox(Protocol):
+    def push_events(self, events: list[dict[str, Any]]) -> set[str]:
+        ...
+
+
+@dataclass
+class RoundReport:
+    pushed: int = 0
+    queued_sent: int = 0
+    purged: int = 0
+    error: KioskError | None = None
+
+
+@dataclass
+class SyncDaemon:
+    store: KioskStore
+    inbox: Inbox
+    kiosk_id: str
+    engine: Engine | None = None                 # None: push the journal only
+    retention: dt.timedelta = dt.timedelta(days=30)
+    batch: int = BATCH
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[float, float], float] = random.uniform
+    failures: int = field(default=0, init=False)
+
+    def key(self, outbox_id: int) -> str:
+        return f"{self.kiosk_id}/{outbox_id}"
+
+    def push(self) -> int:
+        """Push the whole outbox, batch by batch; returns how many events the central acknowledged."""
+        pushed = 0
+        while rows := self.store.outbox_batch(self.batch):
+            events = [{"key": self.key(r["id"]), "session_id": r["session_id"], "kind": r["kind"],
+                       "payload": json.loads(r["payload"]), "created_at": r["created_at"]} for r in rows]
+            acknowledged = self.inbox.push_events(events)
+            done = [r["id"] for r in rows if self.key(r["id"]) in acknowledged]
+            self.store.mark_sent(done)
+            pushed += len(done)
+            if len(done) < len(rows):     # the central kept back part of the batch: the rest next round
+                break
+        return pushed
+
+    def send_queued(self) -> int:
+        if self.engine is None:
+            return 0
+        sent = 0
+        for session_id, call in self.engine.queued_calls():
+            result = call()
+            if result.error is not None and isinstance(result.error, CentralUnavailable):
+                raise result.error
+            log.info("queued request sent", extra={"session": session_id, "step": result.step.value})
+            sent += 1
+        return sent
+
+    def once(self) -> RoundReport:
+        """One round; a central that cannot be reached ends it early with the error in the report."""
+        report = RoundReport()
+        try:
+            report.pushed = self.push()
+            report.queued_sent = self.send_queued()
+        except KioskError as err:
+            report.error = err
+            self.store.set_sync_state("error", f"{err.key} {err.data.get('cause', '')}".strip())
+            self.failures += 1
+        else:
+            self.store.set_sync_state("success", "")
+            self.failures = 0
+        report.purged = self.store.purge_finished(self.retention)
+        return report
+
+    def delay(self, error: KioskError | None, interval_s: float) -> float:
+        """How long to wait before the next round."""
+        if error is None:
+            return interval_s
+        retry_after = error.data.get("retry_after")
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            return min(float(retry_after), BACKOFF_CAP_S)
+        return self.jitter(0.0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.failures, 16)))
+
+    def run(self, interval_s: float = 30.0, rounds: int | None = None) -> None:
+        """Rounds until stopped (or ``rounds`` of them)."""
+        done = 0
+        while rounds is None or done < rounds:
+            report = self.once()
+            done += 1
+            if report.pushed or report.queued_sent or report.error:
+                log.info("sync round", extra={"pushed": report.pushed, "queued_sent": report.queued_sent,
+                                              "purged": report.purged,
+                                              "error": report.error.key if report.error else None})
+            if rounds is None or done < rounds:
+                self.sleep(self.delay(report.error, interval_s))
