@@ -363,14 +363,19 @@ def step_configuration(plan: Plan, units_dir: Path) -> str:
         if needed not in planned and not needed.is_file():
             raise StepFailed(f"{needed} is missing", "pass --factory-so-pin-file FILE (the eToken vendor's "
                              "transport SO PIN)" if needed.name.startswith("token") else "pass --national-id-root")
-    install.create_user(plan.root, units_dir)
-    owner = install.service_user(plan.root)
-    changed = install.write_all(files, owner)
-    data_dir = plan.path(DATA_DIR)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(data_dir, 0o700)
-    if owner is not None:
-        os.chown(data_dir, owner.pw_uid, owner.pw_gid)
+    try:
+        install.create_user(plan.root, units_dir)
+        owner = install.service_user(plan.root)
+        changed = install.write_all(files, owner)
+        data_dir = plan.path(DATA_DIR)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(data_dir, 0o700)
+        if owner is not None:
+            os.chown(data_dir, owner.pw_uid, owner.pw_gid)
+    except OSError as err:
+        raise StepFailed(f"cannot write {err.filename or plan.path(CONFIG).parent}: {err.strerror}",
+                         "that provisioning runs as root (sudo) and the disk has room (`df -h /`); "
+                         "kiosk.toml is written last, so the previous configuration is still in force") from err
     try:
         config.load(plan.path(CONFIG))
     except ConfigError as err:       # a file named in it is not what it should be
@@ -436,7 +441,11 @@ def step_units(plan: Plan, args: argparse.Namespace, units_dir: Path) -> str:
     except OSError as err:
         raise StepFailed(f"the unit files are not in {units_dir}: {err.strerror}",
                          "--units-dir (the systemd/ directory of the Tamga release)") from err
-    changed = install.write_all(files)
+    try:
+        changed = install.write_all(files)
+    except OSError as err:
+        raise StepFailed(f"cannot write {err.filename}: {err.strerror}", "that provisioning runs as root (sudo) "
+                         "and the disk has room (`df -h /`)") from err
     complaint = install.verify_units([f.path for f in files])
     if complaint:
         raise StepFailed(f"systemd-analyze verify: {complaint}", "the unit files and --python "
@@ -493,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(root=root, existing=_existing_config(root))
     started = time.perf_counter()
     print(f"tamga-provision: {'re-provisioning' if plan.existing else 'provisioning'} the kiosk in {root}")
+    if not args.non_interactive and not ask.interactive:
+        print("tamga-provision: stdin is not a terminal: every question takes its default")
     try:
         plan.kiosk_id = args.kiosk_id or ask.text("kiosk id (as at the central)", str(_default(plan, "kiosk.id")))
         plan.office = args.office or ask.text("registration office", str(_default(plan, "kiosk.office")))

@@ -162,3 +162,14 @@ def test_no_units_skips_the_last_step(provisioner: Provisioner, tmp_path: Path) 
     out = provisioner.run(tmp_path / "root", "--no-units")
     assert out.returncode == 0, out.stdout + out.stderr
     assert steps(out.stdout)[10][0] == "skip" and not (tmp_path / "root/etc/systemd").exists()
+
+
+def test_a_configuration_directory_that_cannot_be_written_fails_step_7_cleanly(provisioner: Provisioner,
+                                                                               tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/tamga").write_text("a file where the directory should be")
+    out = provisioner.run(root)
+    assert out.returncode == 1, out.stdout
+    assert steps(out.stdout)[7][0] == "FAIL" and "cannot write" in out.stdout and "Traceback" not in out.stderr
+    assert files_under(root) == [root / "etc/tamga"]
