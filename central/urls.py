@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from central.orders import api
+from central.orders import api, inbox
 
 urlpatterns = [
     path("api/v1/health", api.health, name="health"),
@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/certificates/<str:serial>/renewal", api.renewal_terms, name="renewal-terms"),
     path("api/v1/certificates/<str:serial>/renewals", api.renewals, name="renewals"),
     path("api/v1/tokens/<str:token_serial>/so-pin", api.so_pin, name="so-pin"),
+    path("api/v1/events", inbox.events, name="events"),
     # Issuer certificates, CRLs and OCSP (unauthenticated, as relying parties need them).
     path("ca/", include("django_ca.urls")),
 ]

@@ -189,3 +189,21 @@ class RevocationRequest(models.Model):
     reason = models.CharField(max_length=32)
     kiosk_id = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class InboxEvent(models.Model):
+    """One journal event a kiosk pushed, applied once per (kiosk, key): a replayed batch adds nothing."""
+
+    kiosk_id = models.CharField(max_length=64)
+    key = models.CharField(max_length=160, help_text="The kiosk's idempotency key, <kiosk id>/<outbox id>.")
+    session_id = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=64)
+    payload = models.JSONField()
+    created_at = models.CharField(max_length=40, help_text="When the kiosk wrote it (ISO 8601).")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=["kiosk_id", "key"], name="inbox_event_once"),)
+
+    def __str__(self) -> str:
+        return f"{self.kiosk_id} {self.key} {self.kind}"
