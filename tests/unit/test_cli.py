@@ -14,6 +14,7 @@ COMMANDS = [
     ("kiosk.demo", "python -m kiosk.demo"),
     ("devices.sim", "python -m devices.sim"),
     ("central", "python -m central"),
+    ("sync", "python -m sync"),
 ]
 
 
