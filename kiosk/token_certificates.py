@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from kiosk.ports import CertificateFacts, CertificateReader, TokenPort
+from kiosk.errors import NoCertificateOnToken
+from kiosk.ports import CertificateFacts, CertificateReader, TokenInfo, TokenPort
 from kiosk.records import TokenCertificateRecord
 
 
@@ -36,6 +37,15 @@ def holder_certificates(token: TokenPort, reader: CertificateReader, serial: str
         if not facts.is_ca:
             certs.append(TokenCertificate(key_id, der, facts))
     return sorted(certs, key=lambda c: c.facts.not_after, reverse=True)
+
+
+def current_certificate(token: TokenPort, reader: CertificateReader) -> tuple[TokenInfo, TokenCertificate]:
+    """The token in the slot and its current holder certificate; NoCertificateOnToken for a blank or foreign one."""
+    info = token.present()
+    certs = holder_certificates(token, reader, info.serial) if info.initialised else []
+    if not certs:
+        raise NoCertificateOnToken(serial=info.serial)
+    return info, certs[0]
 
 
 def superseded(certs: list[TokenCertificate], now: dt.datetime) -> list[TokenCertificate]:

@@ -278,18 +278,21 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
     def enroll(self, session_id: str) -> StepResult:
         state = self.expect(session_id, S.ENROLLMENT)
         data = issuance_data(state)
-        so_pin = self.services.store.token_secret(data["token"]["serial"])
         with self.engine.timed(data, S.ENROLLMENT):
             try:
-                issued = self.services.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]),
-                                                      data["idempotency_key"], token_serial=data["token"]["serial"],
-                                                      so_pin=so_pin)
+                issued = self._request_certificate(data)
             except CentralRejected as err:
                 # The order changed at central (cancelled, unpaid) or the request was refused: this
                 # session cannot go on; the applicant sees why, the journal keeps it.
                 ended = self.advance(state, S.CANCELLED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
                 return self.result(ended, err)
         return self.result(self._issued(state, data, issued))
+
+    def _request_certificate(self, data: IssuanceData) -> IssuedCertificate:
+        """The enrollment call (idempotent by the persisted key), escrowing the token's SO PIN with it."""
+        serial = data["token"]["serial"]
+        return self.services.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]), data["idempotency_key"],
+                                            token_serial=serial, so_pin=self.services.store.token_secret(serial))
 
     def _issued(self, state: SessionState, data: IssuanceData, issued: IssuedCertificate) -> SessionState:
         if issued.public_key_sha256 and issued.public_key_sha256 != data["public_key_sha256"]:
@@ -325,11 +328,8 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
         """Send the queued request again (same idempotency key); the certificate then waits for the token."""
         state = self.expect(session_id, S.PENDING)
         data = issuance_data(state)
-        so_pin = self.services.store.token_secret(data["token"]["serial"])
         try:
-            issued = self.services.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]),
-                                                  data["idempotency_key"], token_serial=data["token"]["serial"],
-                                                  so_pin=so_pin)
+            issued = self._request_certificate(data)
         except CentralRejected as err:
             ended = self.advance(state, S.CANCELLED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
             return self.result(ended, err)

@@ -36,7 +36,6 @@ from kiosk.errors import (
     CentralUnavailable,
     InvalidInput,
     KioskError,
-    NoCertificateOnToken,
     RenewalNotPossible,
 )
 from kiosk.events import EventKind
@@ -48,7 +47,7 @@ from kiosk.pin import Pin
 from kiosk.ports import CertificateStatus, Receipt, ReceiptLine, ReceiptLineStyle, RenewalTerms, SessionState
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import TermsRecord, renewal_data
-from kiosk.token_certificates import holder_certificates
+from kiosk.token_certificates import current_certificate
 from kiosk.token_steps import TokenSteps
 from kiosk.views import RenewalView, StepView
 from kiosk.workdays import days_left
@@ -157,12 +156,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
         state = self.expect(session_id, N.TOKEN)
         data = renewal_data(state)
         with self.engine.timed(data, N.TOKEN):
-            info = self.services.token.present()
-            certs = holder_certificates(self.services.token, self.services.certificates, info.serial) \
-                if info.initialised else []
-            if not certs:
-                raise NoCertificateOnToken(serial=info.serial)
-            current = certs[0]
+            info, current = current_certificate(self.services.token, self.services.certificates)
             record = self.services.central.certificate(current.facts.serial_hex)
             if record.status is not CertificateStatus.GOOD:
                 raise self._refuse(state, "not_renewable", status=record.status.value)

@@ -19,7 +19,7 @@ from kiosk.events import EventKind
 from kiosk.pin import Pin
 from kiosk.ports import SessionState
 from kiosk.records import check_data
-from kiosk.token_certificates import holder_certificates, superseded
+from kiosk.token_certificates import current_certificate, holder_certificates, superseded
 from kiosk.views import CertificateView, CheckView, StepView, TokenView
 from kiosk.workdays import days_left
 
@@ -66,12 +66,7 @@ class TokenCheckFlow(Flow):
         state = self.expect(session_id, CheckStep.TOKEN)
         data = check_data(state)
         with self.engine.timed(data, CheckStep.TOKEN):
-            info = self.services.token.present()
-            certs = holder_certificates(self.services.token, self.services.certificates, info.serial) \
-                if info.initialised else []
-            if not certs:
-                raise NoCertificateOnToken(serial=info.serial)
-            current = certs[0]
+            info, current = current_certificate(self.services.token, self.services.certificates)
             cert = current.to_dict()
             try:
                 record = self.services.central.certificate(current.facts.serial_hex)

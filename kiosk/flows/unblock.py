@@ -13,14 +13,14 @@ from enum import Enum, unique
 from typing import Any
 
 from kiosk.engine import FlowKind, StepResult
-from kiosk.errors import KioskError, NoCertificateOnToken, WrongToken
+from kiosk.errors import KioskError, WrongToken
 from kiosk.events import EventKind
 from kiosk.flows.token_check import certificate_view, token_view
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.pin import Pin, SoPin
 from kiosk.ports import SessionState
 from kiosk.records import unblock_data
-from kiosk.token_certificates import holder_certificates
+from kiosk.token_certificates import current_certificate
 from kiosk.views import StepView
 
 
@@ -58,14 +58,10 @@ class UnblockFlow(IdentitySteps):
     def read_token(self, session_id: str) -> StepResult:
         state = self.expect(session_id, U.TOKEN)
         data = unblock_data(state)
-        info = self.services.token.present()
-        certs = holder_certificates(self.services.token, self.services.certificates, info.serial) \
-            if info.initialised else []
-        if not certs:
-            raise NoCertificateOnToken(serial=info.serial)
+        info, current = current_certificate(self.services.token, self.services.certificates)
         data["token"] = {"serial": info.serial, "model": info.model, "label": info.label,
                          "pin_locked": info.user_pin_locked}
-        data["certificate"] = certs[0].to_dict()
+        data["certificate"] = current.to_dict()
         return self.result(self.advance(state, U.IDENTITY, data, EventKind.UNBLOCK_TOKEN_READ,
                                         token_serial=info.serial, serial=data["certificate"]["serial"],
                                         pin_locked=info.user_pin_locked))

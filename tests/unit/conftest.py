@@ -49,6 +49,12 @@ class Rig(FlowAccess):
         assert r.step.value == "token"
         return sid
 
+    def to_enrollment_step(self, invoice: str = "147314016754") -> str:
+        sid = self.to_token_step(invoice)
+        self.issuance.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
+        assert self.issuance.generate_key(sid).step.value == "enrollment"
+        return sid
+
     def issue(self, invoice: str = "147314016754") -> str:
         f = self.issuance
         sid = self.to_token_step(invoice)

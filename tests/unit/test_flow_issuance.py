@@ -96,9 +96,7 @@ def test_crash_inside_c_inittoken_leaves_a_blank_token_that_is_initialised_again
 def test_cancel_at_enrollment_after_the_central_issued_voids_and_revokes(rig: Rig) -> None:
     """Defect: the reply was lost after the CA signed; cancelling must not leave a valid certificate."""
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     rig.central.lose_next_reply = True
     with pytest.raises(CentralUnavailable):
         f.enroll(sid)
@@ -114,9 +112,7 @@ def test_cancel_at_enrollment_after_the_central_issued_voids_and_revokes(rig: Ri
 
 def test_cancel_at_enrollment_is_refused_while_the_central_is_unreachable(rig: Rig) -> None:
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     rig.central.down = True
     with pytest.raises(CentralUnavailable):
         f.cancel(sid, "applicant left")
@@ -125,9 +121,7 @@ def test_cancel_at_enrollment_is_refused_while_the_central_is_unreachable(rig: R
 
 def test_no_cancel_once_the_certificate_is_issued(rig: Rig) -> None:
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     f.enroll(sid)
     with pytest.raises(CannotCancel):
         f.cancel(sid, "applicant left")
@@ -136,9 +130,7 @@ def test_no_cancel_once_the_certificate_is_issued(rig: Rig) -> None:
 def test_crash_between_printing_and_marking_printed_reprints_marked_as_reprint(rig: Rig) -> None:
     """Defect: the second receipt after such a crash looked like an original."""
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     f.enroll(sid)
     f.install(sid)
     rig.printer.crash_after_print = True
@@ -158,9 +150,7 @@ def test_crash_between_printing_and_marking_printed_reprints_marked_as_reprint(r
 def test_a_certificate_for_another_key_is_never_installed(rig: Rig) -> None:
     """Defect: a mismatched certificate from the central left the session stuck at install."""
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     rig.central.wrong_key_next = True
     with pytest.raises(KeyMismatch):
         f.enroll(sid)
@@ -170,9 +160,7 @@ def test_a_certificate_for_another_key_is_never_installed(rig: Rig) -> None:
 
 def test_a_cancelled_order_at_central_ends_the_session_with_its_reason(rig: Rig) -> None:
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     order = rig.central.orders["147314016754"]
     rig.central.orders["147314016754"] = type(order)(**{**order.__dict__, "status": type(order.status)("cancelled")})
     r = f.enroll(sid)
@@ -202,9 +190,7 @@ def test_a_blocked_token_pin_before_issuance_prepares_the_token_again(rig: Rig) 
 
 def test_offline_enrollment_ends_the_visit_with_a_pending_receipt_and_installs_later(rig: Rig) -> None:
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     rig.central.down = True
     with pytest.raises(CentralUnavailable):
         f.enroll(sid)
@@ -230,9 +216,7 @@ def test_offline_enrollment_ends_the_visit_with_a_pending_receipt_and_installs_l
 
 def test_a_pending_issuance_can_be_cancelled_and_is_voided_at_the_central(rig: Rig) -> None:
     f = rig.issuance
-    sid = rig.to_token_step()
-    f.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
-    f.generate_key(sid)
+    sid = rig.to_enrollment_step()
     rig.central.down = True
     f.defer(sid)
     rig.central.down = False
