@@ -22,12 +22,11 @@ UNIT_PYTHON = "/opt/tamga/venv/bin/python"
 UNIT_FILES = {
     "tamga-kiosk.service": "etc/systemd/system/tamga-kiosk.service",
     "tamga-sync.service": "etc/systemd/system/tamga-sync.service",
-    "tamga-sync.timer": "etc/systemd/system/tamga-sync.timer",
     "tamga-pcscd.rules": "etc/polkit-1/rules.d/50-tamga-pcscd.rules",
     "tamga.sysusers": "etc/sysusers.d/tamga.conf",
     "tamga.tmpfiles": "etc/tmpfiles.d/tamga.conf",
 }
-ENABLE = ("tamga-kiosk.service", "tamga-sync.timer")
+ENABLE = ("tamga-kiosk.service", "tamga-sync.service")
 SERVICE_USER = "tamga"
 
 

@@ -17,6 +17,15 @@ from devices.sim.softhsm import FACTORY_SO_PIN
 from devices.sim.stack import SimulatedStack
 
 REPO = Path(__file__).resolve().parents[2]
+# Runs ``python ARGS`` refused writable+executable memory, as MemoryDenyWriteExecute=yes does (the
+# kernel's PR_SET_MDWE, Linux 6.3, inherited across exec); exit status 77 when the kernel lacks it.
+MDWE_WRAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:        # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux 6.3)
+    sys.exit(77)
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 
 from kiosk.shell import config
 from provisioning import install
-from tests.appliance.conftest import Provisioner
+from tests.appliance.conftest import MDWE_WRAPPER, Provisioner
 
 STEP_LINE = re.compile(r"^\s+(\d+)\s+(ok|FAIL|skip)\s+(\d+\.\d+) s\s+(.+)$", re.MULTILINE)
 
@@ -57,6 +57,17 @@ def test_provisions_a_kiosk_that_passes_its_self_test_and_prints_a_test_receipt(
             assert f"ExecStart={sys.executable} -m " in installed
     assert "systemd-analyze verify ok" in out.stdout
 
+    # What tamga-sync.service runs works on the written configuration, without W+X memory where the
+    # kernel can refuse it (MemoryDenyWriteExecute=yes in the unit).
+    sync = subprocess.run([sys.executable, "-c", MDWE_WRAPPER, "-m", "sync", "--config",
+                           str(root / "etc/tamga/kiosk.toml"), "once"], capture_output=True, text=True,
+                          env=provisioner.env, timeout=120, check=False)
+    assert sync.returncode in (0, 77), sync.stdout + sync.stderr
+    if sync.returncode == 77:
+        sync = subprocess.run([sys.executable, "-m", "sync", "--config", str(root / "etc/tamga/kiosk.toml"), "once"],
+                              capture_output=True, text=True, env=provisioner.env, timeout=120, check=False)
+    assert sync.returncode == 0 and "pushed 0" in sync.stdout, sync.stdout + sync.stderr
+
 
 def test_running_it_again_changes_nothing(provisioner: Provisioner, tmp_path: Path) -> None:
     root = tmp_path / "root"
@@ -67,7 +78,8 @@ def test_running_it_again_changes_nothing(provisioner: Provisioner, tmp_path: Pa
     again = subprocess.run(bare, capture_output=True, text=True, env=provisioner.env, timeout=300, check=False)
     assert again.returncode == 0, again.stdout + again.stderr     # no flags: everything from what is in place
     assert "re-provisioning" in again.stdout
-    assert re.search(r"valid; 0 of \d+ files written", again.stdout) and "0 of 6 files installed" in again.stdout
+    assert re.search(r"valid; 0 of \d+ files written", again.stdout)
+    assert re.search(r"0 of \d+ files installed", again.stdout)
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files_under(root / "etc")}
     assert after == before
 

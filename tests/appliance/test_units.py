@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from provisioning import install
+from tests.appliance.conftest import MDWE_WRAPPER
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 SERVICES = ("tamga-kiosk.service", "tamga-sync.service")
-UNITS = (*SERVICES, "tamga-sync.timer")
+UNITS = SERVICES
 MAX_EXPOSURE = 2.5
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (Debian: systemd)")
@@ -110,10 +111,11 @@ def test_kiosk_is_a_watched_full_screen_app_with_only_the_devices_it_needs() -> 
     assert allowed == {"char-drm", "char-input", "char-usb", "char-usb_device"}
 
 
-def test_sync_runs_from_its_timer() -> None:
-    assert values("tamga-sync.service", "Type") == ["oneshot"]
-    assert values("tamga-sync.timer", "WantedBy") == ["timers.target"]
-    assert values("tamga-sync.service", "MemoryDenyWriteExecute") == ["yes"]
+def test_sync_is_a_restarted_daemon_without_writable_executable_memory() -> None:
+    one = {k: v for _, k, v in settings("tamga-sync.service")}
+    assert one["Type"] == "exec" and one["Restart"] == "on-failure" and one["WantedBy"] == "multi-user.target"
+    assert one["MemoryDenyWriteExecute"] == "yes" and one["PrivateDevices"] == "yes"
+    assert not (SYSTEMD / "tamga-sync.timer").exists()      # sync/daemon.py paces its own rounds
 
 
 def test_polkit_rule_lets_tamga_use_pcscd() -> None:
@@ -144,15 +146,6 @@ def test_sysusers_and_tmpfiles_make_the_user_and_the_config_directory(tmp_path: 
     assert tmpfiles.returncode == 0, tmpfiles.stderr
     etc = (tmp_path / "etc/tamga").stat()
     assert etc.st_mode & 0o7777 == 0o750 and etc.st_gid == int(passwd["tamga"][3])
-
-
-MDWE_WRAPPER = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0:        # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux 6.3)
-    sys.exit(77)
-os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
-"""
 
 
 def test_the_headless_kiosk_needs_no_writable_executable_memory(tmp_path: Path) -> None:
