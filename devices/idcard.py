@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from devices.cardprofiles import CardProfile, IdCardApplication, get_profile
-from devices.pcsc import CardSession, PcscConnection, find_reader, next_reader_state, wait_for_card
+from devices.pcsc import (
+    DEFAULT_APDU_TIMEOUT,
+    CardSession,
+    PcscConnection,
+    find_reader,
+    next_reader_state,
+    wait_for_card,
+)
 from kiosk.errors import (
     CardAuthenticationFailed,
     CardChanged,
@@ -206,6 +213,22 @@ def identity_from_certificate(cert: x509.Certificate, card_uuid: str, profile: s
     )
 
 
+def card_identity(der: bytes, trust_anchors: Sequence[x509.Certificate], intermediates: Sequence[x509.Certificate],
+                  now: dt.datetime, card_uuid: str = "", profile: str = "piv",
+                  ) -> tuple[x509.Certificate, CardIdentity]:
+    """Parse the card's certificate, validate its chain and say whose it is (pure; any bytes in).
+
+    Raises CertificateInvalid (``reason='malformed'`` for bytes that are no usable certificate)
+    and nothing else, whatever the card sent.
+    """
+    certificate = _load_certificate(der)
+    try:
+        validate_chain(certificate, trust_anchors, intermediates, now)
+        return certificate, identity_from_certificate(certificate, card_uuid, profile)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:     # fields cryptography parses lazily
+        raise CertificateInvalid("certificate does not parse", reason="malformed") from err
+
+
 # --- the reader ------------------------------------------------------------------------------------------
 PCSCD_POLL_S = 0.5   # pcscd polls a reader without card-detect events every ~400 ms
 
@@ -214,12 +237,14 @@ class IdCardReader:
     """The ID card in the reader whose name contains ``reader_name``.  Thread-safe; one card at a time.
 
     ``card_timeout`` > 0 makes an operation wait that long for a card instead of failing at once.
+    A card that does not answer an APDU within ``apdu_timeout`` seconds raises
+    DeviceNotReady(device='card', reason='not_answering') until it is pulled.
     """
 
     def __init__(self, reader_name: str, trust_anchors: Sequence[x509.Certificate],
                  intermediates: Sequence[x509.Certificate] = (), profile: str = "piv",
                  clock: Callable[[], dt.datetime] = utc_now, *, card_timeout: float = 0.0,
-                 exclusive: bool = False) -> None:
+                 exclusive: bool = False, apdu_timeout: float = DEFAULT_APDU_TIMEOUT) -> None:
         if not trust_anchors:
             raise ValueError("at least one trust anchor is required")
         self.reader_name = reader_name
@@ -229,6 +254,7 @@ class IdCardReader:
         self.clock = clock
         self.card_timeout = card_timeout
         self._exclusive = exclusive
+        self.apdu_timeout = apdu_timeout
         self._lock = threading.RLock()
         self._connection: PcscConnection | None = None
         self._application: IdCardApplication | None = None
@@ -252,7 +278,8 @@ class IdCardReader:
     # -- connection -----------------------------------------------------------------------------------
     def _connection_for_use(self) -> PcscConnection:
         if self._connection is None:
-            self._connection = PcscConnection(find_reader(self.reader_name), exclusive=self._exclusive)
+            self._connection = PcscConnection(find_reader(self.reader_name), exclusive=self._exclusive,
+                                              apdu_timeout=self.apdu_timeout)
         return self._connection
 
     def wait_for_card(self, timeout: float) -> None:
@@ -282,9 +309,8 @@ class IdCardReader:
         with self._lock:
             self._certificate = None
             der, card_uuid = self._read_card_waiting()
-            certificate = _load_certificate(der)
-            validate_chain(certificate, self.trust_anchors, self.intermediates, self.clock())
-            identity = identity_from_certificate(certificate, card_uuid, self.profile.name)
+            certificate, identity = card_identity(der, self.trust_anchors, self.intermediates, self.clock(),
+                                                  card_uuid, self.profile.name)
             self._certificate = certificate
             return identity
 

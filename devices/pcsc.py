@@ -8,6 +8,7 @@ PC/SC call (importing is fine): libpcsclite reads it once per process.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -50,6 +51,10 @@ _TOO_LONG = frozenset({scard.SCARD_E_INSUFFICIENT_BUFFER, scard.SCARD_E_INVALID_
 _PYSCARD_ERRORS = (SmartcardException, BaseSCardException)
 _SCARD_PRESENT = 0x0004            # SCardStatus dwState bit (pcsclite.h); pyscard does not export it
 _PROTOCOLS = CardConnection.T0_protocol | CardConnection.T1_protocol
+# Measured (pcscd 2.0 + vpcd, pyscard 2.3): SCardTransmit to a card that never answers blocks until the
+# card is pulled; SCardCancel does not end it, and SCardDisconnect or SCardConnect on that reader (any
+# context) block as well, while SCardGetStatusChange still answers.  Removal ends the transmit at once.
+DEFAULT_APDU_TIMEOUT = 10.0        # seconds; a real card's slowest APDU (RSA-2048 sign on T=0) is ~2 s
 
 
 def _hresult(err: Exception) -> int:
@@ -195,10 +200,18 @@ class PcscConnection:
 
     Connects lazily with T=0 or T=1 (whatever the card offers), shared mode unless ``exclusive``.
     ``apdu_count`` and ``apdu_seconds`` add up every exchange, for benchmarks.
+
+    An APDU the card does not answer within ``apdu_timeout`` seconds raises
+    DeviceNotReady(device='card', reason='not_answering'): PC/SC would wait until the card is pulled,
+    so the transmit is left to a worker thread and the handle abandoned; until the card is pulled
+    (which ends that transmit) every operation raises the same at once.  ``apdu_timeout`` 0: no bound.
     """
 
-    def __init__(self, reader_name: str, *, exclusive: bool = False) -> None:
+    def __init__(self, reader_name: str, *, exclusive: bool = False,
+                 apdu_timeout: float = DEFAULT_APDU_TIMEOUT) -> None:
         self.reader_name = reader_name
+        self.apdu_timeout = apdu_timeout
+        self._hung: threading.Thread | None = None     # a transmit the card never answered
         self._mode = scard.SCARD_SHARE_EXCLUSIVE if exclusive else scard.SCARD_SHARE_SHARED
         self._card: PCSCCardConnection | None = None
         self.apdu_count = 0
@@ -212,8 +225,19 @@ class PcscConnection:
     def connected(self) -> bool:
         return self._card is not None
 
+    def _check_not_hung(self) -> None:
+        """Raise DeviceNotReady(reason='not_answering') while a transmit the card never answered is pending."""
+        hung = self._hung
+        if hung is None:
+            return
+        if hung.is_alive():
+            raise DeviceNotReady("the card does not answer: take it out", device="card", reason="not_answering",
+                                 reader=self.reader_name)
+        self._hung = None
+
     def connect(self) -> None:
         """Connect to the card now in the reader.  Raises DeviceNotReady (card or reader)."""
+        self._check_not_hung()
         self.disconnect()
         started = time.perf_counter()
         try:
@@ -284,6 +308,7 @@ class PcscConnection:
         Yields what happened to the card session since the last operation.  ``reset_after``
         resets the card when the transaction ends (drops the PIN's verified status).
         """
+        self._check_not_hung()
         self._reset_on_drop = reset_after
         state = CardSession.SAME
         if self._card is None:
@@ -329,7 +354,7 @@ class PcscConnection:
         card = self._require()
         started = time.perf_counter()
         try:
-            data, s1, s2 = card.transmit(list(apdu))
+            data, s1, s2 = self._transmit(card, apdu)
         except _PYSCARD_ERRORS as err:
             code = _hresult(err)
             if code in _TOO_LONG and _is_extended(apdu) and self._card_still_there():
@@ -343,6 +368,42 @@ class PcscConnection:
             self.apdu_seconds += time.perf_counter() - started
             self.apdu_count += 1
         return bytes(data), (s1 << 8) | s2
+
+    def _transmit(self, card: PCSCCardConnection, apdu: bytes | bytearray) -> tuple[list[int], int, int]:
+        """``card.transmit``, waited on for at most ``apdu_timeout`` (in a worker thread)."""
+        if self.apdu_timeout <= 0:
+            return card.transmit(list(apdu))
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+        abandoned = threading.Event()
+        command = list(apdu)
+
+        def run() -> None:
+            try:
+                outcome["response"] = card.transmit(command)
+            except BaseException as err:     # handed to the caller's thread, raised there
+                outcome["error"] = err
+            finally:
+                command.clear()
+                done.set()
+                if abandoned.is_set():       # answered (or pulled) after we gave up: let the handle go
+                    _release_quietly(card)
+
+        worker = threading.Thread(target=run, name=f"pcsc-transmit {self.reader_name}", daemon=True)
+        worker.start()
+        if not done.wait(self.apdu_timeout):
+            abandoned.set()
+            # Never disconnect a handle a transmit is blocked on (that blocks too): forget it instead.
+            self._card = None
+            if self._reset_on_drop:
+                self._reset_next_connect = True
+            self._hung = worker
+            raise DeviceNotReady("the card does not answer", device="card", reason="not_answering",
+                                 reader=self.reader_name, timeout_s=self.apdu_timeout)
+        if "error" in outcome:
+            raise outcome["error"]
+        response: tuple[list[int], int, int] = outcome["response"]
+        return response
 
     def _card_still_there(self) -> bool:
         card = self._card

@@ -275,6 +275,8 @@ def decode_certificate_object(content: bytes) -> bytes:
             raise CardError("certificate does not decompress") from err
         if unpacker.unconsumed_tail:
             raise CardError("decompressed certificate too large")
+        if not unpacker.eof:
+            raise CardError("certificate does not decompress (truncated)")
     return body
 
 

@@ -165,6 +165,12 @@ class VirtualPivCard:
         self._connected = threading.Event()
         self.pull_on_ins: int | None = None
         """Fault injection: the card vanishes, unanswered, when a command with this INS arrives."""
+        self.mute_on_ins: int | None = None
+        """Fault injection: from the command with this INS on, the card stays in the reader and never
+        answers a command again (a hung chip) until :meth:`remove`; -1: from the next command."""
+        self.responses: dict[int, bytes] = {}
+        """Fault injection: INS → the raw response (data + SW, or any bytes) sent instead of the answer."""
+        self._mute = False
 
     # -- state ---------------------------------------------------------------------------------------
     @staticmethod
@@ -233,6 +239,8 @@ class VirtualPivCard:
         with self._lock:
             self._thread = None
         self._connected.clear()
+        self._mute = False
+        self.mute_on_ins = None
         self.power_cycle()
 
     close = remove
@@ -284,10 +292,16 @@ class VirtualPivCard:
                 if size > 1 and payload[1] == self.pull_on_ins:
                     self.pull_on_ins = None          # pulled in the middle of this command
                     break
+                if size > 1 and self.mute_on_ins is not None and self.mute_on_ins in (-1, payload[1]):
+                    self._mute = True
                 if size == 1:
                     reply = self._control(payload[0])
-                elif size == 0:
-                    continue
+                elif size == 0 or self._mute:
+                    continue                         # a hung chip: the command is never answered
+                elif payload[1] in self.responses:
+                    reply = self.responses[payload[1]]
+                    with self._lock:
+                        self._log.append((payload[1], -1))
                 else:
                     reply = self.process_apdu(payload)
                 if reply is not None:
@@ -300,6 +314,7 @@ class VirtualPivCard:
                 if self._sock is sock:
                     self._sock = None
             sock.close()
+            self.power_cycle()                       # out of the reader, the chip has no power
 
     @staticmethod
     def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
