@@ -28,6 +28,7 @@ from devices.apdu import (
     CLA_CHAINING,
     INS_GET_RESPONSE,
     INS_SELECT,
+    MAX_SHORT_NE,
     SW_AUTH_METHOD_BLOCKED,
     SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,
@@ -403,10 +404,14 @@ class VirtualPivCard:
         return self._respond(data, sw, apdu.ne)
 
     def _respond(self, data: bytes, sw: int, ne: int | None) -> tuple[bytes, int]:
-        """Send what fits in Ne; keep the rest for GET RESPONSE (61xx)."""
+        """Send what fits in Ne; keep the rest for GET RESPONSE (61xx).
+
+        Without Le, up to 256 bytes come back with 9000, as real PIV cards (T=1) answer a SELECT or
+        GET DATA that omits Le (yubico-piv-tool's SELECT does); only the rest waits behind 61xx.
+        """
         if sw != SW_OK or not data:
             return data, sw
-        limit = ne or 0
+        limit = MAX_SHORT_NE if ne is None else ne
         if len(data) <= limit:
             return data, SW_OK
         self._pending = _Pending(data[limit:])
