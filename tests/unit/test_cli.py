@@ -15,6 +15,7 @@ COMMANDS = [
     ("devices.sim", "python -m devices.sim"),
     ("central", "python -m central"),
     ("sync", "python -m sync"),
+    ("provisioning", "python -m provisioning"),
 ]
 
 
