@@ -53,9 +53,16 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
     from django.core.wsgi import get_wsgi_application
 
     from central import serving
-    from central.orders import auth, clerk, escrow, pki
+    from central.orders import auth, clerk, crls, escrow, pki
 
-    _, issuing = pki.ensure_hierarchy()
+    server = serving.create_server(
+        get_wsgi_application(), host=args.host, port=args.port, threads=args.threads,
+        ident="tamga-central", clear_untrusted_proxy_headers=True)
+
+    # The URLs in certificates (CRL, OCSP, CA issuers) name --public-host, else the address bound now.
+    bound = f"[{args.host}]" if ":" in args.host else args.host
+    public_host = (args.public_host or "{bound}:{port}").format(bound=bound, port=server.effective_port)
+    _, issuing = pki.ensure_hierarchy(public_host)
     pki.write_chain(data_dir / CHAIN_FILE, issuing)
     escrow.ensure_key()
     if args.demo_data:
@@ -69,9 +76,9 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
         if token is not None and token != known:
             _write_private(token_path, token + "\n")
 
-    server = serving.create_server(
-        get_wsgi_application(), host=args.host, port=args.port, threads=args.threads,
-        ident="tamga-central", clear_untrusted_proxy_headers=True)
+    crls.refresh()
+    refresher = crls.CrlRefresher()
+    refresher.start()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)
@@ -219,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-remote", action="store_true",
                    help="permit a --host that is not a loopback address (also list the names clients use "
                         "in $TAMGA_CENTRAL_ALLOWED_HOSTS, space-separated)")
+    p.add_argument("--public-host", default=os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST"),
+                   help="host[:port] that relying parties reach for CRLs, OCSP and CA certificates, written "
+                        "into certificates when the CA hierarchy is created (default: "
+                        "$TAMGA_CENTRAL_PUBLIC_HOST, else the bound address and port); {port} is the bound port")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
 
     add("init", cmd_init, "Create the database and CA hierarchy, write ca-chain.pem, and exit.")
@@ -261,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         host = f"[{args.host}]" if ":" in args.host else args.host
         extra_hosts = os.environ.get("TAMGA_CENTRAL_ALLOWED_HOSTS", "")
-        os.environ["TAMGA_CENTRAL_ALLOWED_HOSTS"] = f"{extra_hosts} {host}"
+        public = (args.public_host or "").rsplit(":", 1)[0] if "]" not in (args.public_host or "") \
+            else args.public_host.rsplit("]", 1)[0] + "]"
+        os.environ["TAMGA_CENTRAL_ALLOWED_HOSTS"] = f"{extra_hosts} {host} {public}".strip()
 
     import django
     from django.core.management import call_command

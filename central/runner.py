@@ -27,6 +27,13 @@ from types import TracebackType
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_PATTERN = re.compile(r"^central ready on (http://\S+)$")
 LOG_FILE = "central.log"
+DEMO_PUBLIC_HOST = "pki.tamga.mn:{port}"
+"""The host written into the CRL/OCSP/CA-issuer URLs of a runner's CA (``serve --public-host``).
+
+A loopback address there is an ETSI lint ERROR (``etsi.internal_domain_name``), so the demo and the
+tests name a host under a public suffix and reach it on 127.0.0.1 with an explicit ``Host`` header
+(``curl --resolve``).  ``$TAMGA_CENTRAL_PUBLIC_HOST`` overrides it.
+"""
 
 
 class CentralStartError(RuntimeError):
@@ -49,7 +56,8 @@ class CentralServer:
     """``python -m central serve`` on a free loopback port, as a context manager."""
 
     def __init__(self, data_dir: Path, port: int | None = None, demo_data: bool = True,
-                 startup_timeout_s: float = 60.0) -> None:
+                 startup_timeout_s: float = 60.0, public_host: str | None = None) -> None:
+        self.public_host = public_host or os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST") or DEMO_PUBLIC_HOST
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.demo_data = demo_data
@@ -88,7 +96,8 @@ class CentralServer:
             raise RuntimeError("already started")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "central", "serve", "--data-dir", str(self.data_dir),
-                   "--host", "127.0.0.1", "--port", str(self.port or 0), "--exit-on-stdin-eof"]
+                   "--host", "127.0.0.1", "--port", str(self.port or 0), "--exit-on-stdin-eof",
+                   "--public-host", self.public_host]
         if self.demo_data:
             command.append("--demo-data")
         self._ready.clear()

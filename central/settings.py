@@ -118,11 +118,42 @@ for _day in TAMGA_EXTRA_HOLIDAYS:           # a typo stops start-up instead of f
         raise ValueError(f"TAMGA_EXTRA_HOLIDAYS: {_day!r} is not YYYY-MM-DD") from _err
 TAMGA_ESCROW_KEY_FILE = DATA_DIR / "escrow-key.pem"
 
+# Certificate profiles per country (central/orders/profiles.py); an order is issued under its holder's
+# country's profile, else under TAMGA_CERTIFICATE_PROFILE.  Policy OIDs sit under the TEST arc of
+# central/orders/pki.py.  The PKI disclosure statements are published over https (TAMGA_PDS_BASE_URL).
+TAMGA_PDS_BASE_URL = os.environ.get("TAMGA_PDS_BASE_URL", "https://pki.tamga.mn/pds").rstrip("/")
+_NOTICE = "Tamga TEST qualified signature certificate (QCP-n-qscd). Not for production use."
+TAMGA_CERTIFICATE_PROFILES: dict[str, dict[str, object]] = {
+    "MN": {"serial_number": "PNO", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.3",
+           "policy_notice": "Tamga TEST Class-3 signature certificate. Not for production use.",
+           "pds": [(f"{TAMGA_PDS_BASE_URL}/mn.pdf", "mn"), (f"{TAMGA_PDS_BASE_URL}/en.pdf", "en")]},
+    # Kazakhstan: serialNumber IIN + 12 digits as NCA RK writes it; its semantics are the CA's own OID.
+    "KZ": {"serial_number": "IIN", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.4",
+           "semantics_oid": "1.3.6.1.4.1.55555.2.1", "policy_notice": _NOTICE,
+           "pds": [(f"{TAMGA_PDS_BASE_URL}/kk.pdf", "kk"), (f"{TAMGA_PDS_BASE_URL}/ru.pdf", "ru"),
+                   (f"{TAMGA_PDS_BASE_URL}/en.pdf", "en")]},
+    # Kyrgyzstan: the 14-digit personal identification number in the ETSI form PNOKG-….
+    "KG": {"serial_number": "PNO", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.5",
+           "policy_notice": _NOTICE,
+           "pds": [(f"{TAMGA_PDS_BASE_URL}/ky.pdf", "ky"), (f"{TAMGA_PDS_BASE_URL}/ru.pdf", "ru"),
+                   (f"{TAMGA_PDS_BASE_URL}/en.pdf", "en")]},
+}
+TAMGA_CERTIFICATE_PROFILE = os.environ.get("TAMGA_CERTIFICATE_PROFILE", TAMGA_COUNTRY)
+if TAMGA_CERTIFICATE_PROFILE not in TAMGA_CERTIFICATE_PROFILES:
+    raise ValueError(f"TAMGA_CERTIFICATE_PROFILE: {TAMGA_CERTIFICATE_PROFILE!r} is not one of "
+                     f"{', '.join(TAMGA_CERTIFICATE_PROFILES)}")
+# The https address of the verification page the receipt's QR code opens (/verify/{serial}).
+TAMGA_VERIFY_BASE_URL = os.environ.get("TAMGA_VERIFY_BASE_URL", "").rstrip("/")
+# Requests per minute one client address may make to /verify/ (429 above it).
+TAMGA_VERIFY_RATE_PER_MINUTE = int(os.environ.get("TAMGA_VERIFY_RATE_PER_MINUTE", "30"))
+
 # django-ca: signing happens in-process through its Python API; no Celery, no ACME, no REST API.
 CA_USE_CELERY = False
 CA_ENABLE_ACME = False
 CA_ENABLE_REST_API = False
-CA_DEFAULT_HOSTNAME = None
+# The host[:port] written into certificates for CRL, OCSP and CA issuers (http, as RFC 5280 expects);
+# `serve` sets it from --public-host or the address it bound before the CA hierarchy is created.
+CA_DEFAULT_HOSTNAME = os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST") or None
 CA_MIN_KEY_SIZE = 2048
 CA_DEFAULT_PROFILE = "qualified"
 CA_PROFILES = {
@@ -130,9 +161,9 @@ CA_PROFILES = {
     "qualified": {
         "description": "Tamga Class-3 signature certificate (subject from the order).",
         "subject": False,
-        "add_crl_url": False,
-        "add_ocsp_url": False,
-        "add_issuer_url": False,
+        "add_crl_url": True,
+        "add_ocsp_url": True,
+        "add_issuer_url": True,
         "add_issuer_alternative_name": False,
     },
 }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -19,28 +18,23 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.db import transaction
 from django.utils import timezone
 from django_ca.models import Certificate
-from django_ca.profiles import profiles
+from django_ca.profiles import profiles as ca_profiles
 
-from central.orders import escrow, pki
+from central.orders import escrow, pki, profiles
 from central.orders.errors import ApiError
 from central.orders.models import Enrollment, Order, OrderStatus, VoidedKey
-from kiosk import register
 from kiosk.errors import OrderNotPayable
-from kiosk.order import X520_MAX_LENGTH, check_may_proceed
+from kiosk.order import check_may_proceed
 
-COUNTRY = "MN"
 PROFILE = "qualified"
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 4096
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 MAX_IDEMPOTENCY_KEY = 128
 MAX_TOKEN_SERIAL = 64
-# X.680 PrintableString; cryptography encodes countryName and serialNumber as that type by default.
-_PRINTABLE_STRING = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")
 
 # One issuing decision at a time: the checks and the insert of the enrollment must not interleave.
 ISSUE_LOCK = threading.Lock()
@@ -95,60 +89,20 @@ def check_csr(csr_pem: str) -> CheckedRequest:
 
 
 def subject_for(order: Order) -> x509.Name:
-    """The holder's distinguished name from the order (C, O, OU, title, CN, givenName, surname, serialNumber).
+    """The holder's distinguished name from the order, under the holder's country's profile.
 
-    The serialNumber is PrintableString ``PNOMN-…`` (ASCII transliteration of the register number):
-    a Cyrillic value there makes orders fail silently in django-ca (field notes).
+    The serialNumber is PrintableString (``PNOMN-…``, ``IIN…``, ``PNOKG-…``): a Cyrillic value there
+    makes orders fail silently in django-ca (field notes).
     """
-    full_name = " ".join(part for part in (order.father_name, order.given_name) if part)
-    try:
-        serial_number = register.certificate_serial_number(order.register_number, COUNTRY)
-    except ValueError:
-        serial_number = ""
-    if not _PRINTABLE_STRING.match(serial_number):
-        raise ApiError(409, "order_invalid", "the order's register number cannot be written to a certificate",
-                       field="register_number")
-    for field, value in (("name", full_name), ("organisation", order.organisation_name),
-                         ("department", order.department), ("position", order.position)):
-        if len(value) > X520_MAX_LENGTH:     # cryptography would refuse it: a 409, not a 500
-            raise ApiError(409, "order_invalid", f"the order's {field} is longer than a certificate allows",
-                           field=field)
-    attributes = [x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY)]
-    if order.organisation_name:
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, order.organisation_name))
-    if order.organisation_register and order.organisation_register.isascii():
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER,
-                                             f"NTR{COUNTRY}-{order.organisation_register}"))
-    if order.department:
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, order.department))
-    if order.position:
-        attributes.append(x509.NameAttribute(NameOID.TITLE, order.position))
-    attributes += [
-        x509.NameAttribute(NameOID.COMMON_NAME, full_name),
-        x509.NameAttribute(NameOID.GIVEN_NAME, order.given_name),
-        x509.NameAttribute(NameOID.SURNAME, order.father_name),
-        x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number),
-    ]
-    return x509.Name(attributes)
+    return profiles.profile_for(order.register_number).subject(
+        given_name=order.given_name, surname=order.father_name, register_number=order.register_number,
+        organisation=order.organisation_name, organisation_register=order.organisation_register,
+        department=order.department, position=order.position)
 
 
 def extensions_for(order: Order) -> list[x509.Extension[Any]]:
-    """Key usage (critical), EKU, the Class-3 policy and, if known and ASCII, the holder's e-mail as rfc822Name."""
-    key_usage = x509.KeyUsage(
-        digital_signature=True, content_commitment=True, key_encipherment=False, data_encipherment=False,
-        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False)
-    extensions: list[x509.Extension[Any]] = [
-        x509.Extension(x509.KeyUsage.oid, True, key_usage),
-        x509.Extension(x509.ExtendedKeyUsage.oid, False, x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH])),
-        x509.Extension(x509.CertificatePolicies.oid, False, x509.CertificatePolicies([
-            x509.PolicyInformation(pki.POLICY_CLASS3, [x509.UserNotice(None, pki.POLICY_CLASS3_NOTICE)]),
-        ])),
-    ]
-    if order.email and order.email.isascii():    # rfc822Name is IA5String; SmtpUTF8Mailbox is not offered
-        extensions.append(x509.Extension(x509.SubjectAlternativeName.oid, False,
-                                         x509.SubjectAlternativeName([x509.RFC822Name(order.email)])))
-    return extensions
+    """Key usage nonRepudiation, the profile's policies and qcStatements, the holder's ASCII e-mail."""
+    return profiles.profile_for(order.register_number).extensions(order.email)
 
 
 def years_from(now: dt.datetime, years: int) -> dt.datetime:
@@ -254,9 +208,10 @@ def issue_certificate(order: Order, request: CheckedRequest, not_after: dt.datet
         raise ApiError(503, "ca_expiring", "the issuing CA expires before the certificate would")
     key_backend_options = ca.key_backend.get_use_private_key_options(ca, {})
     return Certificate.objects.create_cert(
-        ca, key_backend_options, request.csr, profile=profiles[PROFILE],
+        ca, key_backend_options, request.csr, profile=ca_profiles[PROFILE],
         subject=subject_for(order), not_after=not_after, extensions=extensions_for(order),
-        add_crl_url=False, add_ocsp_url=False, add_issuer_url=False, add_issuer_alternative_name=False)
+        allow_unrecognized_extensions=True,     # qcStatements (profiles.py)
+        add_crl_url=True, add_ocsp_url=True, add_issuer_url=True, add_issuer_alternative_name=False)
 
 
 def void(idempotency_key: str, kiosk_id: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from central.runner import CentralServer, CentralStartError
 from kiosk import register
@@ -37,6 +37,7 @@ from kiosk.ports import IssuedCertificate
 from sync.central_client import CentralClient
 
 POLICY_CLASS3 = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.3")
+QCP_N_QSCD = x509.ObjectIdentifier("0.4.0.194112.1.2")
 ARIUN_INVOICE = "147314016754"
 UNPAID_INVOICE = "147314048627"
 AWAITING_INVOICE = "147314052210"
@@ -224,12 +225,13 @@ def test_enrollment_issues_a_certificate_from_the_order(
 
     key_usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
     assert key_usage.critical
-    assert key_usage.value.digital_signature and key_usage.value.content_commitment
+    # A signing certificate (ETSI EN 319 412-2): nonRepudiation alone, no TLS or e-mail EKU.
+    assert key_usage.value.content_commitment and not key_usage.value.digital_signature
     assert not key_usage.value.key_encipherment and not key_usage.value.key_cert_sign
-    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert set(eku) == {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH}
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
-    assert [p.policy_identifier for p in policies] == [POLICY_CLASS3]
+    assert [p.policy_identifier for p in policies] == [POLICY_CLASS3, QCP_N_QSCD]
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
     validity = cert.not_valid_after_utc - cert.not_valid_before_utc
