@@ -13,6 +13,8 @@ The card is reset after ``authenticate`` so the verified PIN does not outlive th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +25,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
-from cryptography.x509.oid import NameOID
+from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devices.cardprofiles import CardProfile, IdCardApplication, get_profile
 from devices.pcsc import (
@@ -46,6 +49,9 @@ from kiosk.pin import Pin
 from kiosk.ports import CardIdentity, KeyAlgorithm
 
 _MAX_CHAIN_DEPTH = 6
+# An EKU, when present, must allow authentication with a card; absent, key usage alone decides.
+AUTHENTICATION_EKUS = frozenset({ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SMARTCARD_LOGON,
+                                 ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
 
 
 def utc_now() -> dt.datetime:
@@ -106,14 +112,71 @@ def _find_issuer(cert: x509.Certificate, candidates: Sequence[x509.Certificate],
 
 def validate_chain(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certificate],
                    intermediates: Sequence[x509.Certificate], now: dt.datetime) -> list[x509.Certificate]:
-    """The path leaf → … → trust anchor, every link checked.  Raises CertificateInvalid(reason=…).
+    """The path leaf → … → trust anchor, validated.  Raises CertificateInvalid(reason=…).
 
-    Checks: each signature (``verify_directly_issued_by``), validity of every certificate at
-    ``now``, issuers are CAs (basicConstraints, path length) with keyCertSign, and the leaf has
-    keyUsage digitalSignature.
+    The hand-written checks below name the reason a card is refused (``expired``, ``untrusted_issuer``,
+    ``bad_signature``, ``key_usage``, ``leaf_is_ca``, …); cryptography's ``x509.verification`` client
+    verifier then decides (RFC 5280 path validation with the Web PKI CA profile: name and policy
+    constraints, key identifiers; unknown critical extensions refused as ``critical_extension``, an
+    EKU without authentication as ``extended_key_usage``).  The path returned is the verifier's.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
+    _diagnose_chain(leaf, trust_anchors, intermediates, now)
+    return _verify_path(leaf, trust_anchors, intermediates, now)
+
+
+def _verify_path(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certificate],
+                 intermediates: Sequence[x509.Certificate], now: dt.datetime) -> list[x509.Certificate]:
+    refusals: list[str] = []
+
+    def key_usage(_policy: object, _cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
+        if value is None or not value.digital_signature:
+            refusals.append("key_usage")
+            raise ValueError("keyUsage digitalSignature required")
+
+    def basic_constraints(_policy: object, _cert: x509.Certificate, value: x509.BasicConstraints | None) -> None:
+        if value is not None and value.ca:
+            refusals.append("leaf_is_ca")
+            raise ValueError("a CA certificate")
+
+    def extended_key_usage(_policy: object, _cert: x509.Certificate,
+                           value: x509.ExtendedKeyUsage | None) -> None:
+        if value is not None and not AUTHENTICATION_EKUS.intersection(value):
+            refusals.append("extended_key_usage")
+            raise ValueError("extendedKeyUsage excludes authentication")
+
+    # Not webpki_defaults_ee: national ID certificates carry neither subjectAltName nor always an AKI.
+    # With a custom EE policy the client verifier no longer checks the EKU itself: extended_key_usage does.
+    agnostic = verification.Criticality.AGNOSTIC
+    ee_policy = (verification.ExtensionPolicy.permit_all()
+                 .require_present(x509.KeyUsage, agnostic, key_usage)
+                 .may_be_present(x509.BasicConstraints, agnostic, basic_constraints)
+                 .may_be_present(x509.ExtendedKeyUsage, agnostic, extended_key_usage))
+    verifier = (verification.PolicyBuilder().store(verification.Store(list(trust_anchors))).time(now)
+                .max_chain_depth(_MAX_CHAIN_DEPTH)
+                .extension_policies(ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                                    ee_policy=ee_policy)
+                .build_client_verifier())
+    try:
+        verified = verifier.verify(leaf, list(intermediates))
+    except verification.VerificationError as err:
+        message = str(err)
+        if refusals:
+            reason = refusals[0]
+        elif "unaccounted-for critical extensions" in message:
+            reason = "critical_extension"
+        else:
+            reason = "path_invalid"
+        raise CertificateInvalid("certification path does not validate", reason=reason,
+                                 subject=_subject(leaf), verifier=message[:300]) from err
+    return list(verified.chain)
+
+
+def _diagnose_chain(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certificate],
+                    intermediates: Sequence[x509.Certificate], now: dt.datetime) -> list[x509.Certificate]:
+    """The hand-written path check: signatures, validity at ``now``, issuers are CAs with keyCertSign
+    (basicConstraints, path length), the leaf has keyUsage digitalSignature and is no CA."""
     _check_validity(leaf, now, "leaf")
     usage = _extension(leaf, x509.KeyUsage)
     if not isinstance(usage, x509.KeyUsage) or not usage.digital_signature:
@@ -211,6 +274,12 @@ def identity_from_certificate(cert: x509.Certificate, card_uuid: str, profile: s
         card_uuid=card_uuid,
         profile=profile,
     )
+
+
+def certificate_sha256(cert: x509.Certificate) -> str:
+    """Lower-case hex SHA-256 of the certificate's DER: what binds a card to a session (serials are
+    unique only per issuer)."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def card_identity(der: bytes, trust_anchors: Sequence[x509.Certificate], intermediates: Sequence[x509.Certificate],
@@ -338,11 +407,14 @@ class IdCardReader:
         with self._operation() as (application, _state):
             return application.read_certificate(), application.read_card_uuid()
 
-    def authenticate(self, pin: Pin, challenge: bytes, expected_serial: int | None = None) -> None:
+    def authenticate(self, pin: Pin, challenge: bytes, expected_serial: int | None = None, *,
+                     expected_sha256: str | None = None) -> None:
         """VERIFY ``pin`` on the card whose certificate serial is ``expected_serial``, have it sign ``challenge``.
 
         The PIN is sent only to that card (None: the card this reader read last; the workflow always
-        names the card its session read, which may have been another process before a restart).
+        names the card its session read, which may have been another process before a restart);
+        ``expected_sha256`` (hex SHA-256 of its certificate DER, :func:`certificate_sha256`) binds it
+        exactly, since serials are unique only per issuer.
         Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed, DeviceNotReady;
         CardChanged when another card is in the reader.
         """
@@ -356,6 +428,9 @@ class IdCardReader:
                 raise CardError("no validated certificate")
             if expected_serial is not None and certificate.serial_number != expected_serial:
                 raise CardChanged("the card in the reader is not the card read for this session")
+            if expected_sha256 is not None and not hmac.compare_digest(
+                    certificate_sha256(certificate), expected_sha256.strip().lower()):
+                raise CardChanged("the card's certificate is not the one read for this session")
             algorithm = key_algorithm(certificate)
             with self._operation(reset_after=True) as (application, state):
                 if state is CardSession.NEW:
