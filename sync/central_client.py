@@ -314,9 +314,10 @@ class CentralClient:
             return body
         if status >= 500 or status == 429 or status < 400:
             code = body.get("error") if body else None
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            extra = {"retry_after": retry_after} if retry_after is not None else {}
             raise CentralUnavailable(f"central service answered {status}", status=status,
-                                     cause=code if isinstance(code, str) else "http_error",
-                                     retry_after=_retry_after(response.headers.get("Retry-After")))
+                                     cause=code if isinstance(code, str) else "http_error", **extra)
         code = body.get("error") if body else None
         if body is None or not isinstance(code, str) or not code:
             # Not our service answering (a proxy page, a wrong base URL): nothing to act on.

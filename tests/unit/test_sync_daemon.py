@@ -133,3 +133,20 @@ def test_a_pending_certificate_is_fetched_by_the_daemon(tmp_path: Path) -> None:
     assert daemon.once().queued_sent == 1
     assert f.current(sid).step is IssuanceStep.INSTALL
     engine.close()
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("120", 120.0), (None, None), ("soon", None), ("", None)])
+def test_retry_after_header_is_read_as_seconds(header: str | None, seconds: float | None) -> None:
+    from sync.central_client import _retry_after
+
+    assert _retry_after(header) == seconds
+
+
+def test_retry_after_as_an_http_date() -> None:
+    import email.utils
+
+    from sync.central_client import _retry_after
+
+    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=90), usegmt=True)
+    value = _retry_after(later)
+    assert value is not None and 80 < value <= 90
