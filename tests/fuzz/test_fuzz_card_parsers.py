@@ -290,3 +290,14 @@ def test_the_virtual_card_answers_every_command(pki: tuple[NationalIdCa, CardPer
     for raw in commands:
         response = card.process_apdu(raw)
         assert len(response) >= 2
+
+
+def test_found_by_the_long_run_a_certificate_of_version_4(pki: tuple[NationalIdCa, CardPersonalisation]) -> None:
+    """Falsifying example of test_a_mutated_card_certificate (TAMGA_FUZZ=long): bit 0 of byte 12 (the
+    version) flipped makes cryptography raise InvalidVersion, which is no ValueError."""
+    der = bytearray(pki[1].certificate_der)
+    der[12] ^= 1
+    ca = pki[0]
+    with pytest.raises(CertificateInvalid) as caught:
+        card_identity(bytes(der), ca.trust_anchors, ca.intermediates, dt.datetime.now(dt.UTC))
+    assert caught.value.data["reason"] == "malformed"
