@@ -294,7 +294,7 @@ def card_identity(der: bytes, trust_anchors: Sequence[x509.Certificate], interme
     try:
         validate_chain(certificate, trust_anchors, intermediates, now)
         return certificate, identity_from_certificate(certificate, card_uuid, profile)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as err:     # fields cryptography parses lazily
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as err:   # parsed lazily
         raise CertificateInvalid("certificate does not parse", reason="malformed") from err
 
 
@@ -469,5 +469,5 @@ class IdCardReader:
 def _load_certificate(der: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as err:
+    except (ValueError, x509.InvalidVersion) as err:          # InvalidVersion is no ValueError
         raise CertificateInvalid("certificate does not parse", reason="malformed") from err
