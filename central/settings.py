@@ -62,7 +62,13 @@ MIDDLEWARE = [
 MIGRATION_MODULES = {"orders": "central.migrations"}
 ROOT_URLCONF = "central.urls"
 APPEND_SLASH = False
-TEMPLATES: list[dict[str, object]] = []
+# Only the verification page (central/templates/verify/) is HTML; the API is JSON.
+TEMPLATES: list[dict[str, object]] = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [Path(__file__).resolve().parent / "templates"],
+    "APP_DIRS": False,
+    "OPTIONS": {"autoescape": True},
+}]
 
 DATABASES = {
     "default": {

@@ -1,0 +1,156 @@
+"""The verification page behind the receipt's QR code: ``GET /verify/{serial}``, server-rendered HTML.
+
+It shows what the receipt shows and nothing more: whether the certificate is valid, revoked or
+expired, its validity, its issuer, the holder's display name (``Б.Ариун``) and masked register
+number (``НЭ******00``).  Five languages (mn, kk, ky, ru, en): ``?lang=`` first, then the browser's
+Accept-Language, else Mongolian; the words come from ``kiosk/locale/*.json`` where the kiosk has
+them.  No JavaScript.  An unknown serial is a calm 404 page; more than
+``TAMGA_VERIFY_RATE_PER_MINUTE`` requests a minute from one client address get a 429 page.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cryptography.x509.oid import NameOID
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from central.orders import certificates
+from central.orders.errors import ApiError
+from kiosk import register
+
+LANGUAGES = ("mn", "kk", "ky", "ru", "en")
+DEFAULT_LANGUAGE = "mn"
+LOCALE_DIR = Path(register.__file__).resolve().parent / "locale"
+LOCAL_ZONE = ZoneInfo("Asia/Ulaanbaatar")
+_KIOSK_KEYS = ("receipt.qr_caption", "receipt.holder", "receipt.register", "receipt.valid_from",
+               "receipt.valid_until", "receipt.certificate_serial", "check.status.good", "check.status.revoked",
+               "check.status.expired", "language.name")
+# Words the kiosk never needed; the rest of the page's vocabulary is the kiosk's.
+_EXTRA: dict[str, dict[str, str]] = {
+    "issuer": {"mn": "Олгосон байгууллага", "kk": "Берген орган", "ky": "Берген мекеме", "ru": "Издатель",
+               "en": "Issuer"},
+    "status": {"mn": "Төлөв", "kk": "Күйі", "ky": "Абалы", "ru": "Статус", "en": "Status"},
+    "revoked_at": {"mn": "Хүчингүй болгосон огноо", "kk": "Кері қайтарылған күні", "ky": "Жокко чыгарылган күнү",
+                   "ru": "Дата отзыва", "en": "Revoked on"},
+    "not_found": {"mn": "Ийм гэрчилгээ олдсонгүй. Баримт дээрх дугаарыг шалгана уу.",
+                  "kk": "Мұндай сертификат табылмады. Түбіртектегі нөмірді тексеріңіз.",
+                  "ky": "Мындай сертификат табылган жок. Дүмүрчөктөгү номерди текшериңиз.",
+                  "ru": "Такой сертификат не найден. Проверьте номер на квитанции.",
+                  "en": "No such certificate was found. Please check the number on the receipt."},
+    "too_many": {"mn": "Хэт олон хүсэлт ирлээ. Нэг минутын дараа дахин оролдоно уу.",
+                 "kk": "Сұраулар тым көп. Бір минуттан кейін қайталап көріңіз.",
+                 "ky": "Суроолор өтө көп. Бир мүнөттөн кийин кайра аракет кылыңыз.",
+                 "ru": "Слишком много запросов. Повторите через минуту.",
+                 "en": "Too many requests. Please try again in a minute."},
+}
+RATE_WINDOW_S = 60.0
+
+
+@cache
+def vocabulary(language: str) -> dict[str, str]:
+    """The page's words in ``language``: the kiosk's (``receipt.holder`` → ``receipt_holder``) and the extras."""
+    kiosk = json.loads((LOCALE_DIR / f"{language}.json").read_text(encoding="utf-8"))
+    words = {key.replace(".", "_"): kiosk[key] for key in _KIOSK_KEYS}
+    words.update({key: texts[language] for key, texts in _EXTRA.items()})
+    return words
+
+
+def choose_language(request: HttpRequest) -> str:
+    asked = request.GET.get("lang", "")
+    if asked in LANGUAGES:
+        return asked
+    weighted = []
+    for index, part in enumerate(request.headers.get("Accept-Language", "")[:500].split(",")):
+        tag, _, params = part.strip().partition(";")
+        try:
+            quality = float(params.strip()[2:]) if params.strip().startswith("q=") else 1.0
+        except ValueError:
+            quality = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and quality > 0:
+            weighted.append((-quality, index, primary))
+    return min(weighted)[2] if weighted else DEFAULT_LANGUAGE
+
+
+class RateLimiter:
+    """At most ``limit`` requests per client address in each ``window_s`` (a fixed window, in memory)."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def allow(self, address: str, limit: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._counts) > 10_000:      # forget finished windows rather than grow without bound
+                self._counts = {a: v for a, v in self._counts.items() if now - v[0] < self.window_s}
+            started, count = self._counts.get(address, (now, 0))
+            if now - started >= self.window_s:
+                started, count = now, 0
+            self._counts[address] = (started, count + 1)
+            return count < limit
+
+
+LIMITER = RateLimiter()
+
+
+def _date(value: Any) -> str:
+    return value.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
+
+
+def _context(language: str, serial: str) -> dict[str, Any]:
+    return {"language": language, "t": vocabulary(language), "serial": serial,
+            "languages": [(code, vocabulary(code)["language_name"]) for code in LANGUAGES]}
+
+
+def page(request: HttpRequest, serial: str) -> HttpResponse:
+    language = choose_language(request)
+    shown = serial[:64]
+    context = _context(language, shown)
+    if not LIMITER.allow(request.META.get("REMOTE_ADDR", ""), settings.TAMGA_VERIFY_RATE_PER_MINUTE):
+        response = render(request, "verify/message.html", {**context, "message": context["t"]["too_many"]},
+                          status=429)
+        response["Retry-After"] = str(int(RATE_WINDOW_S))
+        return _headers(response, language)
+    try:
+        enrollment = certificates.find_enrollment(serial)
+    except ApiError:
+        return _headers(render(request, "verify/message.html", {**context, "message": context["t"]["not_found"]},
+                               status=404), language)
+    certificate = enrollment.certificate
+    loaded = certificate.pub.loaded
+    status = certificates.status_of(certificate)
+    issuer = loaded.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    holder = enrollment.order.to_kiosk().holder
+    context.update({
+        "serial": enrollment.certificate_serial,
+        "status": status,
+        "status_text": context["t"][f"check_status_{'good' if status == 'good' else status}"],
+        "not_before": _date(loaded.not_valid_before_utc),
+        "not_after": _date(loaded.not_valid_after_utc),
+        "revoked_at": _date(certificate.revoked_date) if status == "revoked" and certificate.revoked_date else "",
+        "issuer": issuer[0].value if issuer else loaded.issuer.rfc4514_string(),
+        "holder": holder.display_name,
+        "register": register.masked(holder.register_number),
+    })
+    return _headers(render(request, "verify/certificate.html", context), language)
+
+
+def _headers(response: HttpResponse, language: str) -> HttpResponse:
+    response["Content-Language"] = language
+    response["Cache-Control"] = "no-store"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Vary"] = "Accept-Language"
+    return response
