@@ -1,10 +1,12 @@
-"""CRL freshness: full CRLs regenerated within a minute of any revocation, and before they expire.
+"""CRL and OCSP freshness: full CRLs regenerated within a minute of any revocation and before they
+expire; the delegated OCSP responder certificates renewed before they expire.
 
 A revocation through the API regenerates its CA's CRLs at once (:mod:`central.orders.certificates`).
 A revocation by another path (django-ca's ``revoke_cert`` command, the admin) is caught by
 :class:`CrlRefresher`, a thread of ``serve`` that every ``interval_s`` regenerates the CRLs of a CA
 with a certificate (or sub-CA) revoked after its newest CRL, and lets django-ca renew CRLs that
-near their nextUpdate (``CA_CRL_PROFILES``).
+near their nextUpdate (``CA_CRL_PROFILES``) and OCSP responder certificates that near their notAfter
+(``CA_OCSP_RESPONDER_CERTIFICATE_RENEWAL``): without Celery nothing else runs django-ca's periodic tasks.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def refresh(force: bool = False) -> list[str]:
             regenerated.append(ca.serial)
         else:
             ca.generate_crls(options)            # django-ca renews only CRLs close to their nextUpdate
+        ca.generate_ocsp_key(options)            # … and only responder certificates close to expiry
     return regenerated
 
 

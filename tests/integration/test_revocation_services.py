@@ -8,6 +8,7 @@ A revocation through the API must show on both within 60 s (it shows at once: me
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from central.runner import CentralServer
+from central.runner import REPO_ROOT, CentralServer
 from sync.central_client import CentralClient
 from tests.integration.test_central import NewOrder, find, make_csr, make_key
 
@@ -117,6 +118,12 @@ def test_revocation_shows_in_ocsp_and_crl_within_a_minute(
     assert responder.issuer == issued.issuer.subject and responder.subject != issued.issuer.subject
     assert responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
         x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING])
+    responder_path = tmp_path / "responder.pem"
+    responder_path.write_bytes(responder.public_bytes(serialization.Encoding.PEM))
+    if (BIN / "lint_pkix_cert").exists():        # the responder certificate is issued by the central too
+        result = subprocess.run([str(BIN / "lint_pkix_cert"), "lint", "-s", "WARNING", str(responder_path)],
+                                capture_output=True, text=True, check=False, timeout=60)
+        assert "(ERROR)" not in result.stdout and "(FATAL)" not in result.stdout, result.stdout
     _, crl, _ = openssl_crl(issued)
     assert crl.get_revoked_certificate_by_serial_number(serial) is None
     assert crl.is_signature_valid(issued.issuer.public_key())  # type: ignore[arg-type]
@@ -167,3 +174,30 @@ def test_the_issuing_ca_is_good_at_the_roots_responder_and_crl(central_server: C
     der = fetch(issuer_url, tmp_path / "root.der")
     assert x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode() == \
         chain[1].strip() + "\n"
+
+
+def test_a_revocation_outside_the_api_reaches_the_crl_within_a_minute(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """django-ca revokes without regenerating the CRL (as its admin or ``revoke_cert`` would): the refresher does."""
+    placed = new_order()
+    order = find(central_client, placed["invoice"])
+    enrolled = central_client.enroll(order.id, make_csr(make_key("p256")), f"rev-{uuid.uuid4()}")
+    issued = Issued(tmp_path, enrolled.certificate_pem, enrolled.chain_pem)
+    script = ("import django; django.setup(); from django_ca.models import Certificate; "
+              f"Certificate.objects.get(serial={enrolled.serial_hex!r}).revoke()")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "central.settings",
+           "TAMGA_CENTRAL_DATA_DIR": str(central_server.data_dir)}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60, cwd=REPO_ROOT)
+    revoked_at = time.monotonic()
+    _, answer, _ = openssl_ocsp(issued)
+    assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED      # OCSP is live
+    while time.monotonic() - revoked_at < VISIBLE_WITHIN_S:
+        _, crl, _ = openssl_crl(issued)
+        if crl.get_revoked_certificate_by_serial_number(issued.cert.serial_number) is not None:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the CRL did not list the revocation within 60 s")
+    with capsys.disabled():
+        print(f"\nrevocation outside the API in the CRL after {time.monotonic() - revoked_at:.1f} s")
