@@ -301,3 +301,17 @@ def test_found_by_the_long_run_a_certificate_of_version_4(pki: tuple[NationalIdC
     with pytest.raises(CertificateInvalid) as caught:
         card_identity(bytes(der), ca.trust_anchors, ca.intermediates, dt.datetime.now(dt.UTC))
     assert caught.value.data["reason"] == "malformed"
+
+
+def test_found_by_the_long_run_a_duplicate_extension(pki: tuple[NationalIdCa, CardPersonalisation]) -> None:
+    """Falsifying example of test_a_mutated_card_certificate (TAMGA_FUZZ=long): one flipped bit turned the
+    keyUsage OID (2.5.29.15) into subjectKeyIdentifier's (2.5.29.14); cryptography raises
+    DuplicateExtension, which is no ValueError."""
+    der = pki[1].certificate_der
+    key_usage_oid = bytes.fromhex("0603551d0f")
+    assert der.count(key_usage_oid) == 1
+    mutated = der.replace(key_usage_oid, bytes.fromhex("0603551d0e"))
+    ca = pki[0]
+    with pytest.raises(CertificateInvalid) as caught:
+        card_identity(mutated, ca.trust_anchors, ca.intermediates, dt.datetime.now(dt.UTC))
+    assert caught.value.data["reason"] == "malformed"
