@@ -49,6 +49,10 @@ from kiosk.pin import Pin
 from kiosk.ports import CardIdentity, KeyAlgorithm
 
 _MAX_CHAIN_DEPTH = 6
+# What cryptography raises for a certificate it cannot read, often only when a field is first used
+# (found by fuzzing: InvalidVersion and DuplicateExtension are no ValueError).
+_UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+               x509.UnsupportedGeneralNameType)
 # An EKU, when present, must allow authentication with a card; absent, key usage alone decides.
 AUTHENTICATION_EKUS = frozenset({ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SMARTCARD_LOGON,
                                  ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
@@ -77,7 +81,7 @@ def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.E
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
-    except ValueError as err:                      # duplicate or malformed extensions
+    except _UNREADABLE as err:                     # duplicate or malformed extensions
         raise CertificateInvalid("malformed extensions", reason="malformed",
                                  subject=_subject(cert)) from err
 
@@ -294,7 +298,7 @@ def card_identity(der: bytes, trust_anchors: Sequence[x509.Certificate], interme
     try:
         validate_chain(certificate, trust_anchors, intermediates, now)
         return certificate, identity_from_certificate(certificate, card_uuid, profile)
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as err:   # parsed lazily
+    except _UNREADABLE as err:
         raise CertificateInvalid("certificate does not parse", reason="malformed") from err
 
 
@@ -469,5 +473,5 @@ class IdCardReader:
 def _load_certificate(der: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except (ValueError, x509.InvalidVersion) as err:          # InvalidVersion is no ValueError
+    except _UNREADABLE as err:
         raise CertificateInvalid("certificate does not parse", reason="malformed") from err
