@@ -172,3 +172,34 @@ def test_malformed_answers_are_clear_errors_then_a_clean_retry(
         _reinsert(card, reader_name)
     _verification(reader)                                   # the same reader, a clean retry
     assert card.pin_tries_left == 3
+
+
+def test_measured_without_a_bound_pcsc_waits_until_the_mute_card_is_pulled(
+        reader_name: str, national_ca: NationalIdCa, insert_card: InsertCard, p256_card: CardPersonalisation,
+        ) -> None:
+    """What the timeout is for (pcscd 2.0 + vpcd, pyscard 2.3): SCardTransmit to a card that never answers
+    returns only when the card is pulled, then at once."""
+    import threading
+
+    card = insert_card(p256_card)
+    card.mute_on_ins = INS_GET_DATA
+    unbounded = IdCardReader(reader_name, national_ca.trust_anchors, national_ca.intermediates, apdu_timeout=0)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            unbounded.read_identity()
+            outcome.append(None)
+        except BaseException as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=read, daemon=True)
+    worker.start()
+    worker.join(2.0)
+    assert worker.is_alive(), "the transmit returned without an answer"
+    pulled = time.monotonic()
+    card.remove()
+    worker.join(INSERT_TIMEOUT)
+    assert not worker.is_alive() and time.monotonic() - pulled < 1.0
+    assert isinstance(outcome[0], DeviceNotReady)
+    unbounded.close()
