@@ -176,3 +176,14 @@ def test_kyrgyz_pin() -> None:
 ])
 def test_same_person(order_register: str, card_serial: str, same: bool) -> None:
     assert register.same_person(order_register, card_serial) is same
+
+
+@pytest.mark.parametrize(("order_register", "card_serial", "same"), [
+    ("880101300010", "IIN880101300010", True),        # as NCA RK writes it: no country, no dash
+    ("880101300010", "iin880101300010", True),
+    ("880101300010", "IIN880101300011", False),
+    ("НЭ80000000", "IINNE80000000", False),
+    ("21012199500123", "IIN21012199500123", False),   # IIN is Kazakh and 12 digits
+])
+def test_kazakh_certificates_carry_iin_without_a_dash(order_register: str, card_serial: str, same: bool) -> None:
+    assert register.same_person(order_register, card_serial) is same
