@@ -37,6 +37,7 @@ _KZ_PATTERN = re.compile(r"[0-9]{12}")
 _KG_PATTERN = re.compile(r"[0-9]{14}")
 _ASCII_MN_PATTERN = re.compile(r"([A-Z]{2,8})([0-9]{8})")
 _CERTIFICATE_PREFIX = re.compile(r"(?:PNO|IDC|PAS|TIN|IIN)([A-Z]{2})-(.+)")
+_NCA_RK_PREFIX = re.compile(r"IIN([0-9]{12})")        # Kazakh cards: IIN + the 12 digits, no country or dash
 SEMANTICS_PREFIX = "PNO"
 
 _IIN_WEIGHTS = (tuple(range(1, 12)), (*range(3, 12), 1, 2))
@@ -124,20 +125,26 @@ def certificate_serial_number(register_number: str, country: str) -> str:
 def from_certificate_serial_number(value: str) -> str:
     """Strip an ETSI semantics prefix (``PNOMN-``) if present; the rest is the ASCII register number."""
     text = value.strip().upper()
-    match = _CERTIFICATE_PREFIX.fullmatch(text)
-    return match.group(2) if match else text
+    match = _CERTIFICATE_PREFIX.fullmatch(text) or _NCA_RK_PREFIX.fullmatch(text)
+    return match.group(match.lastindex or 0) if match else text
 
 
 def holder_number(card_serial_number: str) -> str | None:
     """The canonical register number a certificate's serialNumber names, or None.
 
     ASCII (``PNOMN-UQB80000000``) is decoded exactly, never folded as typed text; a Cyrillic
-    value (``PNOMN-ҮБ80000000``) is taken canonical.  A prefix naming another country than the
-    number's is refused.
+    value (``PNOMN-ҮБ80000000``) is taken canonical; ``IIN`` + 12 digits is a Kazakh IIN.  A prefix
+    naming another country than the number's is refused.
     """
     text = card_serial_number.strip().upper()
     match = _CERTIFICATE_PREFIX.fullmatch(text)
-    country, number = (match.group(1), match.group(2)) if match else (None, text)
+    nca_rk = _NCA_RK_PREFIX.fullmatch(text)
+    if match:
+        country, number = match.group(1), match.group(2)
+    elif nca_rk:
+        country, number = "KZ", nca_rk.group(1)
+    else:
+        country, number = None, text
     if number.isascii():
         found = from_ascii(number)
     else:
