@@ -106,7 +106,10 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
 def cmd_init(args: argparse.Namespace, data_dir: Path) -> int:
     from central.orders import escrow, pki
 
-    _, issuing = pki.ensure_hierarchy()
+    if not args.public_host:
+        print("warning: no --public-host: a CA hierarchy created now gets no CRL, OCSP or CA issuer URLs",
+              file=sys.stderr)
+    _, issuing = pki.ensure_hierarchy(args.public_host)
     pki.write_chain(data_dir / CHAIN_FILE, issuing)
     escrow.ensure_key()
     print(data_dir / CHAIN_FILE)
@@ -232,7 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "$TAMGA_CENTRAL_PUBLIC_HOST, else the bound address and port); {port} is the bound port")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
 
-    add("init", cmd_init, "Create the database and CA hierarchy, write ca-chain.pem, and exit.")
+    p = add("init", cmd_init, "Create the database and CA hierarchy, write ca-chain.pem, and exit.")
+    p.add_argument("--public-host", default=os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST"),
+                   help="host[:port] written into the CA's CRL, OCSP and CA issuer URLs "
+                        "(default: $TAMGA_CENTRAL_PUBLIC_HOST)")
     p = add("add-kiosk", cmd_add_kiosk, "Create or rotate a kiosk's API token and print it.")
     p.add_argument("kiosk_id")
     p = add("revoke-kiosk", cmd_revoke_kiosk, "Revoke a kiosk's API token.")

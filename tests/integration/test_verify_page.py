@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
-from central.runner import CentralServer
+from central.runner import REPO_ROOT, CentralServer
 from kiosk import register
 from sync.central_client import CentralClient
 from tests.integration.test_central import NewOrder, find, make_csr, make_key
@@ -86,3 +89,22 @@ def test_too_many_requests_from_one_address_get_a_429_page(tmp_path: Path,
         assert re.search(r"<html lang=\"en\">", response.text)
         # The API is not limited by the page's limit.
         assert requests.get(f"{server.url}/api/v1/health", timeout=10).status_code == 200
+
+
+def expire_in_database(server: CentralServer, serial: str) -> None:
+    """Move the certificate's notAfter (as django-ca's database holds it) into the past: the API cannot
+    issue an expired certificate, and the page's status reads the database."""
+    script = ("import datetime as dt, django; django.setup(); from django.utils import timezone; "
+              "from django_ca.models import Certificate; "
+              f"Certificate.objects.filter(serial={serial!r}).update(not_after=timezone.now() - dt.timedelta(days=1))")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "central.settings", "TAMGA_CENTRAL_DATA_DIR": str(server.data_dir)}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60, cwd=REPO_ROOT)
+
+
+def test_expired_certificate_page(central_server: CentralServer, central_client: CentralClient,
+                                  new_order: NewOrder) -> None:
+    _, serial = issue(central_client, new_order)
+    expire_in_database(central_server, serial)
+    response = get(central_server, serial, **{"Accept-Language": "en"})
+    assert response.status_code == 200
+    assert 'data-status="expired"' in response.text and "Status: expired" in response.text

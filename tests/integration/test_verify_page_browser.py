@@ -32,6 +32,8 @@ pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIV
 
 KK_REVOKED = json.loads((Path(register.__file__).parent / "locale" / "kk.json").read_text(encoding="utf-8"))[
     "check.status.revoked"]
+KY_EXPIRED = json.loads((Path(register.__file__).parent / "locale" / "ky.json").read_text(encoding="utf-8"))[
+    "check.status.expired"]
 Browser = Callable[[str], Any]
 
 
@@ -130,3 +132,16 @@ def test_unknown_serial_is_a_calm_not_found_page(central_server: CentralServer, 
     driver.get(f"{central_server.url}/verify/ABCDEF0123")
     assert text(driver, "message") == "Такой сертификат не найден. Проверьте номер на квитанции."
     driver.save_screenshot(str(tmp_path / "verify-not-found-ru.png"))
+
+
+def test_expired_certificate_in_kyrgyz(central_server: CentralServer, central_client: CentralClient,
+                                       new_order: NewOrder, browser: Browser, tmp_path: Path) -> None:
+    from tests.integration.test_verify_page import expire_in_database
+
+    _, serial = issue(central_client, new_order)
+    expire_in_database(central_server, serial)
+    driver = browser("ky")
+    driver.get(f"{central_server.url}/verify/{serial}")
+    assert driver.find_element("id", "status").get_attribute("data-status") == "expired"
+    assert text(driver, "status") == f"Абалы: {KY_EXPIRED}"
+    driver.save_screenshot(str(tmp_path / "verify-expired-ky.png"))
