@@ -13,6 +13,7 @@ from devices.idcard import IdCardReader
 from devices.pcsc import wait_for_card, wait_for_removal
 from devices.piv import INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_VERIFY
 from devices.sim.national_ca import CardPersonalisation, NationalIdCa
+from devices.sim.pcscd import PrivatePcscd
 from devices.sim.vcard import VirtualPivCard
 from kiosk.errors import (
     CardAuthenticationFailed,
@@ -154,24 +155,41 @@ MALFORMED = [
 ]
 
 
+@pytest.fixture(scope="module")
+def spare_card(private_pcscd: PrivatePcscd, spare_reader_name: str,
+               p256_card: CardPersonalisation) -> Iterator[VirtualPivCard]:
+    """One card in the second reader for all the malformed answers (inserting costs ~0.5 s each time)."""
+    card = VirtualPivCard(p256_card, private_pcscd.vpcd_port + 1)
+    card.insert()
+    wait_for_card(spare_reader_name, INSERT_TIMEOUT)
+    yield card
+    card.close()
+    assert wait_for_removal(spare_reader_name, INSERT_TIMEOUT)
+
+
 @pytest.mark.parametrize(("command", "response", "expected"), MALFORMED,
                          ids=[f"{c}-{r.replace(' ', '')[:16]}" for c, r, _ in MALFORMED])
 def test_malformed_answers_are_clear_errors_then_a_clean_retry(
-        reader: IdCardReader, insert_card: InsertCard, reader_name: str, p256_card: CardPersonalisation,
+        spare_card: VirtualPivCard, spare_reader_name: str, national_ca: NationalIdCa,
         command: str, response: str, expected: type[KioskError]) -> None:
-    card = insert_card(p256_card)
+    card = spare_card
     card.responses[INSTRUCTIONS[command]] = _hex(response)
+    reader = IdCardReader(spare_reader_name, national_ca.trust_anchors, national_ca.intermediates,
+                          apdu_timeout=APDU_TIMEOUT)
+    try:
+        with pytest.raises(KioskError) as caught:
+            _verification(reader)
 
-    with pytest.raises(KioskError) as caught:
-        _verification(reader)
-
-    assert type(caught.value) is expected, caught.value
-    assert not card.pin_verified
-    card.responses.clear()
-    if isinstance(caught.value, DeviceNotReady):
-        _reinsert(card, reader_name)
-    _verification(reader)                                   # the same reader, a clean retry
-    assert card.pin_tries_left == 3
+        assert type(caught.value) is expected, caught.value
+        assert not card.pin_verified
+        card.responses.clear()
+        if isinstance(caught.value, DeviceNotReady):
+            _reinsert(card, spare_reader_name)
+        _verification(reader)                               # the same reader, a clean retry
+        assert card.pin_tries_left == 3
+    finally:
+        card.responses.clear()
+        reader.close()
 
 
 def test_measured_without_a_bound_pcsc_waits_until_the_mute_card_is_pulled(
