@@ -125,6 +125,9 @@ rescan = true
 [printer]
 kind = "network"
 address = "127.0.0.1:{self.printer.port}"
+
+[receipt]
+qr_template = "{self.central.url}/verify/{{serial}}"   # the central's verification page
 """, encoding="utf-8")
 
     # -- the applicant's card --------------------------------------------------------------------------

@@ -228,6 +228,10 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
         finally:
             kiosk.close()
         assert stack.printer is not None and stack.central is not None and stack.softhsm is not None
+        issued = result.get("issuance", result)
+        verify_url = cfg.qr_template.format(serial=issued["certificate_serial"], invoice=issued["invoice"])
+        if verify_url.startswith("http") and verification_screenshot(verify_url, out / "verify.png", language):
+            result["verification_page"] = verify_url
         jobs = stack.printer.wait_for_jobs(2 if offline else 1)
         shutil.copy(jobs[-1], out / "receipt.png")
         if offline:
@@ -243,6 +247,34 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def verification_screenshot(url: str, path: Path, language: str) -> bool:
+    """The page behind the receipt's QR code, as a phone's headless chromium shows it; False without one."""
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        return False
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        return False
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    with tempfile.TemporaryDirectory(prefix="tamga-browser-") as profile:
+        for arg in ("--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-gpu", "--window-size=390,844",
+                    f"--user-data-dir={profile}"):
+            options.add_argument(arg)
+        options.add_experimental_option("prefs", {"intl.accept_languages": language})
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        try:
+            driver.set_page_load_timeout(30)
+            driver.get(url)
+            driver.save_screenshot(str(path))
+        finally:
+            driver.quit()
+    return True
 
 
 def _other_kiosk(config_path: Path, data_dir: Path) -> Any:
