@@ -172,7 +172,7 @@ def renew(kiosk: Any, t: Translator, language: str) -> dict[str, Any]:
 
 
 def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
-        keep_workdir: bool = False, offline: bool = False) -> dict[str, Any]:
+        keep_workdir: bool = False, offline: bool = False, browser: bool = True) -> dict[str, Any]:
     from devices.sim.faults import PullableToken
     from devices.sim.stack import ARIUN, CARD_PIN, DEMO_INVOICE, ERDENE, SimulatedStack, apply_env
     from devices.token import Pkcs11Token
@@ -230,7 +230,8 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
         assert stack.printer is not None and stack.central is not None and stack.softhsm is not None
         issued = result.get("issuance", result)
         verify_url = cfg.qr_template.format(serial=issued["certificate_serial"], invoice=issued["invoice"])
-        if verify_url.startswith("http") and verification_screenshot(verify_url, out / "verify.png", language):
+        shown = browser and verify_url.startswith("http")
+        if shown and verification_screenshot(verify_url, out / "verify.png", language):
             result["verification_page"] = verify_url
         jobs = stack.printer.wait_for_jobs(2 if offline else 1)
         shutil.copy(jobs[-1], out / "receipt.png")
@@ -295,12 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--language", choices=LANGUAGES, default="mn", help="the applicant's language")
     parser.add_argument("--key-algorithm", choices=("rsa2048", "p256"), default="rsa2048")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the simulated devices' files")
+    parser.add_argument("--no-browser", action="store_true",
+                        help="skip the screenshot of the verification page (demo-out/verify.png)")
     parser.add_argument("--offline", action="store_true",
                         help="issuance with the central down at enrollment: a pending receipt, the certificate later")
     args = parser.parse_args(argv)
     kiosk_log.setup(os.environ.get("TAMGA_LOG_LEVEL", "WARNING"))
     try:
-        result = run(args.out, args.language, args.key_algorithm, args.flow, args.keep_workdir, args.offline)
+        result = run(args.out, args.language, args.key_algorithm, args.flow, args.keep_workdir, args.offline,
+                     browser=not args.no_browser)
     except KioskError as err:
         print(f"demo failed: {Translator(args.language).error(err)} ({err.key} {err.data})", file=sys.stderr)
         return 1

@@ -157,7 +157,8 @@ def test_the_headless_kiosk_needs_no_writable_executable_memory(tmp_path: Path) 
     is left (see tamga-kiosk.service).
     """
     env = {k: v for k, v in os.environ.items() if k not in ("PCSCLITE_CSOCK_NAME", "SOFTHSM2_CONF", "TAMGA_CONFIG")}
-    out = subprocess.run([sys.executable, "-c", MDWE_WRAPPER, "-m", "kiosk.demo", "--out", str(tmp_path / "out")],
+    out = subprocess.run([sys.executable, "-c", MDWE_WRAPPER, "-m", "kiosk.demo", "--no-browser",
+                          "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, env=env, cwd=SYSTEMD.parent, timeout=300, check=False)
     if out.returncode == 77:
         pytest.skip("the kernel has no PR_SET_MDWE (Linux < 6.3)")
