@@ -66,6 +66,8 @@ class Translator:
         key = err.key
         if key == "error.invalid_pin" and data.get("attempts_remaining") is None:
             key = "error.invalid_pin_unknown"
+        if key == "error.pin_blocked" and data.get("reason") == "last_try":
+            key = "error.pin_last_try"       # never tried: the applicant goes to the card's issuer
         if key == "error.order_not_found" and data.get("reason") == "bad_query":
             key = "order.bad_query"
         if key == "error.central_rejected" and f"refusal.{data.get('refusal')}" in self._texts:

@@ -48,3 +48,9 @@ def test_money_formats() -> None:
 def test_unknown_language_is_refused() -> None:
     with pytest.raises(ValueError):
         Translator("de")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_card_at_its_last_try_sends_the_applicant_to_its_issuer(lang: str) -> None:
+    text = Translator(lang).error(errors.PinBlocked(device="card", reason="last_try", attempts_remaining=1))
+    assert text == catalogue(lang)["error.pin_last_try"]
