@@ -33,6 +33,6 @@ have=$(cat .venv/.tamga-installed 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
   echo "bootstrap: installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -U pip wheel setuptools
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[central,dev]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[central,dev,ui]"
   echo "$want" > .venv/.tamga-installed
 fi
