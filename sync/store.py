@@ -26,6 +26,7 @@ from kiosk.errors import ConfigError, StaleSession
 from kiosk.events import EventKind
 from kiosk.pin import SoPin
 from kiosk.ports import Receipt, SessionState
+from sync.audit_log import AuditLog
 
 migrations = Migrations("tamga-kiosk")
 
@@ -131,6 +132,7 @@ class KioskStore:
         self._fernet = Fernet(key)
         with self._lock:
             migrations.apply(self.db)
+        self.audit = AuditLog(self.db, self._lock)     # every transition appends to it in its own transaction
         self._restrict_files()
 
     def _restrict_files(self) -> None:
@@ -160,6 +162,7 @@ class KioskStore:
             self.db.table("transitions").insert({"session_id": session_id, "from_step": None, "to_step": step,
                                            "version": 0, "at": now,
                                            "event": json.dumps({"kind": EventKind.CREATED.value, "flow": flow})})
+            self.audit.append(EventKind.CREATED.value, {"flow": flow, "to": step}, session_id, now)
         return self.load(session_id)
 
     def load(self, session_id: str) -> SessionState:
@@ -206,6 +209,7 @@ class KioskStore:
             self.db.table("outbox").insert({"session_id": state.id, "kind": event.get("kind", f"step.{to_step}"),
                                       "payload": body,
                                       "created_at": now, "sent_at": None})
+            self.audit.append_step(state.id, state.step, to_step, event, now)
         return SessionState(id=state.id, flow=state.flow, step=to_step, version=version, language=state.language,
                             data=data, created_at=state.created_at, updated_at=now)
 
