@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 
 class KioskError(Exception):
-    """Base error.  ``key`` names a message in ``kiosk/locale/*.json``; ``data`` fills its fields.
+    """Base error.  ``key`` names a message in ``kiosk/locale/<lang>/*.po``; ``data`` fills its fields.
 
     ``recoverable``: the same step may be tried again once the person fixes the cause (re-types,
     re-inserts a card, loads paper, waits for the network); the session stays where it is.  An

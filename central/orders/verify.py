@@ -3,18 +3,16 @@
 It shows what the receipt shows and nothing more: whether the certificate is valid, revoked or
 expired, its validity, its issuer, the holder's display name (``Б.Ариун``) and masked register
 number (``НЭ******00``).  Five languages (mn, kk, ky, ru, en): ``?lang=`` first, then the browser's
-Accept-Language, else Mongolian; the words come from ``kiosk/locale/*.json`` where the kiosk has
+Accept-Language, else Mongolian; the words come from the kiosk's catalogues (``kiosk/locale``) where the kiosk has
 them.  No JavaScript.  An unknown serial is a calm 404 page; more than
 ``TAMGA_VERIFY_RATE_PER_MINUTE`` requests a minute from one client address get a 429 page.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from functools import cache
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,10 +24,10 @@ from django.shortcuts import render
 from central.orders import certificates
 from central.orders.errors import ApiError
 from kiosk import register
+from kiosk.i18n import catalogue
 
 LANGUAGES = ("mn", "kk", "ky", "ru", "en")
 DEFAULT_LANGUAGE = "mn"
-LOCALE_DIR = Path(register.__file__).resolve().parent / "locale"
 LOCAL_ZONE = ZoneInfo("Asia/Ulaanbaatar")
 _KIOSK_KEYS = ("receipt.qr_caption", "receipt.holder", "receipt.register", "receipt.valid_from",
                "receipt.valid_until", "receipt.certificate_serial", "check.status.good", "check.status.revoked",
@@ -58,7 +56,7 @@ RATE_WINDOW_S = 60.0
 @cache
 def vocabulary(language: str) -> dict[str, str]:
     """The page's words in ``language``: the kiosk's (``receipt.holder`` → ``receipt_holder``) and the extras."""
-    kiosk = json.loads((LOCALE_DIR / f"{language}.json").read_text(encoding="utf-8"))
+    kiosk = catalogue(language)
     words = {key.replace(".", "_"): kiosk[key] for key in _KIOSK_KEYS}
     words.update({key: texts[language] for key, texts in _EXTRA.items()})
     return words

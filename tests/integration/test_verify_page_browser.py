@@ -7,7 +7,6 @@ state are saved in the test's tmp directory.
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import requests
 
 from central.runner import CentralServer
 from kiosk import register
+from kiosk.i18n import catalogue
 from sync.central_client import CentralClient
 from tests.integration.test_central import NewOrder, find, make_csr, make_key
 
@@ -30,10 +30,8 @@ pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIV
                                 reason="Debian chromium and chromium-driver are not installed "
                                        "(apt-get install chromium chromium-driver)")
 
-KK_REVOKED = json.loads((Path(register.__file__).parent / "locale" / "kk.json").read_text(encoding="utf-8"))[
-    "check.status.revoked"]
-KY_EXPIRED = json.loads((Path(register.__file__).parent / "locale" / "ky.json").read_text(encoding="utf-8"))[
-    "check.status.expired"]
+KK_REVOKED = catalogue("kk")["check.status.revoked"]
+KY_EXPIRED = catalogue("ky")["check.status.expired"]
 Browser = Callable[[str], Any]
 
 
