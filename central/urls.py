@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from central.orders import api, inbox, verify
+from central.orders import api, audit_chain, inbox, verify
 
 urlpatterns = [
     path("api/v1/health", api.health, name="health"),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/certificates/<str:serial>/renewals", api.renewals, name="renewals"),
     path("api/v1/tokens/<str:token_serial>/so-pin", api.so_pin, name="so-pin"),
     path("api/v1/events", inbox.events, name="events"),
+    path("api/v1/audit", audit_chain.audit, name="audit"),
     # The page behind the receipt's QR code (HTML, no authentication, rate-limited).
     path("verify/<str:serial>", verify.page, name="verify"),
     # Issuer certificates, CRLs and OCSP (unauthenticated, as relying parties need them).

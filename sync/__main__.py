@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             daemon.run(args.interval)
             return 0
         report = daemon.once()
-        print(f"pushed {report.pushed}, queued requests sent {report.queued_sent}, purged {report.purged}"
+        print(f"pushed {report.pushed}, queued requests sent {report.queued_sent}, "
+              f"audit entries {report.audit_sent}, purged {report.purged}"
               + (f", error {report.error.key} {report.error.data}" if report.error else ""))
         return 1 if report.error else 0
     finally:

@@ -252,6 +252,20 @@ class CentralClient:
                                      cause="malformed_response")
         return set(keys)
 
+    def push_audit(self, entries: list[dict[str, Any]]) -> int:
+        """Send audit entries (``kiosk.audit.AuditEntry.to_dict``); return the central's head sequence number.
+
+        The central keeps the chain whole: a gap or a changed entry is refused (409 ``audit_gap`` /
+        ``audit_fork``, a :class:`CentralRejected`); an entry it already holds is acknowledged again.
+        """
+        response = self._request("POST", f"{API_PREFIX}/audit", idempotent=True, json={"entries": entries})
+        body = self._expect(response, (200,))
+        head = body.get("head_seq")
+        if not isinstance(head, int) or isinstance(head, bool) or head < 0:
+            raise CentralUnavailable("malformed audit answer", status=response.status_code,
+                                     cause="malformed_response")
+        return head
+
     # --- escrow key --------------------------------------------------------------------------------
     def _escrow_key(self) -> tuple[str, rsa.RSAPublicKey]:
         """The central's escrow key (id, RSA public key), fetched once per client."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kiosk.engine import Engine
-from kiosk.errors import CentralUnavailable, KioskError
+from kiosk.errors import CentralRejected, CentralUnavailable, KioskError
 from sync.store import KioskStore
 
 log = logging.getLogger("tamga.sync")
@@ -39,10 +39,15 @@ class Inbox(Protocol):
     def push_events(self, events: list[dict[str, Any]]) -> set[str]:
         ...
 
+    def push_audit(self, entries: list[dict[str, Any]]) -> int:
+        """Returns the central's head sequence number of this kiosk's audit chain."""
+        ...
+
 
 @dataclass
 class RoundReport:
     pushed: int = 0
+    audit_sent: int = 0
     queued_sent: int = 0
     purged: int = 0
     error: KioskError | None = None
@@ -77,6 +82,32 @@ class SyncDaemon:
                 break
         return pushed
 
+    def push_audit(self) -> int:
+        """Push the audit chain's unsent entries in order; the central refuses a gap, so none is skipped."""
+        sent = 0
+        while entries := self.store.audit.unsent(self.batch):
+            head = self.inbox.push_audit([e.to_dict() for e in entries])
+            self.store.audit.mark_sent(head)
+            done = sum(1 for e in entries if e.seq <= head)
+            sent += done
+            if done < len(entries):
+                break
+        return sent
+
+    def push_audit_reporting(self) -> int:
+        """The audit push, whose refusal by the central (a gap or a fork it will not accept: somebody changed
+        this kiosk's chain, or a store was restored from an old backup) is kept for ``status`` and the technician
+        and does not hold back the applicants' requests."""
+        try:
+            sent = self.push_audit()
+        except CentralRejected as err:
+            log.error("the central refused the audit chain", extra={"reason": err.data.get("reason"),
+                                                                    "detail": err.detail})
+            self.store.set_sync_state("audit_error", f"{err.data.get('reason', err.key)}: {err.detail}")
+            return 0
+        self.store.set_sync_state("audit_error", "")
+        return sent
+
     def send_queued(self) -> int:
         if self.engine is None:
             return 0
@@ -95,6 +126,7 @@ class SyncDaemon:
         try:
             report.pushed = self.push()
             report.queued_sent = self.send_queued()
+            report.audit_sent = self.push_audit_reporting()
         except KioskError as err:
             report.error = err
             self.store.set_sync_state("error", f"{err.key} {err.data.get('cause', '')}".strip())

@@ -246,8 +246,10 @@ class KioskStore:
             count, oldest = self.db.execute("select count(*), min(created_at) from outbox where sent_at is null"
                                             ).fetchone()
             state = {r["name"]: (r["value"], r["at"]) for r in self.db.table("sync_state").rows}
+            (audit_unsent,) = self.db.execute("select count(*) from audit where sent_at is null").fetchone()
         return {"queued": count, "oldest_unsent_at": oldest, "last_success_at": state.get("success", ("", None))[1],
-                "last_error": state.get("error", (None, None))[0], "last_error_at": state.get("error", (None, None))[1]}
+                "last_error": state.get("error", (None, None))[0], "last_error_at": state.get("error", (None, None))[1],
+                "audit_unsent": audit_unsent, "audit_error": state.get("audit_error", ("", None))[0] or None}
 
     def purge_finished(self, older_than: dt.timedelta) -> int:
         """Delete personal data of sessions finished before now − ``older_than`` whose events were sent."""

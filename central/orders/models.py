@@ -207,3 +207,23 @@ class InboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kiosk_id} {self.key} {self.kind}"
+
+
+class AuditLink(models.Model):
+    """One entry of a kiosk's hash-chained audit trail (``kiosk.audit``), kept per kiosk without gaps."""
+
+    kiosk_id = models.CharField(max_length=64)
+    seq = models.PositiveBigIntegerField()
+    at = models.CharField(max_length=40)
+    kind = models.CharField(max_length=64)
+    session_id = models.CharField(max_length=64, blank=True, default="")
+    fields = models.JSONField()
+    prev = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=["kiosk_id", "seq"], name="audit_link_once"),)
+
+    def __str__(self) -> str:
+        return f"{self.kiosk_id} #{self.seq} {self.kind}"

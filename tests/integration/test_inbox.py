@@ -54,3 +54,38 @@ def test_malformed_batches_are_refused_with_a_reason(central_server: CentralServ
     answer = requests.post(f"{central_server.url}/api/v1/events", json=body, timeout=10,
                            headers={"Authorization": f"Bearer {central_server.token}"})
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+
+
+def test_the_central_keeps_the_kiosks_audit_chain_whole(central_server: CentralServer, tmp_path: Path) -> None:
+    """The daemon pushes the chain; a replay is acknowledged, a gap and a changed entry are refused."""
+    from kiosk.audit import AuditEntry
+
+    token = central_server.manage("add-kiosk", "audit-kiosk").strip()
+
+    def post(entries: list[dict[str, object]]) -> requests.Response:
+        return requests.post(f"{central_server.url}/api/v1/audit", json={"entries": entries}, timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})
+
+    store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
+    for i in range(30):
+        s = store.create(f"audit-{i}", "issuance", "consent", "mn", {})
+        store.transition(s, "order", {}, {"kind": "consent.given"})
+    with CentralClient(central_server.url, token, timeout_s=10.0) as client:
+        report = SyncDaemon(store, client, "audit-kiosk", batch=25).once()
+    assert report.error is None and report.audit_sent == 60 and store.audit.unsent(10) == []
+    chain = [e.to_dict() for e in store.audit.entries()]
+    replay = post(chain[40:])
+    assert replay.status_code == 200 and replay.json()["applied"] == 0 and replay.json()["head_seq"] == 60
+    changed = dict(chain[41], kind="approval.given")
+    refused = post([changed])
+    assert refused.status_code == 400 and refused.json()["error"] == "audit_hash"
+    last = AuditEntry.from_dict(chain[-1])
+    after = AuditEntry.after(last, last.at, "clerk.signed_in", None, {"clerk_id": "c1"})
+    beyond = AuditEntry.after(after, last.at, "clerk.signed_in", None, {"clerk_id": "c1"})
+    gap = post([beyond.to_dict()])
+    assert gap.status_code == 409 and gap.json()["error"] == "audit_gap" and gap.json()["expected_seq"] == 61
+    fork = AuditEntry.after(AuditEntry.from_dict(chain[-2]), last.at, "clerk.signed_in", None, {})
+    forked = post([fork.to_dict()])
+    assert forked.status_code == 409 and forked.json()["error"] == "audit_fork"
+    assert post([after.to_dict()]).json()["head_seq"] == 61
+    store.close()

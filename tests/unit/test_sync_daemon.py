@@ -25,6 +25,7 @@ class FlakyInbox:
     def __init__(self) -> None:
         self.applied: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
+        self.audit: list[dict[str, Any]] = []
         self.lose_answers = 0
         self.down = False
         self.retry_after: float | None = None
@@ -40,6 +41,14 @@ class FlakyInbox:
             self.lose_answers -= 1
             raise CentralUnavailable("reply lost (fake)", status=None, cause="timeout")
         return {e["key"] for e in events}
+
+    def push_audit(self, entries: list[dict[str, Any]]) -> int:
+        if self.down:
+            raise CentralUnavailable("down (fake)", status=503, cause="http_error", retry_after=self.retry_after)
+        for entry in entries:
+            if entry["seq"] == len(self.audit) + 1:
+                self.audit.append(entry)
+        return len(self.audit)
 
 
 @pytest.fixture
@@ -150,3 +159,24 @@ def test_retry_after_as_an_http_date() -> None:
     later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=90), usegmt=True)
     value = _retry_after(later)
     assert value is not None and 80 < value <= 90
+
+
+def test_the_audit_chain_is_pushed_and_a_refusal_is_shown_without_holding_back_the_journal(store: KioskStore) -> None:
+    from kiosk.errors import CentralRejected
+
+    s = store.create("a1", "issuance", "consent", "mn", {})
+    store.transition(s, "order", {}, {"kind": "consent.given"})
+    inbox = FlakyInbox()
+    report = SyncDaemon(store, inbox, "kiosk-01").once()
+    assert report.error is None and report.audit_sent == 2 and [e["seq"] for e in inbox.audit] == [1, 2]
+    assert store.sync_status()["audit_unsent"] == 0 and store.sync_status()["audit_error"] is None
+
+    class ForkedCentral(FlakyInbox):
+        def push_audit(self, entries: list[dict[str, Any]]) -> int:
+            raise CentralRejected("entry 1 differs", status=409, reason="audit_fork")
+
+    s = store.create("a2", "issuance", "consent", "mn", {})
+    store.transition(s, "order", {}, {"kind": "consent.given"})
+    report = SyncDaemon(store, ForkedCentral(), "kiosk-01").once()
+    assert report.error is None and report.pushed == 1 and report.audit_sent == 0
+    assert store.sync_status()["audit_unsent"] == 2 and "audit_fork" in store.sync_status()["audit_error"]
