@@ -29,10 +29,6 @@ class ReceiptFacts:
     qr_payload: str
 
 
-def _date(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%d")
-
-
 def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", reprint: bool = False) -> Receipt:
     t = Translator(language, currency)
     order = facts.order
@@ -43,7 +39,7 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
         lines.append(ReceiptLine(S.HEADING, t("receipt.reprint")))
     lines += [
         ReceiptLine(S.PAIR, t("receipt.office"), facts.office),
-        ReceiptLine(S.PAIR, t("receipt.date"), facts.issued_at.strftime("%Y-%m-%d %H:%M")),
+        ReceiptLine(S.PAIR, t("receipt.date"), t.datetime(facts.issued_at)),
         ReceiptLine(S.PAIR, t("receipt.invoice"), order.invoice),
         ReceiptLine(S.RULE),
         ReceiptLine(S.PAIR, t("receipt.holder"), order.holder.display_name),
@@ -52,8 +48,8 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
         ReceiptLine(S.RULE),
         ReceiptLine(S.HEADING, t("receipt.certificate_serial")),
         ReceiptLine(S.TEXT, grouped),
-        ReceiptLine(S.PAIR, t("receipt.valid_from"), _date(facts.valid_from)),
-        ReceiptLine(S.PAIR, t("receipt.valid_until"), _date(facts.valid_until)),
+        ReceiptLine(S.PAIR, t("receipt.valid_from"), t.date(facts.valid_from)),
+        ReceiptLine(S.PAIR, t("receipt.valid_until"), t.date(facts.valid_until)),
         ReceiptLine(S.PAIR, t("receipt.token_serial"), facts.token_serial),
         ReceiptLine(S.RULE),
     ]
@@ -82,7 +78,7 @@ def build_pending_receipt(office: str, at: dt.datetime, order: Order, token_seri
         lines.append(ReceiptLine(S.HEADING, t("receipt.reprint")))
     lines += [
         ReceiptLine(S.PAIR, t("receipt.office"), office),
-        ReceiptLine(S.PAIR, t("receipt.date"), at.strftime("%Y-%m-%d %H:%M")),
+        ReceiptLine(S.PAIR, t("receipt.date"), t.datetime(at)),
         ReceiptLine(S.PAIR, t("receipt.invoice"), order.invoice),
         ReceiptLine(S.RULE),
         ReceiptLine(S.PAIR, t("receipt.holder"), order.holder.display_name),

@@ -281,22 +281,19 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
             lines.append(L(S.HEADING, t("receipt.reprint")))
         lines += [
             L(S.PAIR, t("receipt.office"), self.policy.office),
-            L(S.PAIR, t("receipt.date"), dt.datetime.fromisoformat(data["installed_at"]).astimezone(tz)
-              .strftime("%Y-%m-%d %H:%M")),
+            L(S.PAIR, t("receipt.date"), t.datetime(dt.datetime.fromisoformat(data["installed_at"]).astimezone(tz))),
             L(S.PAIR, t("receipt.holder"), data["holder"]["name"]),
             L(S.PAIR, t("receipt.organisation"), data["terms"]["organisation"]),
             L(S.RULE),
             L(S.HEADING, t("receipt.certificate_serial")),
             L(S.TEXT, " ".join(serial[i:i + 4] for i in range(0, len(serial), 4))),
-            L(S.PAIR, t("receipt.valid_from"), dt.datetime.fromisoformat(cert["not_before"]).astimezone(tz)
-              .strftime("%Y-%m-%d")),
-            L(S.PAIR, t("receipt.valid_until"), dt.datetime.fromisoformat(cert["not_after"]).astimezone(tz)
-              .strftime("%Y-%m-%d")),
+            L(S.PAIR, t("receipt.valid_from"), t.date(dt.datetime.fromisoformat(cert["not_before"]).astimezone(tz))),
+            L(S.PAIR, t("receipt.valid_until"), t.date(dt.datetime.fromisoformat(cert["not_after"]).astimezone(tz))),
             L(S.PAIR, t("receipt.token_serial"), data["token"]["serial"]),
             L(S.RULE),
             L(S.TOTAL, t("renewal.fee_from_balance"), t.money(data["terms"]["fee_mnt"])),
-            L(S.NOTE, t("renewal.old_kept_until", date=dt.datetime.fromisoformat(data["certificate"]["not_after"])
-                        .astimezone(tz).strftime("%Y-%m-%d"))),
+            L(S.NOTE, t("renewal.old_kept_until",
+                        date=t.date(dt.datetime.fromisoformat(data["certificate"]["not_after"]).astimezone(tz)))),
             L(S.NOTE, t("receipt.pin_not_printed")),
         ]
         return Receipt(language, tuple(lines))

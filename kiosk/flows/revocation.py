@@ -162,7 +162,7 @@ class RevocationFlow(IdentitySteps, ReceiptSteps):
             L(S.HEADING, t("receipt.certificate_serial")),
             L(S.TEXT, " ".join(serial[i:i + 4] for i in range(0, len(serial), 4))),
             L(S.PAIR, t("revocation.reason"), t(f"revocation.reason.{data['reason']}")),
-            L(S.PAIR, t("revocation.sent_at"), revoked_at.strftime("%Y-%m-%d %H:%M")),
+            L(S.PAIR, t("revocation.sent_at"), t.datetime(revoked_at)),
             L(S.RULE),
             L(S.NOTE, t("revocation.receipt_note")),
         ]

@@ -1,10 +1,14 @@
+"""Message catalogues (gettext PO, merged per language), plural forms, and CLDR numbers, money and dates."""
+
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,40 +17,146 @@ from kiosk.i18n import LANGUAGES, CatalogueError, Translator, catalogue, load, m
 from kiosk.order import OrderRefusal
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
+#: Texts a language may write as English does: the token's brand name.
+SAME_AS_ENGLISH = {"device.token"}      # "eToken" (kk, ky, ru; mn writes Э-Токен)
+#: Languages whose nouns change after a number (1 попытка / 2 попытки / 5 попыток; 1 try / 2 tries).
+INFLECTING = ("ru", "en")
+NBSP = "\u00a0"
+NNBSP = "\u202f"          # CLDR's narrow no-break space: "2026 г.", "2:05 PM"
 
 
-def test_every_language_has_every_key_with_the_same_placeholders() -> None:
-    reference = catalogue("en")
-    for lang in LANGUAGES:
-        texts = catalogue(lang)
-        assert texts.keys() == reference.keys(), lang
-        for key, text in texts.items():
-            assert set(PLACEHOLDER.findall(text)) == set(PLACEHOLDER.findall(reference[key])), (lang, key)
-            assert text.strip(), (lang, key)
+def _placeholders(text: str) -> set[str]:
+    return set(PLACEHOLDER.findall(text))
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_language_has_every_key_with_the_same_placeholders(lang: str) -> None:
+    english, own = load("en"), load(lang)
+    assert own.texts.keys() == english.texts.keys()
+    assert own.plurals.keys() == english.plurals.keys()
+    assert set(own.sources) == set(english.sources)          # nothing fuzzy or empty, in any domain file
+    for key, text in own.texts.items():
+        assert text.strip(), key
+        assert _placeholders(text) == _placeholders(english.texts[key]), key
+    for key, forms in own.plurals.items():
+        for form in forms:
+            assert form.strip(), key
+            assert _placeholders(form) == _placeholders(english.plurals[key][-1]), key
+
+
+@pytest.mark.parametrize("lang", [lang for lang in LANGUAGES if lang != "en"])
+def test_every_text_is_written_in_its_language(lang: str) -> None:
+    english, own = load("en"), load(lang)
+    same = {k for k, v in own.texts.items() if v == english.texts[k]}
+    same |= {k for k, v in own.plurals.items() if set(v) & set(english.plurals[k])}
+    assert same <= SAME_AS_ENGLISH
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_plural_entries_have_the_forms_the_header_declares_counted_by_one_of_their_fields(lang: str) -> None:
+    own, english = load(lang), load("en")
+    assert own.plurals, "no plural entries"
+    for key, forms in own.plurals.items():
+        assert len(forms) == own.num_plurals, key
+        assert own.counted_by.get(key) == english.counted_by.get(key), key
+        if key in own.counted_by:
+            assert all(own.counted_by[key] in _placeholders(f) for f in forms), key
+        if lang in INFLECTING:
+            assert len(set(forms)) == len(forms), (key, "forms that must differ are equal")
+    assert {"nplurals": own.num_plurals} == {"nplurals": {"ru": 3}.get(lang, 2)}
+
+
+@pytest.mark.parametrize(("count", "word"), [(1, "попытка"), (2, "попытки"), (5, "попыток"), (11, "попыток"),
+                                             (21, "попытка"), (22, "попытки"), (25, "попыток")])
+def test_russian_tries_left_agree_with_the_number(count: int, word: str) -> None:
+    text = Translator("ru").error(errors.InvalidPin(attempts_remaining=count))
+    assert re.search(rf"\b{count} {word}\.$", text), text
+
+
+@pytest.mark.parametrize(("lang", "one", "two"), [
+    ("mn", "ПИН код буруу. Үлдсэн оролдлого: 1", "ПИН код буруу. Үлдсэн оролдлого: 2"),
+    ("kk", "PIN-код қате. Қалған әрекет саны: 1", "PIN-код қате. Қалған әрекет саны: 2"),
+    ("ky", "PIN-код туура эмес. Калган аракет: 1", "PIN-код туура эмес. Калган аракет: 2"),
+    ("ru", "Неверный PIN-код. Осталась 1 попытка.", "Неверный PIN-код. Осталось 2 попытки."),
+    ("en", "Wrong PIN. 1 try left.", "Wrong PIN. 2 tries left."),
+])
+def test_wrong_pin_shows_tries_left(lang: str, one: str, two: str) -> None:
+    t = Translator(lang)
+    assert t.error(errors.InvalidPin(attempts_remaining=1)) == one
+    assert t.error(errors.InvalidPin(attempts_remaining=2)) == two
+
+
+@pytest.mark.parametrize(("lang", "texts"), [
+    ("ru", ("остался 1 день", "осталось 3 дня", "осталось 5 дней", "остался 31 день")),
+    ("en", ("1 day left", "3 days left", "5 days left", "31 days left")),
+    ("kk", ("1 күн қалды", "3 күн қалды", "5 күн қалды", "31 күн қалды")),
+])
+def test_days_left_by_its_counting_field_or_by_count(lang: str, texts: tuple[str, ...]) -> None:
+    t = Translator(lang)
+    assert tuple(t("check.days_left", days=n) for n in (1, 3, 5, 31)) == texts
+    assert tuple(t("check.days_left", count=n) for n in (1, 3, 5, 31)) == texts
+
+
+def test_a_plural_message_without_its_number_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"check\.days_left"):
+        Translator("ru")("check.days_left")
+
+
+def test_a_refusal_with_two_counts_chooses_each_form_by_its_own_number() -> None:
+    text = Translator("ru").error(errors.OrderNotPayable(reason="not_yet", days_left=41, notice_days=30))
+    assert "ещё 41 день;" in text and "за 30 дней до окончания" in text
+    text = Translator("en").error(errors.OrderNotPayable(reason="not_yet", days_left=1, notice_days=21))
+    assert "valid for 1 more day;" in text and "opens 21 days before" in text
+
+
+def test_the_certificate_term_on_the_fee_line_agrees_with_the_years() -> None:
+    t = Translator("ru")
+    assert [t("fee.certificate", years=n).rsplit(" ", 1)[1] for n in (1, 2, 5)] == ["год", "года", "лет"]
+    assert Translator("mn")("fee.certificate", years=1).endswith("/Class-3/ 1 жил")      # as on seed 000
 
 
 def test_every_error_key_and_refusal_is_translated() -> None:
     keys = {cls.key for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.KioskError)}
     keys |= {f"refusal.{r.value}" for r in OrderRefusal}
-    assert keys <= catalogue("en").keys()
-
-
-@pytest.mark.parametrize(("lang", "text"), [
-    ("mn", "Үлдсэн оролдлого: 2"), ("kk", "Қалған әрекет саны: 2"), ("ky", "Калган аракет: 2"),
-    ("ru", "Осталось попыток: 2"), ("en", "Tries left: 2"),
-])
-def test_wrong_pin_shows_tries_left(lang: str, text: str) -> None:
-    assert text in Translator(lang).error(errors.InvalidPin(attempts_remaining=2))
+    t = Translator("en")
+    assert {k for k in keys if not t.has(k)} == set()
 
 
 def test_unpaid_refusal_names_the_amount() -> None:
     msg = Translator("mn").error(errors.OrderNotPayable(reason="unpaid", total=88_000))
-    assert "төлөгдөөгүй" in msg and "88,000 ₮" in msg
+    assert "төлөгдөөгүй" in msg and f"(88,000{NBSP}₮)" in msg
 
 
-def test_money_formats() -> None:
-    assert money(88_000) == "88,000 ₮"
-    assert money(88_000, "KZT", "kk") == "88\u202f000 ₸"
+def test_a_refusal_names_its_last_day_as_the_language_writes_dates() -> None:
+    msg = Translator("ru").error(errors.RenewalNotPossible(reason="too_late", last_request_day="2026-12-01"))
+    assert f"(последний день 1 дек. 2026{NNBSP}г.)" in msg
+
+
+@pytest.mark.parametrize(("lang", "currency", "text"), [
+    ("mn", "MNT", f"88,000{NBSP}₮"),               # the sign after the amount, as on MonPass invoices
+    ("en", "MNT", "₮88,000"),
+    ("ru", "MNT", f"88{NBSP}000{NBSP}₮"),
+    ("kk", "KZT", f"88{NBSP}000{NBSP}₸"),
+    ("ky", "KGS", f"88{NBSP}000{NBSP}сом"),
+    ("en", "KGS", f"сом{NBSP}88,000"),              # CLDR currency spacing: a word is set apart from digits
+])
+def test_money_per_locale(lang: str, currency: str, text: str) -> None:
+    assert money(88_000, currency, lang) == text == Translator(lang, currency).money(88_000)
+
+
+@pytest.mark.parametrize(("lang", "number", "day", "moment"), [
+    ("mn", "1,234,567", f"2026{NNBSP}оны 12-р сарын 3", f"2026{NNBSP}оны 12-р сарын 3 14:05"),
+    ("kk", f"1{NBSP}234{NBSP}567", f"2026{NNBSP}ж. 03 жел.", f"2026{NNBSP}ж. 03 жел., 14:05"),
+    ("ky", f"1{NBSP}234{NBSP}567", "2026-ж., 3-дек.", "2026-ж., 3-дек. 14:05"),
+    ("ru", f"1{NBSP}234{NBSP}567", f"3 дек. 2026{NNBSP}г.", f"3 дек. 2026{NNBSP}г., 14:05"),
+    ("en", "1,234,567", "Dec 3, 2026", f"Dec 3, 2026, 2:05{NNBSP}PM"),
+])
+def test_numbers_and_dates_per_locale(lang: str, number: str, day: str, moment: str) -> None:
+    t = Translator(lang)
+    assert t.number(1_234_567) == number
+    assert t.date(dt.date(2026, 12, 3)) == day
+    at = dt.datetime(2026, 12, 3, 14, 5, tzinfo=ZoneInfo("Asia/Ulaanbaatar"))
+    assert t.datetime(at) == moment                                    # in the moment's own zone, not UTC
 
 
 def test_unknown_language_is_refused() -> None:
