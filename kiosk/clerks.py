@@ -6,7 +6,8 @@ record hashed under lower parameters is re-hashed at its next good sign-in (:fun
 The default cost (n=2**14, r=8, p=1, 16 MiB) takes ~70 ms per check on the development machine
 (2 shared cores); raise it if the appliance is faster.  Five wrong PINs in a row lock the clerk
 out for 15 minutes; an unknown or disabled clerk gets the same :class:`InvalidPin` as a wrong PIN,
-after the same hashing work.
+after the same hashing work.  Every addition, disabling, sign-in, refusal and lockout is reported to
+``audit`` (the kiosk's hash-chained audit trail, :mod:`kiosk.audit`) with the clerk id, never the PIN.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from kiosk.errors import InputRefused, InvalidPin, PinBlocked
 from kiosk.pin import Pin, PinPolicy
@@ -135,8 +137,10 @@ class ClerkSignIn:
 
     def __init__(self, directory: ClerkDirectory, *, cost: ScryptCost | None = None,
                  max_failures: int = 5, lockout: timedelta = timedelta(minutes=15),
-                 session_length: timedelta = timedelta(hours=8)) -> None:
+                 session_length: timedelta = timedelta(hours=8),
+                 audit: Callable[[str, dict[str, Any]], object] | None = None) -> None:
         self._directory = directory
+        self._audit = audit or (lambda kind, fields: None)
         self._cost = cost or ScryptCost()
         self._max_failures = max_failures
         self._lockout = lockout
@@ -153,12 +157,14 @@ class ClerkSignIn:
         CLERK_PIN_POLICY.check(pin)
         record = ClerkRecord(clerk_id, name.strip(), hash_pin(pin, self._cost))
         self._directory.put(record)
+        self._audit("clerk.added", {"clerk_id": clerk_id})
         return record
 
     def disable(self, clerk_id: str) -> None:
         record = self._directory.get(clerk_id)
         if record is not None:
             self._directory.put(replace(record, disabled=True))
+            self._audit("clerk.disabled", {"clerk_id": clerk_id})
 
     def sign_in(self, clerk_id: str, pin: Pin, now: datetime) -> SignedInClerk:
         """Sign a clerk in.  :class:`InvalidPin` for a wrong PIN, an unknown or a disabled clerk (the
@@ -167,17 +173,22 @@ class ClerkSignIn:
         known = record is not None and not record.disabled
         matches = verify_pin(pin, record.pin_hash if record is not None and known else self._decoy_hash)
         if record is None or not known:
+            self._audit("clerk.pin_refused", {"clerk_id": clerk_id, "reason": "unknown_or_disabled"})
             raise InvalidPin(attempts_remaining=None)
         if record.locked_until is not None and now < record.locked_until:
+            self._audit("clerk.pin_refused", {"clerk_id": clerk_id, "reason": "locked_out"})
             raise PinBlocked(until=record.locked_until.isoformat())
         if not matches:
             failures = record.failed_attempts + 1
             if failures >= self._max_failures:
                 self._directory.put(replace(record, failed_attempts=0, locked_until=now + self._lockout))
+                self._audit("clerk.locked_out", {"clerk_id": clerk_id, "reason": "wrong_pin"})
                 raise PinBlocked(until=(now + self._lockout).isoformat())
             self._directory.put(replace(record, failed_attempts=failures, locked_until=None))
+            self._audit("clerk.pin_refused", {"clerk_id": clerk_id, "reason": "wrong_pin"})
             raise InvalidPin(attempts_remaining=None)
         pin_hash = hash_pin(pin, self._cost) if needs_rehash(record.pin_hash, self._cost) else record.pin_hash
         if (pin_hash, record.failed_attempts, record.locked_until) != (record.pin_hash, 0, None):
             self._directory.put(replace(record, pin_hash=pin_hash, failed_attempts=0, locked_until=None))
+        self._audit("clerk.signed_in", {"clerk_id": clerk_id})
         return SignedInClerk(record.clerk_id, record.name, now, now + self._session_length)

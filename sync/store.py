@@ -27,6 +27,7 @@ from kiosk.events import EventKind
 from kiosk.pin import SoPin
 from kiosk.ports import Receipt, SessionState
 from sync.audit_log import AuditLog
+from sync.clerk_directory import ClerkTable
 
 migrations = Migrations("tamga-kiosk")
 
@@ -133,6 +134,7 @@ class KioskStore:
         with self._lock:
             migrations.apply(self.db)
         self.audit = AuditLog(self.db, self._lock)     # every transition appends to it in its own transaction
+        self.clerks = ClerkTable(self.db, self._lock)
         self._restrict_files()
 
     def _restrict_files(self) -> None:

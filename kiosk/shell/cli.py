@@ -4,6 +4,7 @@
 ``config`` print the effective configuration (defaults merged with the kiosk's file).
 ``diagnose`` write one archive for support (no personal data, no secret).
 ``audit verify`` check the hash-chained audit trail and name the first broken link.
+``clerk add|list|disable`` the kiosk's clerks (personal PINs, kept only as scrypt hashes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from kiosk.errors import ConfigError, KioskError
-from kiosk.shell import audit_cli, config, diagnose
+from kiosk.shell import audit_cli, clerk_cli, config, diagnose
 
 
 def cmd_config(path: Path | None) -> int:
@@ -82,12 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("config", help="print the effective configuration")
     diagnose.add_parser(sub)
     audit_cli.add_parser(sub)
+    clerk_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "diagnose":
             return diagnose.run(args)
         if args.command == "audit":
             return audit_cli.run(args.config)
+        if args.command == "clerk":
+            return clerk_cli.run(args)
         return cmd_check(args.config) if args.command == "check" else cmd_config(args.config)
     except ConfigError as err:
         print(f"configuration error: {err.detail} (setting {err.data.get('setting')})", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import threading
@@ -92,8 +93,6 @@ def test_tampering_past_the_triggers_is_found_by_verify(log: AuditLog) -> None:
 
 
 def test_every_session_step_is_chained_in_its_own_transaction_and_survives_the_purge(tmp_path: Path) -> None:
-    import datetime as dt
-
     from sync.store import KioskStore, load_or_create_key
 
     store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
@@ -140,3 +139,39 @@ def test_audit_verify_command_names_the_first_broken_link(tmp_path: Path, capsys
     conn.close()
     assert cli.main(["--config", str(cfg.source), "audit", "verify"]) == 1
     assert "BROKEN at entry 2 (hash)" in capsys.readouterr().out
+
+
+def test_clerk_commands_keep_only_the_hash_and_audit_every_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from kiosk.clerks import ClerkSignIn, ScryptCost
+    from kiosk.errors import InvalidPin
+    from kiosk.pin import Pin
+    from kiosk.shell import cli
+    from sync.store import KioskStore, load_or_create_key
+    from tests.unit.test_shell_build import _config
+
+    cfg = _config(tmp_path)
+    args = ["--config", str(cfg.source), "clerk"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("204817\n204817\n"))
+    assert cli.main([*args, "add", "clerk-7", "--name", "Д.Сарнай"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("204817\n204818\n"))
+    assert cli.main([*args, "add", "clerk-8", "--name", "Б.Нурлан"]) == 1        # the two PINs differ
+    assert cli.main([*args, "list"]) == 0
+    assert "clerk-7" in capsys.readouterr().out
+    database = cfg.kiosk.data_dir / "kiosk.db"
+    assert b"204817" not in b"".join(p.read_bytes() for p in database.parent.glob("kiosk.db*"))
+    store = KioskStore(database, load_or_create_key(cfg.kiosk.data_dir / "kiosk.key", database))
+    try:
+        desk = ClerkSignIn(store.clerks, cost=ScryptCost(n=2**10), audit=lambda k, f: store.audit.append(k, f))
+        assert desk.sign_in("clerk-7", Pin("204817"), dt.datetime.now(dt.UTC)).clerk_id == "clerk-7"
+        with pytest.raises(InvalidPin):
+            desk.sign_in("clerk-7", Pin("111222"), dt.datetime.now(dt.UTC))
+        kinds = [e.kind for e in store.audit.entries()]
+        assert kinds == ["clerk.added", "clerk.signed_in", "clerk.pin_refused"] and store.audit.verify().intact
+        assert "204817" not in json.dumps([e.to_dict() for e in store.audit.entries()])
+    finally:
+        store.close()
+    assert cli.main([*args, "disable", "clerk-7"]) == 0
+    assert cli.main([*args, "list"]) == 0 and "disabled" in capsys.readouterr().out
