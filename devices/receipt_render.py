@@ -152,11 +152,12 @@ Op = Callable[[Image.Image, ImageDraw.ImageDraw, int], None]   # draws at vertic
 
 
 def _wrap(text: str, font: _Font, width: int) -> list[str]:
-    """Greedy word wrap to ``width`` px; words longer than a line are broken between characters."""
+    """Greedy word wrap to ``width`` px at plain spaces (never at CLDR's no-break ones: ``88 000 ₸``);
+    words longer than a line are broken between characters."""
     lines: list[str] = []
     for paragraph in text.split("\n"):
         current = ""
-        for word in paragraph.split():
+        for word in filter(None, paragraph.split(" ")):
             candidate = f"{current} {word}" if current else word
             if font.length(candidate) <= width:
                 current = candidate

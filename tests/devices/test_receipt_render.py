@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 import shutil
@@ -24,6 +25,7 @@ from devices.receipt_render import (
     render_receipt,
 )
 from kiosk.errors import ConfigError
+from kiosk.i18n import Translator
 from kiosk.ports import Receipt, ReceiptLine, ReceiptLineStyle
 
 S = ReceiptLineStyle
@@ -47,9 +49,9 @@ def sample_receipt(extra: int = 0) -> Receipt:
         ReceiptLine(S.TEXT, "Қазақша: электрондық қолтаңба сертификаты берілді. Әл Ғ Ң Ұ Һ І."),
         ReceiptLine(S.TEXT, "Кыргызча: электрондук кол тамга сертификаты берилди. Өң Үй."),
         ReceiptLine(S.RULE),
-        ReceiptLine(S.PAIR, "Үнэ", "45 000 ₮"),
-        ReceiptLine(S.PAIR, "Бағасы", "6 500 ₸"),
-        ReceiptLine(S.TOTAL, "Нийт", "45 000 ₮"),
+        ReceiptLine(S.PAIR, "Үнэ", Translator("mn").money(45_000)),
+        ReceiptLine(S.PAIR, "Бағасы", Translator("kk", "KZT").money(6_500)),
+        ReceiptLine(S.TOTAL, "Нийт", Translator("mn").money(45_000)),
         ReceiptLine(S.QR, "Шалгах", "https://tamga.example.mn/v/5A3F0011"),
         ReceiptLine(S.NOTE, "Баярлалаа! Рахмет! Ырахмат!"),
     ]
@@ -126,6 +128,17 @@ def test_long_text_wraps_and_long_words_break() -> None:
     long = render_receipt(Receipt("ky", (ReceiptLine(S.TEXT, "Өкмөт " * 40 + "Ы" * 80),)))
     assert long.height > short.height * 5
     assert (ink_box(long) or (0, 0, 0, 0))[2] <= long.width - MARGIN_PX + 1
+
+
+def test_an_amount_and_a_date_as_cldr_writes_them_never_break_across_rows() -> None:
+    """CLDR's no-break spaces (``88 000 ₸``, ``3 дек. 2026 г.``) hold; the plain spaces around them wrap."""
+    font = receipt_render._font(False, 24, None)
+    amount = Translator("kk", "KZT").money(1_088_000)
+    assert "\u00a0" in amount
+    rows = receipt_render._wrap(f"Барлығы {amount} {amount}", font, int(font.length(f"Барлығы {amount}")) + 2)
+    assert rows == [f"Барлығы {amount}", amount]
+    assert "\u202f" in Translator("ru").datetime(dt.datetime(2026, 12, 3, 14, 5))
+    assert 0 < font.length("\u202f") < font.length("\u00a0") == font.length(" ")   # Noto spaces them, narrow and full
 
 
 def test_total_is_bold() -> None:
