@@ -8,6 +8,7 @@ the whole test process (libpcsclite fixes its socket at the first PC/SC call).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import json
 import logging
@@ -63,6 +64,11 @@ class CrashingStore:
         return getattr(self._inner, name)
 
 
+
+def as_written(text: str) -> str:
+    """``text`` with CLDR's no-break spaces (``88,000\u00a0₮``) as the plain ones a feature file shows."""
+    return text.replace("\u00a0", " ").replace("\u202f", " ")
+
 @dataclass
 class KioskDriver:
     stack: SimulatedStack
@@ -91,7 +97,15 @@ class KioskDriver:
     def message(self) -> str:
         err = self.error or (self.result.error if self.result else None)
         assert err is not None, "no message shown"
-        return Translator(self.language).error(err)
+        return as_written(Translator(self.language).error(err))
+
+    def money(self, amount: int) -> str:
+        """``amount`` in the applicant's language as a feature file writes it (``88,000 ₮``)."""
+        return as_written(Translator(self.language).money(amount))
+
+    def date(self, day: dt.date) -> str:
+        """``day`` in the applicant's language as a feature file writes it (``2026 оны 12-р сарын 1``)."""
+        return as_written(Translator(self.language).date(day))
 
     def pin(self, value: str) -> Pin:
         self.pins_used.add(value)
@@ -382,7 +396,7 @@ def _shows_paid(driver: KioskDriver, total: str) -> None:
     assert order is not None
     t = Translator(driver.language)
     fees = {line.item.value: line.amount_mnt for line in order.fees}
-    assert t.money(fees["total"]) == total == t.money(order.total_mnt)
+    assert as_written(t.money(fees["total"])) == total == as_written(t.money(order.total_mnt))
     assert order.paid_mnt >= fees["total"]
     assert driver.result.step is IssuanceStep.IDENTITY
 
@@ -464,7 +478,7 @@ def _receipt_mn(driver: KioskDriver, amount: str) -> None:
     jobs = driver.stack.printer.wait_for_jobs(1)
     assert jobs, "nothing printed"
     _, receipt = _last_receipt(driver)
-    text = "\n".join(receipt.text())
+    text = as_written("\n".join(receipt.text()))
     serial = driver.kiosk.store.load(driver.session_id).data["certificate"]["serial"]
     assert serial[:4] in text and "ТООН ГАРЫН ҮСГИЙН ГЭРЧИЛГЭЭ" in text and amount in text
     assert receipt.language == "mn"
