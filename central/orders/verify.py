@@ -24,7 +24,7 @@ from django.shortcuts import render
 from central.orders import certificates
 from central.orders.errors import ApiError
 from kiosk import register
-from kiosk.i18n import catalogue
+from kiosk.i18n import Translator, catalogue
 
 LANGUAGES = ("mn", "kk", "ky", "ru", "en")
 DEFAULT_LANGUAGE = "mn"
@@ -102,8 +102,9 @@ class RateLimiter:
 LIMITER = RateLimiter()
 
 
-def _date(value: Any) -> str:
-    return value.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
+def _date(value: Any, language: str) -> str:
+    """The moment in Ulaanbaatar time as ``language`` writes it (CLDR, as the kiosk's receipt does)."""
+    return Translator(language).datetime(value.astimezone(LOCAL_ZONE))
 
 
 def _context(language: str, serial: str) -> dict[str, Any]:
@@ -134,9 +135,10 @@ def page(request: HttpRequest, serial: str) -> HttpResponse:
         "serial": enrollment.certificate_serial,
         "status": status,
         "status_text": context["t"][f"check_status_{'good' if status == 'good' else status}"],
-        "not_before": _date(loaded.not_valid_before_utc),
-        "not_after": _date(loaded.not_valid_after_utc),
-        "revoked_at": _date(certificate.revoked_date) if status == "revoked" and certificate.revoked_date else "",
+        "not_before": _date(loaded.not_valid_before_utc, language),
+        "not_after": _date(loaded.not_valid_after_utc, language),
+        "revoked_at": (_date(certificate.revoked_date, language)
+                       if status == "revoked" and certificate.revoked_date else ""),
         "issuer": issuer[0].value if issuer else loaded.issuer.rfc4514_string(),
         "holder": holder.display_name,
         "register": register.masked(holder.register_number),

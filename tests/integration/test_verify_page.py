@@ -41,6 +41,8 @@ def test_valid_certificate_page_shows_only_what_the_receipt_shows(
     assert isinstance(holder, dict)
     assert "Б.Ариун" in page and register.masked(holder["register_number"]) in page
     assert "хүчинтэй" in page and "Tamga Qualified Issuing CA" in page and serial in page
+    # Validity as Mongolian writes dates (CLDR via the kiosk's Translator), in Ulaanbaatar time.
+    assert len(re.findall(r"\d{4}\u202fоны \d{1,2}-р сарын \d{1,2} \d{2}:\d{2}", page)) == 2
     # Nothing beyond the receipt: no full register number, surname, e-mail, phone, organisation, invoice.
     for secret in (holder["register_number"], holder["surname"], holder["email"], holder["phone"],
                    placed["invoice"], "Баатар Ариун"):
