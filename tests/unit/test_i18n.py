@@ -14,7 +14,9 @@ import pytest
 
 from kiosk import errors
 from kiosk.i18n import LANGUAGES, CatalogueError, Translator, catalogue, load, money, read_catalogue
-from kiosk.order import OrderRefusal
+from kiosk.order import OrderRefusal, compute_fees
+from kiosk.receipt import ReceiptFacts, build_receipt
+from tests.fakes import demo_order
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 #: Texts a language may write as English does: the token's brand name.
@@ -157,6 +159,30 @@ def test_numbers_and_dates_per_locale(lang: str, number: str, day: str, moment: 
     assert t.date(dt.date(2026, 12, 3)) == day
     at = dt.datetime(2026, 12, 3, 14, 5, tzinfo=ZoneInfo("Asia/Ulaanbaatar"))
     assert t.datetime(at) == moment                                    # in the moment's own zone, not UTC
+
+
+@pytest.mark.parametrize(("lang", "currency", "issued", "until", "total", "term"), [
+    ("mn", "MNT", f"2026{NNBSP}оны 12-р сарын 3 14:05", f"2029{NNBSP}оны 12-р сарын 2", f"88,000{NBSP}₮",
+     "/Class-3/ 1 жил"),
+    ("ru", "MNT", f"3 дек. 2026{NNBSP}г., 14:05", f"2 дек. 2029{NNBSP}г.", f"88{NBSP}000{NBSP}₮", "/Class-3/ 1 год"),
+    ("kk", "KZT", f"2026{NNBSP}ж. 03 жел., 14:05", f"2029{NNBSP}ж. 02 жел.", f"88{NBSP}000{NBSP}₸", "/Class-3/ 1 жыл"),
+    ("en", "MNT", "Dec 3, 2026, 2:05\u202fPM", "Dec 2, 2029", "₮88,000", "/Class-3/ 1 year"),
+])
+def test_the_receipt_writes_dates_amounts_and_the_term_as_its_language_does(
+        lang: str, currency: str, issued: str, until: str, total: str, term: str) -> None:
+    zone = ZoneInfo("Asia/Ulaanbaatar")
+    order = demo_order()
+    facts = ReceiptFacts(office="УБ-1", issued_at=dt.datetime(2026, 12, 3, 14, 5, tzinfo=zone), order=order,
+                         fees=compute_fees(1, True), certificate_serial="5a3f0011",
+                         valid_from=dt.datetime(2026, 12, 3, tzinfo=zone),
+                         valid_until=dt.datetime(2029, 12, 2, tzinfo=zone),
+                         token_serial="0A1B2C", qr_payload="https://tamga.example.mn/v/5A3F0011")
+    t = Translator(lang, currency)
+    pairs = {line.text: line.value for line in build_receipt(facts, lang, currency).lines if line.value}
+    assert pairs[t("receipt.date")] == issued
+    assert pairs[t("receipt.valid_until")] == until
+    assert pairs[t("fee.total")] == total == pairs[t("receipt.paid")]
+    assert any(label.endswith(term) for label in pairs)
 
 
 def test_unknown_language_is_refused() -> None:
