@@ -242,6 +242,11 @@ class KioskStore:
         with self._lock, self.db.atomic():
             self.db.table("sync_state").upsert({"name": name, "value": value, "at": _now()}, pk="name")
 
+    def sync_state_value(self, name: str) -> str | None:
+        with self._lock:
+            row = self.db.execute("select value from sync_state where name = ?", [name]).fetchone()
+        return row[0] if row else None
+
     def sync_status(self) -> dict[str, Any]:
         """Queue length, the oldest unsent event's time, and the last success and error with their times."""
         with self._lock:

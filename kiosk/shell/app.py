@@ -7,6 +7,8 @@ the workflow modules beside it stay pure.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,17 +77,45 @@ class Kiosk(FlowAccess):
 
 
     def housekeeping(self) -> int:
-        """Delete finished sessions' personal data past the retention period; returns how many."""
+        """Audit a changed configuration, then delete finished sessions' personal data past the retention
+        period; returns how many sessions were purged."""
+        self.audit_configuration()
         purged = self.store.purge_finished(dt.timedelta(days=self.config.kiosk.retention_days))
         if purged:
             log.info("purged finished sessions", extra={"count": purged})
         return purged
+
+    def audit_configuration(self) -> list[str]:
+        """Append ``config.changed`` to the audit chain, naming the settings that differ from the last start.
+
+        The chain holds the settings' names and a digest of all of them, never their values (a path may
+        name a person's file, a URL an internal host); returns the names.
+        """
+        digests = setting_digests(self.config)
+        before = json.loads(self.store.sync_state_value(CONFIG_DIGESTS) or "{}")
+        changed = sorted(name for name in digests.keys() | before.keys() if digests.get(name) != before.get(name))
+        if changed:
+            whole = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+            self.store.audit.append("config.changed", {"setting": changed, "body_sha256": whole})
+            self.store.set_sync_state(CONFIG_DIGESTS, json.dumps(digests, sort_keys=True))
+            log.info("configuration changed", extra={"settings": changed})
+        return changed
 
     def close(self) -> None:
         self.engine.close()
         self.idcard.close()
         self.central.close()
         self.store.close()
+
+
+CONFIG_DIGESTS = "config_digests"
+AUDITED_SECTIONS = ("kiosk", "central", "idcard", "token", "printer")
+
+
+def setting_digests(cfg: Config) -> dict[str, str]:
+    """``section.key`` → SHA-256 of the setting's value as loaded (secrets are file paths, never read here)."""
+    return {f"{section}.{key}": hashlib.sha256(repr(value).encode()).hexdigest()
+            for section in AUDITED_SECTIONS for key, value in sorted(vars(getattr(cfg, section)).items())}
 
 
 def build(cfg: Config, token: TokenPort | None = None,

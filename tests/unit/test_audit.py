@@ -175,3 +175,23 @@ def test_clerk_commands_keep_only_the_hash_and_audit_every_change(tmp_path: Path
         store.close()
     assert cli.main([*args, "disable", "clerk-7"]) == 0
     assert cli.main([*args, "list"]) == 0 and "disabled" in capsys.readouterr().out
+
+
+def test_a_changed_configuration_is_audited_by_setting_name_never_by_value(tmp_path: Path) -> None:
+    from kiosk.shell import app, config
+    from tests.unit.test_shell_build import _config
+
+    cfg = _config(tmp_path)
+    for _ in range(2):                      # the same configuration twice: one entry
+        app.start(cfg).close()
+    text = cfg.source.read_text().replace("retention_days = 1", "retention_days = 2")
+    cfg.source.write_text(text)
+    kiosk = app.start(config.load(cfg.source))
+    try:
+        changes = [e for e in kiosk.store.audit.entries() if e.kind == "config.changed"]
+        assert len(changes) == 2 and changes[1].fields["setting"] == ["kiosk.retention_days"]
+        assert "kiosk.data_dir" in changes[0].fields["setting"]
+        assert str(cfg.kiosk.data_dir) not in json.dumps([e.to_dict() for e in changes])
+        assert kiosk.store.audit.verify().intact
+    finally:
+        kiosk.close()
