@@ -143,6 +143,12 @@ class KioskStore:
             if file.exists():
                 os.chmod(file, FILE_MODE)
 
+    @classmethod
+    def open(cls, data_dir: Path) -> KioskStore:
+        """The kiosk's store in ``data_dir``: ``kiosk.db`` with its data key ``kiosk.key``."""
+        database = data_dir / "kiosk.db"
+        return cls(database, load_or_create_key(data_dir / "kiosk.key", database))
+
     def close(self) -> None:
         self.db.close()
 

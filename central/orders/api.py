@@ -78,6 +78,19 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
     return payload
 
 
+def read_batch(request: HttpRequest, name: str, limit: int) -> list[Any]:
+    """The body's list ``name`` of at most ``limit`` items (a kiosk's pushed batch); 400 ``invalid_request``."""
+    batch = read_json(request).get(name)
+    if not isinstance(batch, list) or len(batch) > limit:
+        raise ApiError(400, "invalid_request", f"{name} must be a list of at most {limit}", field=name)
+    return batch
+
+
+def short_text(value: Any, limit: int) -> bool:
+    """1 to ``limit`` printable characters."""
+    return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
+
+
 def order_body(order: Order) -> dict[str, Any]:
     """The ``Order`` schema: ``kiosk.order.Order.from_dict`` reads it; ``fees`` as the invoice shows them."""
     fees = order.fees

@@ -14,17 +14,13 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
-from central.orders.api import api_view, json_response, read_json
+from central.orders.api import api_view, json_response, read_batch, short_text
 from central.orders.errors import ApiError
 from central.orders.models import AuditLink
 from kiosk.audit import GENESIS, AuditEntry
 
 MAX_ENTRIES = 500
 _HEX = frozenset("0123456789abcdef")
-
-
-def _text(value: Any, limit: int) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
 
 
 def _checked(raw: Any, index: int) -> AuditEntry:
@@ -35,11 +31,11 @@ def _checked(raw: Any, index: int) -> AuditEntry:
     if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq < 2**62:
         raise ApiError(400, "invalid_request", f"{where}.seq must be a positive integer", field=f"{where}.seq")
     for name, limit in (("at", 40), ("kind", 64)):
-        if not _text(raw.get(name), limit):
+        if not short_text(raw.get(name), limit):
             raise ApiError(400, "invalid_request", f"{where}.{name} must be 1 to {limit} printable characters",
                            field=f"{where}.{name}")
     session_id = raw.get("session_id")
-    if session_id is not None and not _text(session_id, 64):
+    if session_id is not None and not short_text(session_id, 64):
         raise ApiError(400, "invalid_request", f"{where}.session_id must be null or 1 to 64 printable characters",
                        field=f"{where}.session_id")
     for name in ("prev", "hash"):
@@ -64,11 +60,7 @@ def _head(kiosk_id: str) -> tuple[int, str]:
 def audit(request: HttpRequest) -> HttpResponse:
     """Append the kiosk's entries; answer ``{"head_seq": n, "head_hash": h, "applied": k}``."""
     kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
-    body = read_json(request)
-    batch = body.get("entries")
-    if not isinstance(batch, list) or len(batch) > MAX_ENTRIES:
-        raise ApiError(400, "invalid_request", f"entries must be a list of at most {MAX_ENTRIES}", field="entries")
-    entries = [_checked(e, i) for i, e in enumerate(batch)]
+    entries = [_checked(e, i) for i, e in enumerate(read_batch(request, "entries", MAX_ENTRIES))]
     applied = 0
     with transaction.atomic():
         head_seq, head_hash = _head(kiosk_id)

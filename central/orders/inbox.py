@@ -12,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
-from central.orders.api import api_view, json_response, read_json
+from central.orders.api import api_view, json_response, read_batch, short_text
 from central.orders.errors import ApiError
 from central.orders.models import InboxEvent
 
@@ -24,8 +24,7 @@ def _checked(event: Any, kiosk_id: str, index: int) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise ApiError(400, "invalid_request", f"events[{index}] must be an object", field=f"events[{index}]")
     for name, limit in _TEXT_FIELDS:
-        value = event.get(name)
-        if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
+        if not short_text(event.get(name), limit):
             raise ApiError(400, "invalid_request", f"events[{index}].{name} must be 1 to {limit} printable "
                            "characters", field=f"events[{index}].{name}")
     if not event["key"].startswith(f"{kiosk_id}/"):
@@ -40,11 +39,7 @@ def _checked(event: Any, kiosk_id: str, index: int) -> dict[str, Any]:
 def events(request: HttpRequest) -> HttpResponse:
     """Apply a batch; answer ``{"acknowledged": [key, …], "applied": n}`` (n new, the rest seen before)."""
     kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
-    body = read_json(request)
-    batch = body.get("events")
-    if not isinstance(batch, list) or len(batch) > MAX_EVENTS:
-        raise ApiError(400, "invalid_request", f"events must be a list of at most {MAX_EVENTS}", field="events")
-    checked = [_checked(e, kiosk_id, i) for i, e in enumerate(batch)]
+    checked = [_checked(e, kiosk_id, i) for i, e in enumerate(read_batch(request, "events", MAX_EVENTS))]
     applied = 0
     with transaction.atomic():
         known = set(InboxEvent.objects.filter(kiosk_id=kiosk_id, key__in=[e["key"] for e in checked])

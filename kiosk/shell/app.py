@@ -26,7 +26,7 @@ from kiosk.flows import ALL_FLOWS, FlowAccess
 from kiosk.ports import TokenPort
 from kiosk.shell.config import Config
 from sync.central_client import CentralClient
-from sync.store import KioskStore, load_or_create_key
+from sync.store import KioskStore
 
 log = logging.getLogger("tamga.app")
 
@@ -125,7 +125,7 @@ def build(cfg: Config, token: TokenPort | None = None,
     ``token`` replaces the PKCS#11 adapter (fault injection); ``clock`` the wall clock (tests).
     """
     data_dir = cfg.kiosk.data_dir
-    store = KioskStore(data_dir / "kiosk.db", load_or_create_key(data_dir / "kiosk.key", data_dir / "kiosk.db"))
+    store = KioskStore.open(data_dir)
     central = CentralClient(cfg.central.url, cfg.central.token(), cfg.central.timeout_s)
     idcard = IdCardReader(cfg.idcard.reader, load_certificates(cfg.idcard.trust_anchors, "idcard.trust_anchors"),
                           load_certificates(cfg.idcard.intermediates, "idcard.intermediates"), cfg.idcard.profile,

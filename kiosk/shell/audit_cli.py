@@ -19,15 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(path: Path | None) -> int:
-    from sync.store import KioskStore, load_or_create_key
+    from sync.store import KioskStore
 
-    cfg = config.load(path, check_files=False)
-    data_dir = cfg.kiosk.data_dir
-    database = data_dir / "kiosk.db"
-    if not database.exists():
-        print(f"no kiosk store at {database}: nothing to verify")
+    data_dir = config.load(path, check_files=False).kiosk.data_dir
+    if not (data_dir / "kiosk.db").exists():
+        print(f"no kiosk store at {data_dir / 'kiosk.db'}: nothing to verify")
         return 1
-    store = KioskStore(database, load_or_create_key(data_dir / "kiosk.key", database))
+    store = KioskStore.open(data_dir)
     try:
         report = store.audit.verify()
     finally:

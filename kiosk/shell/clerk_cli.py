@@ -19,7 +19,7 @@ from kiosk.clerks import ClerkSignIn
 from kiosk.errors import InputRefused
 from kiosk.pin import Pin
 from kiosk.shell import config
-from sync.store import KioskStore, load_or_create_key
+from sync.store import KioskStore
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,9 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 @contextmanager
 def _store(path: Path | None) -> Iterator[KioskStore]:
-    cfg = config.load(path, check_files=False)
-    data_dir = cfg.kiosk.data_dir
-    store = KioskStore(data_dir / "kiosk.db", load_or_create_key(data_dir / "kiosk.key", data_dir / "kiosk.db"))
+    store = KioskStore.open(config.load(path, check_files=False).kiosk.data_dir)
     try:
         yield store
     finally:
