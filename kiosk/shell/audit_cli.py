@@ -32,7 +32,8 @@ def run(path: Path | None) -> int:
         store.close()
     if report.broken is None:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.kinds.items()))
-        print(f"audit chain intact: {report.entries} entries, head {report.head}")
+        print(f"audit chain intact: {report.entries} {'entry' if report.entries == 1 else 'entries'}, "
+              f"head {report.head}")
         if kinds:
             print(f"  {kinds}")
         return 0

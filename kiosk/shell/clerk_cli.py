@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kiosk.clerks import ClerkSignIn
 from kiosk.errors import InputRefused
+from kiosk.i18n import Translator
 from kiosk.pin import Pin
 from kiosk.shell import config
 from sync.store import KioskStore
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             desk.add(args.clerk_id, args.name, pin)
         except InputRefused as err:
-            print(f"refused: {err.detail or err.key} ({', '.join(f'{k}={v}' for k, v in err.data.items())})",
-                  file=sys.stderr)
+            why = Translator("en").error(err)        # the technicians' language, as the other commands
+            print(f"refused: {why}" + (f" ({err.detail})" if err.detail else ""), file=sys.stderr)
             return 1
         print(f"clerk {args.clerk_id} added")
         return 0
