@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
 
 from kiosk import order as kiosk_order
 
@@ -35,9 +35,67 @@ class Gender(models.TextChoices):
     FEMALE = "female", "Эм"
 
 
-class Order(models.Model):
+DEFAULT_OFFICE = "main"
+"""The office the migration creates; orders and kiosks that name none belong to it."""
+
+
+class Office(models.Model):
+    """A registration office: its kiosks see its orders and certificates, nothing of another office's."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+class ChangeCounter(models.Model):
+    """The single counter behind the feeds' change sequence (``central.orders.feeds``).
+
+    A writer bumps it with an UPDATE inside its own transaction, which holds the row's write lock
+    until commit: change numbers are therefore committed in increasing order, and a feed reader
+    never sees number n+1 while n is still uncommitted.
+    """
+
+    name = models.CharField(max_length=32, unique=True)
+    value = models.PositiveBigIntegerField(default=0)
+
+
+FEED_COUNTER = "feeds"
+
+
+def next_change() -> int:
+    """The next feed change number, taken inside the caller's transaction (see :class:`ChangeCounter`).
+
+    Call it inside ``transaction.atomic()``: the bump's row lock must last until the change commits.
+    """
+    ChangeCounter.objects.filter(name=FEED_COUNTER).update(value=models.F("value") + 1)
+    return int(ChangeCounter.objects.values_list("value", flat=True).get(name=FEED_COUNTER))
+
+
+class FeedStamped(models.Model):
+    """A row whose every save moves it to the end of its feed (``change_seq``)."""
+
+    change_seq = models.PositiveBigIntegerField(
+        default=0, db_index=True, help_text="Feed position of the row's last change (central.orders.feeds).")
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "change_seq"}
+        with transaction.atomic():
+            self.change_seq = next_change()
+            super().save(*args, **kwargs)
+
+
+class Order(FeedStamped):
     """One holder's certificate order (seed 000, section 3 «Шинэ захиалга үүсгэх»)."""
 
+    office = models.ForeignKey(Office, on_delete=models.PROTECT, related_name="orders")
     invoice = models.CharField(max_length=12, unique=True, validators=[INVOICE_VALIDATOR])
     status = models.CharField(max_length=32, choices=OrderStatus.choices,
                               default=OrderStatus.AWAITING_CONFIRMATION)
@@ -73,6 +131,7 @@ class Order(models.Model):
 
     class Meta:
         ordering = ("-created_at", "-id")
+        indexes = (models.Index(fields=["office", "change_seq"], name="order_office_feed"),)
 
     def __str__(self) -> str:
         return f"{self.invoice} {self.father_name[:1]}.{self.given_name} ({self.status})"
@@ -101,7 +160,7 @@ class Order(models.Model):
         return self.to_kiosk().to_dict()
 
 
-class Enrollment(models.Model):
+class Enrollment(FeedStamped):
     """One certificate issued for an order, found again by the kiosk's idempotency key."""
 
     idempotency_key = models.CharField(max_length=128, unique=True)
@@ -121,6 +180,8 @@ class Enrollment(models.Model):
     fee_mnt = models.PositiveIntegerField(default=0, help_text="Renewal fee taken from the organisation.")
     voided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    expiry_noticed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the certificate entered its renewal window (feed event).")
 
     def __str__(self) -> str:
         return f"{self.order.invoice} → {self.certificate_serial}"
@@ -130,6 +191,8 @@ class KioskCredential(models.Model):
     """A kiosk's bearer token; only its SHA-256 is stored."""
 
     kiosk_id = models.CharField(max_length=64, unique=True)
+    office = models.ForeignKey(Office, null=True, blank=True, on_delete=models.PROTECT, related_name="kiosks",
+                               help_text="The only office whose orders the kiosk sees; none: it sees nothing.")
     token_sha256 = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
