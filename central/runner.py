@@ -44,8 +44,10 @@ class CentralCommandError(RuntimeError):
     """A ``python -m central …`` command failed; the message has its output."""
 
 
-def _environment() -> dict[str, str]:
+def _environment(database_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -56,7 +58,10 @@ class CentralServer:
     """``python -m central serve`` on a free loopback port, as a context manager."""
 
     def __init__(self, data_dir: Path, port: int | None = None, demo_data: bool = True,
-                 startup_timeout_s: float = 60.0, public_host: str | None = None) -> None:
+                 startup_timeout_s: float = 60.0, public_host: str | None = None,
+                 database_url: str | None = None) -> None:
+        """``database_url``: a PostgreSQL URL for this server and its commands (else its SQLite file)."""
+        self.database_url = database_url
         self.public_host = public_host or os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST") or DEMO_PUBLIC_HOST
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -103,7 +108,7 @@ class CentralServer:
         self._ready.clear()
         started = time.perf_counter()
         self._process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=_environment(), stdin=subprocess.PIPE,
+            command, cwd=REPO_ROOT, env=_environment(self.database_url), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read_output, name="central-log", daemon=True)
         self._reader.start()
@@ -178,7 +183,7 @@ class CentralServer:
     def manage(self, *args: str, timeout_s: float = 60.0) -> str:
         """Run ``python -m central ARGS --data-dir DIR`` against this server's data; return its stdout."""
         command = [sys.executable, "-m", "central", *args, "--data-dir", str(self.data_dir)]
-        result = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
+        result = subprocess.run(command, cwd=REPO_ROOT, env=_environment(self.database_url), capture_output=True,
                                 text=True, timeout=timeout_s, check=False)
         if result.returncode != 0:
             raise CentralCommandError(

@@ -12,7 +12,7 @@ import secrets
 import time
 from pathlib import Path
 
-from central import DATA_DIR_ENV
+from central import DATA_DIR_ENV, database
 
 DATA_DIR = Path(os.environ.get(DATA_DIR_ENV, "central-data")).resolve()
 
@@ -70,17 +70,8 @@ TEMPLATES: list[dict[str, object]] = [{
     "OPTIONS": {"autoescape": True},
 }]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "central.sqlite3",
-        "OPTIONS": {
-            "timeout": 20,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }
-}
+# SQLite under the data directory, or PostgreSQL when DATABASE_URL names one (central/database.py).
+DATABASES = {"default": database.from_environment(os.environ, DATA_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # A shared cache so that CRLs django-ca regenerates are seen by every process (field notes).
