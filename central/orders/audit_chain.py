@@ -5,6 +5,10 @@ kiosk's chain: the first entry follows the genesis hash, entry n+1 names entry n
 it already holds is acknowledged again when identical (a replay after a lost answer) and refused as
 ``audit_fork`` when it differs; an entry beyond the next one is refused as ``audit_gap`` with the
 sequence number the central expects, so a kiosk cannot drop entries unnoticed.
+
+Pushes of one kiosk are serialised by a row lock on its credential (PostgreSQL; SQLite serialises
+every writer anyway): two daemons of one kiosk racing, e.g. a restart beside the old process, both
+read the head only after the other committed, so the second acknowledges what the first appended.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 
 from central.orders.api import api_view, json_response, read_batch, short_text
 from central.orders.errors import ApiError
-from central.orders.models import AuditLink
+from central.orders.models import AuditLink, KioskCredential
 from kiosk.audit import GENESIS, AuditEntry
 
 MAX_ENTRIES = 500
@@ -63,6 +67,7 @@ def audit(request: HttpRequest) -> HttpResponse:
     entries = [_checked(e, i) for i, e in enumerate(read_batch(request, "entries", MAX_ENTRIES))]
     applied = 0
     with transaction.atomic():
+        list(KioskCredential.objects.select_for_update().filter(kiosk_id=kiosk_id).values_list("pk", flat=True))
         head_seq, head_hash = _head(kiosk_id)
         for entry in entries:
             if entry.seq <= head_seq:
