@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
     from django.core.wsgi import get_wsgi_application
 
     from central import serving
-    from central.orders import auth, clerk, crls, escrow, pki
+    from central.orders import auth, clerk, crls, escrow, offices, pki
 
     server = serving.create_server(
         get_wsgi_application(), host=args.host, port=args.port, threads=args.threads,
@@ -75,6 +75,7 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
         token = auth.ensure_token(DEMO_KIOSK_ID, known)
         if token is not None and token != known:
             _write_private(token_path, token + "\n")
+            offices.assign_kiosk(DEMO_KIOSK_ID)     # the demo orders' office
 
     crls.refresh()
     refresher = crls.CrlRefresher()
@@ -116,10 +117,24 @@ def cmd_init(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
-def cmd_add_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
-    from central.orders import auth
+def cmd_add_office(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import offices
 
-    print(auth.issue_token(args.kiosk_id))
+    office, created = offices.add(args.code, args.name)
+    print(f"{office.code}: {'added' if created else 'renamed'} ({office.name})")
+    return 0
+
+
+def cmd_add_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
+    from django.db import transaction
+
+    from central.orders import auth, offices
+
+    with transaction.atomic():
+        offices.by_code(args.office)
+        token = auth.issue_token(args.kiosk_id)
+        offices.assign_kiosk(args.kiosk_id, args.office)
+    print(token)
     return 0
 
 
@@ -197,7 +212,7 @@ def cmd_show_organisation(args: argparse.Namespace, data_dir: Path) -> int:
 def cmd_load_orders(args: argparse.Namespace, data_dir: Path) -> int:
     from central.orders import clerk
 
-    for invoice in clerk.load_orders_file(args.file):
+    for invoice in clerk.load_orders_file(args.file, args.office):
         print(invoice)
     return 0
 
@@ -239,8 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-host", default=os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST"),
                    help="host[:port] written into the CA's CRL, OCSP and CA issuer URLs "
                         "(default: $TAMGA_CENTRAL_PUBLIC_HOST)")
-    p = add("add-kiosk", cmd_add_kiosk, "Create or rotate a kiosk's API token and print it.")
+    p = add("add-office", cmd_add_office, "Create a registration office (or rename it).")
+    p.add_argument("code", help="a-z, 0-9 and '-', at most 32 (the migration creates 'main')")
+    p.add_argument("name")
+    p = add("add-kiosk", cmd_add_kiosk, "Create or rotate a kiosk's API token, bound to an office, and print it.")
     p.add_argument("kiosk_id")
+    p.add_argument("--office", default="main", help="the office whose orders the kiosk sees (default: main)")
     p = add("revoke-kiosk", cmd_revoke_kiosk, "Revoke a kiosk's API token.")
     p.add_argument("kiosk_id")
     p = add("confirm", cmd_confirm, "The holder confirmed the order by e-mail («Баталгаажуулах» → «Шинэ»).")
@@ -261,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("load-orders", cmd_load_orders,
             "Add orders (and organisations) from a JSON file shaped like demo_orders.json.")
     p.add_argument("file", type=Path)
+    p.add_argument("--office", default="main",
+                   help="the office of orders that name none (default: main)")
     return parser
 
 
@@ -289,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     call_command("migrate", verbosity=0, interactive=False)
 
     from central.orders.clerk import ClerkError
+    from central.orders.offices import OfficeError
 
     try:
         return int(args.func(args, data_dir))
-    except ClerkError as err:
+    except (ClerkError, OfficeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from central.orders import api, audit_chain, inbox, verify
+from central.orders import api, audit_chain, feeds, inbox, pending, verify
 
 urlpatterns = [
     path("api/v1/health", api.health, name="health"),
@@ -18,6 +18,12 @@ urlpatterns = [
     path("api/v1/certificates/<str:serial>/renewal", api.renewal_terms, name="renewal-terms"),
     path("api/v1/certificates/<str:serial>/renewals", api.renewals, name="renewals"),
     path("api/v1/tokens/<str:token_serial>/so-pin", api.so_pin, name="so-pin"),
+    path("api/v1/tokens/<str:token_serial>/certificate", pending.kiosk_token_certificate, name="token-certificate"),
+    path("api/v1/feeds/orders", feeds.orders, name="feed-orders"),
+    path("api/v1/feeds/certificates", feeds.certificates, name="feed-certificates"),
+    # The holder's own client fetches a pending certificate (no kiosk credential, rate-limited).
+    path("api/v1/holder/tokens/<str:token_serial>/certificate", pending.holder_token_certificate,
+         name="holder-token-certificate"),
     path("api/v1/events", inbox.events, name="events"),
     path("api/v1/audit", audit_chain.audit, name="audit"),
     # The page behind the receipt's QR code (HTML, no authentication, rate-limited).

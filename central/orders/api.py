@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
-from central.orders import auth, certificates, escrow, issuance, renewal
+from central.orders import auth, certificates, escrow, issuance, offices, renewal
 from central.orders.errors import ApiError
 from central.orders.models import OPEN_STATUSES, Order
 from kiosk import register
@@ -53,6 +53,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
             if kiosk_id is None:
                 return error_response(401, "unauthorized", "a valid kiosk bearer token is required")
             request.kiosk_id = kiosk_id  # type: ignore[attr-defined]
+            request.office_id = offices.office_id_of(kiosk_id)  # type: ignore[attr-defined]
             try:
                 return view(request, *args, **kwargs)
             except ApiError as err:
@@ -91,6 +92,11 @@ def short_text(value: Any, limit: int) -> bool:
     return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
 
 
+def office_of(request: HttpRequest) -> int:
+    """The id of the authenticated kiosk's office (``offices.NO_OFFICE`` if it has none)."""
+    return int(request.office_id)  # type: ignore[attr-defined]
+
+
 def order_body(order: Order) -> dict[str, Any]:
     """The ``Order`` schema: ``kiosk.order.Order.from_dict`` reads it; ``fees`` as the invoice shows them."""
     fees = order.fees
@@ -115,12 +121,12 @@ def orders(request: HttpRequest) -> HttpResponse:
     if invoice is not None and register_number is None:
         if not INVOICE_PATTERN.match(invoice):
             raise ApiError(400, "invalid_query", "an invoice number is 12 digits")
-        order = Order.objects.filter(invoice=invoice).first()
+        order = Order.objects.filter(invoice=invoice, office_id=office_of(request)).first()
     elif register_number is not None and invoice is None:
         if not register.is_valid(register_number):
             raise ApiError(400, "invalid_query", "not a register number")
         order = (Order.objects.filter(register_number=register.canonical(register_number),
-                                      status__in=OPEN_STATUSES)
+                                      status__in=OPEN_STATUSES, office_id=office_of(request))
                  .order_by("-created_at", "-id").first())
     else:
         raise ApiError(400, "invalid_query", "give exactly one of invoice or register")
@@ -144,7 +150,8 @@ def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
     token_serial = issuance.check_token_serial(payload.get("token_serial", ""))
     ciphertext = escrow.check_escrow(payload, token_serial)
     kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
-    enrollment, created = issuance.enroll(order_id, csr, idempotency_key, kiosk_id, token_serial, ciphertext)
+    enrollment, created = issuance.enroll(order_id, csr, idempotency_key, kiosk_id, token_serial, ciphertext,
+                                          office_id=office_of(request))
     if created:
         log.info("issued %s for order %s (kiosk %s, token %s)", enrollment.certificate_serial, order_id,
                  kiosk_id, token_serial or "-")
@@ -169,18 +176,22 @@ def certificate_list(request: HttpRequest) -> HttpResponse:
     register_number = request.GET.get("register")
     if register_number is None or set(request.GET) != {"register"}:
         raise ApiError(400, "invalid_query", "give register")
-    return json_response({"certificates": certificates.holder_certificates(register_number)})
+    found = certificates.holder_certificates(register_number)
+    mine = offices.certificate_serials(office_of(request), [body["serial"] for body in found])
+    return json_response({"certificates": [body for body in found if body["serial"] in mine]})
 
 
 @api_view("GET")
 def certificate(request: HttpRequest, serial: str) -> HttpResponse:
     """``GET /api/v1/certificates/{serial}``."""
+    offices.require_certificate(serial, office_of(request))
     return json_response(certificates.certificate_body(certificates.find_enrollment(serial)))
 
 
 @api_view("POST")
 def revocation(request: HttpRequest, serial: str) -> HttpResponse:
     """``POST /api/v1/certificates/{serial}/revocation`` with ``{reason, register_number, idempotency_key}``."""
+    offices.require_certificate(serial, office_of(request))
     body, created = certificates.revoke(serial, read_json(request), request.kiosk_id)  # type: ignore[attr-defined]
     return json_response(body, status=201 if created else 200)
 
@@ -188,12 +199,14 @@ def revocation(request: HttpRequest, serial: str) -> HttpResponse:
 @api_view("GET")
 def renewal_terms(request: HttpRequest, serial: str) -> HttpResponse:
     """``GET /api/v1/certificates/{serial}/renewal?term_years=1|2``."""
+    offices.require_certificate(serial, office_of(request))
     return json_response(renewal.terms(serial, request.GET.get("term_years")))
 
 
 @api_view("POST")
 def renewals(request: HttpRequest, serial: str) -> HttpResponse:
     """``POST /api/v1/certificates/{serial}/renewals`` with ``{application, signature, csr, idempotency_key}``."""
+    offices.require_certificate(serial, office_of(request))
     enrollment, created = renewal.renew(serial, read_json(request), request.kiosk_id)  # type: ignore[attr-defined]
     return json_response(issuance.enrollment_body(enrollment), status=201 if created else 200)
 
@@ -201,7 +214,10 @@ def renewals(request: HttpRequest, serial: str) -> HttpResponse:
 @api_view("POST")
 def so_pin(request: HttpRequest, token_serial: str) -> HttpResponse:
     """``POST /api/v1/tokens/{token_serial}/so-pin``: the escrowed SO PIN re-encrypted to the kiosk's key."""
-    return json_response(escrow.release(token_serial, read_json(request), request.kiosk_id))  # type: ignore[attr-defined]
+    payload = read_json(request)
+    if isinstance(payload.get("certificate_serial"), str):
+        offices.require_certificate(payload["certificate_serial"], office_of(request))
+    return json_response(escrow.release(token_serial, payload, request.kiosk_id))  # type: ignore[attr-defined]
 
 
 def health(request: HttpRequest) -> HttpResponse:

@@ -10,3 +10,8 @@ class OrdersConfig(AppConfig):
     label = "orders"
     verbose_name = "Tamga orders"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from central.orders import feeds
+
+        feeds.connect()

@@ -2,7 +2,8 @@
 
 Loading takes the same shape the API serves (``holder``/``organisation`` objects) with extra
 ``gender``/``foreign`` holder fields and a ``consent_accepted`` flag; ``status`` is derived
-unless given (only ``cancelled`` or ``issued`` need saying).
+unless given (only ``cancelled`` or ``issued`` need saying).  An order's ``office`` (a code)
+says which office's kiosks see it; without one it goes to the office the loader is given.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from central.orders.models import INVOICE_VALIDATOR, Gender, Order, OrderStatus, Organisation
+from central.orders import offices
+from central.orders.models import DEFAULT_OFFICE, INVOICE_VALIDATOR, Gender, Office, Order, OrderStatus, Organisation
 from kiosk import register
 
 
@@ -29,7 +31,7 @@ def derived_status(order: Order) -> str:
     return str(OrderStatus.PAID if order.paid_mnt >= order.fees.total else OrderStatus.NEW)
 
 
-def _order_from_dict(d: dict[str, Any]) -> Order:
+def _order_from_dict(d: dict[str, Any], office: Office) -> Order:
     holder = d["holder"]
     organisation = d.get("organisation") or {}
     if not register.is_valid(holder["register_number"]):
@@ -42,6 +44,7 @@ def _order_from_dict(d: dict[str, Any]) -> Order:
     if gender not in ("", *Gender.values):
         raise ClerkError(f"{d['invoice']}: gender is one of {Gender.values}")
     order = Order(
+        office=office,
         invoice=str(d["invoice"]),
         surname=holder.get("surname", ""),
         father_name=holder["father_name"],
@@ -115,13 +118,20 @@ def set_balance(register_number: str, balance_mnt: int, name: str | None = None)
     return organisation
 
 
-def load_orders(items: list[dict[str, Any]]) -> list[str]:
-    """Add the orders whose invoice is not known yet; return the invoices added."""
+def load_orders(items: list[dict[str, Any]], office: str = DEFAULT_OFFICE) -> list[str]:
+    """Add the orders whose invoice is not known yet, to their own ``office`` or to ``office``;
+    return the invoices added."""
     added = []
+    known: dict[str, Office] = {}
     with transaction.atomic():
         for item in items:
             try:
-                order = _order_from_dict(item)
+                code = str(item.get("office") or office)
+                if code not in known:
+                    known[code] = offices.by_code(code)
+                order = _order_from_dict(item, known[code])
+            except offices.OfficeError as err:
+                raise ClerkError(f"order {item.get('invoice', '?')}: {err}") from err
             except (KeyError, TypeError, ValueError) as err:
                 raise ClerkError(f"malformed order {item.get('invoice', '?')}: {err!r}") from err
             if Order.objects.filter(invoice=order.invoice).exists():
@@ -131,9 +141,11 @@ def load_orders(items: list[dict[str, Any]]) -> list[str]:
     return added
 
 
-def load_orders_file(path: Path) -> list[str]:
+def load_orders_file(path: Path, office: str = DEFAULT_OFFICE) -> list[str]:
     items = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(items, dict):
+        for item in items.get("offices", []):
+            offices.add(str(item["code"]), str(item["name"]))
         organisations = items.get("organisations", [])
         if not isinstance(organisations, list):
             raise ClerkError(f"{path}: 'organisations' is a list")
@@ -141,7 +153,7 @@ def load_orders_file(path: Path) -> list[str]:
         items = items.get("orders", [])
     if not isinstance(items, list):
         raise ClerkError(f"{path}: expected a list of orders or {{'orders': [...]}}")
-    return load_orders(items)
+    return load_orders(items, office)
 
 
 def _open_order(invoice: str) -> Order:

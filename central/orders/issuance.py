@@ -143,11 +143,12 @@ def refuse_voided(idempotency_key: str) -> None:
 
 
 def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, token_serial: str = "",
-           escrow_ciphertext: bytes | None = None) -> tuple[Enrollment, bool]:
+           escrow_ciphertext: bytes | None = None, *, office_id: int) -> tuple[Enrollment, bool]:
     """Issue (or find again) the order's certificate; return the enrollment and whether it is new.
 
     ``escrow_ciphertext`` (checked by :func:`escrow.check_escrow`) is kept as the SO PIN of
-    ``token_serial`` when the certificate is issued now.  Raises ApiError: 400 for a bad request or
+    ``token_serial`` when the certificate is issued now.  An order of another office than
+    ``office_id`` is not found.  Raises ApiError: 400 for a bad request or
     CSR, 404 ``order_not_found``, 409 ``order_not_payable`` (with ``reason``), ``key_reused``,
     ``idempotency_conflict`` or ``enrollment_void``.
     """
@@ -155,7 +156,7 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
     request = check_csr(csr_pem)
     with ISSUE_LOCK, transaction.atomic():
         numeric = order_id.isascii() and order_id.isdigit()
-        order = Order.objects.filter(pk=order_id).first() if numeric else None
+        order = Order.objects.filter(pk=order_id, office_id=office_id).first() if numeric else None
         if order is None:
             raise ApiError(404, "order_not_found", "no such order")
         refuse_voided(idempotency_key)

@@ -66,3 +66,19 @@ def new_order(central_server: CentralServer, tmp_path: Path) -> NewOrder:
         return order
 
     return make
+
+
+OFFICE_B = "office-b"
+
+
+@pytest.fixture(scope="session")
+def office_b_token(central_server: CentralServer) -> str:
+    """The credential of a kiosk of a second office (the demo kiosk is in office ``main``)."""
+    central_server.manage("add-office", OFFICE_B, "Сэлэнгэ салбар")
+    return central_server.manage("add-kiosk", "kiosk-office-b", "--office", OFFICE_B).strip()
+
+
+@pytest.fixture
+def office_b_client(central_server: CentralServer, office_b_token: str) -> Iterator[CentralClient]:
+    with CentralClient(central_server.url, office_b_token, timeout_s=10.0) as client:
+        yield client
