@@ -496,6 +496,11 @@ def _read_secret_file(path: Path, what: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["backup"], ["restore"]):
+        from provisioning import backup
+
+        return backup.main(argv)
     args = parser().parse_args(argv)
     root = args.root.resolve()
     ask = Asker(interactive=not args.non_interactive and sys.stdin.isatty())
