@@ -185,6 +185,13 @@ class KioskStore:
             rows = list(self.db.table("sessions").rows_where("finished_at is null", order_by="created_at"))
         return [self._state(r) for r in rows]
 
+    def sessions_since(self, since: dt.datetime) -> list[SessionState]:
+        """Sessions created or moved on at or after ``since``, oldest first (the clerk's day list)."""
+        moment = since.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            rows = list(self.db.table("sessions").rows_where("updated_at >= ?", [moment], order_by="created_at"))
+        return [self._state(r) for r in rows]
+
     @contextmanager
     def _durable(self, durable: bool = True) -> Iterator[None]:
         """One transaction, fsynced at commit when ``durable`` (synchronous=FULL for it alone)."""

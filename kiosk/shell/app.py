@@ -20,6 +20,8 @@ from devices.certificates import X509Reader
 from devices.idcard import IdCardReader
 from devices.printer import EscPosPrinter, PrinterTarget
 from devices.token import Pkcs11Token
+from kiosk.clerk_desk import ClerkDesk
+from kiosk.clerks import ClerkSignIn
 from kiosk.engine import Engine, KioskPolicy, Services
 from kiosk.errors import ConfigError
 from kiosk.flows import ALL_FLOWS, FlowAccess
@@ -63,6 +65,7 @@ class Kiosk(FlowAccess):
     printer: EscPosPrinter
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     engine: Engine = field(init=False)
+    clerk_desk: ClerkDesk = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -74,6 +77,10 @@ class Kiosk(FlowAccess):
         )
         services = Services(self.store, self.central, self.idcard, self.token, self.printer, X509Reader())
         self.engine = Engine(services, policy, ALL_FLOWS, clock=self.clock)
+        audit = self.store.audit
+        sign_in = ClerkSignIn(self.store.clerks, audit=lambda kind, fields: audit.append(kind, fields))
+        self.clerk_desk = ClerkDesk(self.engine, sign_in, self.store,
+                                    lambda kind, fields, session_id: audit.append(kind, fields, session_id))
 
 
     def housekeeping(self) -> int:
