@@ -28,6 +28,7 @@ import logging
 import re
 import textwrap
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -58,6 +59,15 @@ _RETRYABLE = (requests.ConnectionError, requests.Timeout)
 _ERROR_DETAIL_FIELDS = ("reason", "total", "paid", "due", "term_years", "field", "balance", "shortfall",
                         "last_request_day", "certificate_status", "renewed_by", "limit")
 _HEX = re.compile(r"^[0-9A-Fa-f]{1,128}$")
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One page of a feed: its items in change order, the cursor to ask after next, and whether more wait."""
+
+    items: tuple[Any, ...]
+    cursor: str
+    more: bool
 
 
 def csr_pem(csr_der: bytes) -> str:
@@ -265,6 +275,38 @@ class CentralClient:
             raise CentralUnavailable("malformed audit answer", status=response.status_code,
                                      cause="malformed_response")
         return head
+
+    # --- feeds and pending certificates -----------------------------------------------------------
+    def order_feed(self, after: str = "0", limit: int = 100) -> FeedPage:
+        """The office's orders changed after the cursor ``after``; each item is ``(seq, Order)``."""
+        page = self._feed("orders", after, limit)
+        try:
+            orders = tuple((int(item["seq"]), Order.from_dict(item["order"])) for item in page.items)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CentralUnavailable("malformed order feed", status=200, cause="malformed_response") from err
+        return FeedPage(orders, page.cursor, page.more)
+
+    def certificate_feed(self, after: str = "0", limit: int = 100) -> FeedPage:
+        """The office's certificate events (``issued``, ``revoked``, ``expiring``) after ``after``, as dicts."""
+        return self._feed("certificates", after, limit)
+
+    def token_certificate(self, token_serial: str) -> IssuedCertificate:
+        """The newest certificate the central issued on the token for this office; OrderNotFound-like
+        CentralRejected ``certificate_not_found`` when there is none."""
+        response = self._request("GET", f"{API_PREFIX}/tokens/{quote(token_serial, safe='')}/certificate",
+                                 idempotent=True)
+        return _issued(self._expect(response, (200,)), response.status_code)
+
+    def _feed(self, name: str, after: str, limit: int) -> FeedPage:
+        response = self._request("GET", f"{API_PREFIX}/feeds/{name}", idempotent=True,
+                                 params={"after": after, "limit": str(limit)})
+        body = self._expect(response, (200,))
+        items, cursor, more = body.get("items"), body.get("cursor"), body.get("more")
+        if (not isinstance(items, list) or not all(isinstance(item, dict) for item in items)
+                or not isinstance(cursor, str) or not cursor.isdigit() or not isinstance(more, bool)):
+            raise CentralUnavailable(f"malformed {name} feed", status=response.status_code,
+                                     cause="malformed_response")
+        return FeedPage(tuple(items), cursor, more)
 
     # --- escrow key --------------------------------------------------------------------------------
     def _escrow_key(self) -> tuple[str, rsa.RSAPublicKey]:

@@ -29,7 +29,7 @@ from tests.integration.test_central import NewOrder, find, idem, make_csr, make_
 
 SPEC = Path(__file__).resolve().parents[2] / "central" / "openapi.yaml"
 schema = schemathesis.openapi.from_path(str(SPEC)).include(
-    path_regex=r"^/api/v1/(certificates|tokens|enrollments|escrow-key|orders/\{order_id\}/enrollments)")
+    path_regex=r"^/api/v1/(certificates|tokens|enrollments|escrow-key|orders/\{order_id\}/enrollments|feeds|holder)")
 _TARGET: dict[str, str] = {}
 
 
