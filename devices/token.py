@@ -394,6 +394,13 @@ class Pkcs11Session:
     def remove_key(self, key_id: bytes) -> None:
         self._destroy(key_id, (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE))
 
+    def set_pin(self, old_pin: Pin, new_pin: Pin) -> None:
+        """C_SetPIN in this logged-in session; a refused old PIN is InvalidPin."""
+        try:
+            self._timed("set_pin", lambda: self._s.set_pin(old_pin.reveal(), new_pin.reveal()))
+        except p11e.PinIncorrect as err:
+            raise InvalidPin(device="token", attempts_remaining=None) from err
+
     def remove_private_key_only(self, key_id: bytes) -> None:
         """Destroy only the private key(s) ``key_id``, leaving a half pair: for fault injection, never the kiosk."""
         self._destroy(key_id, (ObjectClass.PRIVATE_KEY,))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -204,7 +205,12 @@ class Flow:
 
 
 class Engine:
-    """Sessions of every flow over one store.  Not thread-safe per session: one caller drives one session."""
+    """Sessions of every flow over one store.
+
+    One caller drives a session's steps.  Where a flow lets a second thread work on the same session
+    (issuance's early key generation while the clerk reviews), every write of either thread is a
+    short load-modify-write inside :meth:`locked`, so no update is lost; device I/O stays outside it.
+    """
 
     def __init__(self, services: Services, policy: KioskPolicy, flows: tuple[type[Flow], ...],
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
@@ -213,6 +219,8 @@ class Engine:
         self.clock = clock
         self.pins = PinCache()
         self.receipts = ReceiptDesk(services.store, services.printer)
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
         self._closers: list[Callable[[], None]] = [self.receipts.close]
         self.flows: dict[FlowKind, Flow] = {}
         for cls in flows:
@@ -282,6 +290,17 @@ class Engine:
                                         reason=reason, **fields))
 
     # -- for flows ----------------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, session_id: str) -> Iterator[SessionState]:
+        """Hold the session's lock and yield its state loaded now: write it inside, never wait on a device.
+
+        Re-entrant in one thread.  Writes made inside see every earlier write of any thread.
+        """
+        with self._locks_guard:
+            lock = self._locks.setdefault(session_id, threading.RLock())
+        with lock:
+            yield self.load(session_id)
+
     def expect(self, session_id: str, kind: FlowKind, step: Enum) -> SessionState:
         state = self.load(session_id)
         if state.flow != kind.value or state.step != step.value:

@@ -241,6 +241,12 @@ class RenewalNotPossible(RequestRefused):
 
     key = "error.renewal_not_possible"
 
+class ApplicationRejected(RequestRefused):
+    """The clerk rejected the application at approval; ``data['reason']`` is a RejectReason value."""
+
+    key = "error.application_rejected"
+
+
 
 class NoCertificateOnToken(RequestRefused):
     """The eToken holds no certificate of ours (a blank or foreign token)."""

@@ -143,6 +143,13 @@ class TokenPort(Protocol):
         ...
 
     def session(self, serial: str, user_pin: Pin) -> AbstractContextManager[TokenSession]:
+    def set_pin(self, old_pin: Pin, new_pin: Pin) -> None:
+        """C_SetPIN: the user PIN ``old_pin`` (the one this session logged in with) becomes ``new_pin``.
+
+        Raises InvalidPin when ``old_pin`` is refused.
+        """
+        ...
+
         """Log in as user; raises InvalidPin(attempts_remaining=…) or PinBlocked."""
         ...
 

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -172,6 +172,8 @@ class FakeTokenSession:
         self.fake.calls.append("generate_key_pair")
         key = ec.generate_private_key(ec.SECP256R1())
         self.t.objects[key_id] = _Object(key, key.public_key())
+        if self.fake.before_keygen is not None:
+            self.fake.before_keygen()
         return _spki(key.public_key())
 
     def sign_csr(self, key_id: bytes, subject_cn: str) -> bytes:
@@ -210,6 +212,12 @@ class FakeTokenSession:
 
 
 class FakeToken:
+    def set_pin(self, old_pin: Pin, new_pin: Pin) -> None:
+        self.fake.calls.append("set_pin")
+        if old_pin.reveal() != self.t.user_pin:
+            raise InvalidPin(device="token", attempts_remaining=self.t.tries_left)
+        self.t.user_pin = new_pin.reveal()
+
     """:class:`kiosk.ports.TokenPort` with one slot; ``pulled`` makes every call fail as a pulled token."""
 
     def __init__(self, serial: str = "TK0001") -> None:
@@ -219,6 +227,7 @@ class FakeToken:
         self.calls: list[str] = []
 
     def _token(self, serial: str | None = None) -> FakeTokenState:
+        self.before_keygen: Callable[[], None] | None = None    # runs inside generate_key_pair (a slow token)
         if self.pulled or self.slot is None or (serial is not None and serial != self.slot.serial):
             raise DeviceNotReady("no token", device="token")
         return self.slot

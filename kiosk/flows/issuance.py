@@ -1,7 +1,14 @@
 """Issuance: from a paid order to a personalised eToken and a printed receipt (shared seed 000).
 
 Steps, in order: consent → order → identity → approval → token → keygen → enrollment → install →
-receipt → done.  When the central cannot be reached at enrollment, the visit can end offline
+receipt → done.  At approval the clerk ticks the documents the order's type needs
+(:func:`required_documents`) and approves, or rejects with a reason (``reject``, which ends the
+session).  While the clerk reviews, the screen may run ``prepare_early`` on a worker thread: the token
+is initialised and the key generated under a temporary PIN, so that after approval ``prepare_token``
+only sets the chosen PIN (C_SetPIN) and ``generate_key`` finds the key and its CSR at once; see
+:mod:`kiosk.flows.issuance_early` for that path, its locking and its crash rules.
+
+When the central cannot be reached at enrollment, the visit can end offline
 (``defer``): enrollment → pending, with a "certificate pending" receipt; the queued request is
 sent later (``fetch_certificate``, by the sync daemon or when the token is seen again) and the
 certificate is installed the next time the holder's token is in a kiosk of the office
@@ -22,14 +29,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum, unique
 from typing import Any
 
-from kiosk import register
-from kiosk.engine import FlowKind, StepResult, cannot_cancel
+from kiosk.engine import Engine, FlowKind, StepResult, cannot_cancel
 from kiosk.errors import (
     ApprovalIncomplete,
     CentralRejected,
@@ -38,11 +45,11 @@ from kiosk.errors import (
     KioskError,
     OrderNotFound,
     PinBlocked,
-    TokenError,
     TokenPinBlockedRestart,
-    TokenSoPinUnknown,
+    WrongStep,
 )
 from kiosk.events import EventKind
+from kiosk.flows.issuance_early import EarlySteps, EarlyWork, RejectReason, ascii_register, token_label
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
 from kiosk.pin import Pin, SoPin
@@ -50,7 +57,6 @@ from kiosk.ports import IssuedCertificate, Receipt, SessionState, TokenInfo
 from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import IssuanceData, issuance_data
-from kiosk.token_steps import TokenSteps
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
 
 
@@ -81,19 +87,44 @@ class Document(Enum):
     POWER_OF_ATTORNEY = "power_of_attorney"                # only when collected by proxy
 
 
-def required_documents(by_proxy: bool) -> list[Document]:
-    docs = [Document.OFFICIAL_LETTER, Document.CONTRACT, Document.STATE_REGISTRATION_COPY,
-            Document.ID_CARD_COPY]
+@unique
+class OrderType(Enum):
+    """Who ordered: an organisation for its employee (seed 000's case), or a person for themself."""
+
+    ORGANISATION = "organisation"
+    INDIVIDUAL = "individual"
+
+    @classmethod
+    def of(cls, order: Order) -> OrderType:
+        return cls.ORGANISATION if order.organisation_register else cls.INDIVIDUAL
+
+
+def required_documents(order_type: OrderType, by_proxy: bool) -> list[Document]:
+    """The checklist of seed 000 §7.1 for the order's type.
+
+    An organisation's order needs its official letter (signed by the director, stamped), the contract
+    in two copies (signed by the applicant, signed and stamped by the director), the notarised copy of
+    its state-registration certificate and the holder's ID card with a copy.  A person's own order has
+    no organisation papers: the contract (two copies, signed by the applicant) and the ID card copy.
+    Collected by proxy: the notarised power of attorney as well.
+    """
+    docs = [Document.CONTRACT, Document.ID_CARD_COPY]
+    if order_type is OrderType.ORGANISATION:
+        docs = [Document.OFFICIAL_LETTER, Document.CONTRACT, Document.STATE_REGISTRATION_COPY, Document.ID_CARD_COPY]
     if by_proxy:
         docs.append(Document.POWER_OF_ATTORNEY)
     return docs
 
 
 S = IssuanceStep
+log = logging.getLogger("tamga.issuance")
 
 
-class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
-    """The issuance steps over the engine's ports.  One caller drives one session."""
+class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
+    """The issuance steps over the engine's ports.
+
+    One caller drives a session's steps; only ``prepare_early`` runs beside ``approve``/``reject``.
+    """
 
     kind = FlowKind.ISSUANCE
     Step = IssuanceStep
@@ -101,20 +132,27 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
     after_consent = IssuanceStep.ORDER
     after_identity = IssuanceStep.APPROVAL
 
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.early_work = EarlyWork()
+
     # -- engine hooks -----------------------------------------------------------------------------------
     def view(self, state: SessionState) -> StepView:
         data = issuance_data(state)
         step = IssuanceStep(state.step)
         cert = data.get("certificate")
         token = data.get("token")
+        at_approval = step is S.APPROVAL
         return StepView(
             order=OrderView.of(Order.from_dict(data["order"])) if "order" in data else None,
             card=card_view(data),
             token=TokenView(token["serial"], token["model"], token["label"]) if token else None,
             certificate=CertificateView(cert["serial"], dt.datetime.fromisoformat(cert["not_before"]),
                                         dt.datetime.fromisoformat(cert["not_after"])) if cert else None,
-            documents=tuple(d.value for d in required_documents(data.get("by_proxy", False)))
-            if step is S.APPROVAL else (),
+            documents=tuple(d.value for d in required_documents(OrderType.of(Order.from_dict(data["order"])),
+                                                                data.get("by_proxy", False))) if at_approval else (),
+            reasons=tuple(r.value for r in RejectReason) if at_approval else (),
+            notice=self.early_notice(state) if at_approval else "",
             pin_needed=step in (S.KEYGEN, S.INSTALL) and state.id not in self.pins,
             receipt_pending=bool(data.get("receipt_pending", False)),
             timings_ms=dict(data.get("timings_ms", {})),
@@ -122,6 +160,8 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
 
     def resume(self, state: SessionState) -> Callable[[], StepResult] | None:
         step, sid = IssuanceStep(state.step), state.id
+        if step is S.APPROVAL and "rejection" in state.data:
+            return lambda: self.finish_rejection(sid)
         if step is S.ENROLLMENT:
             return lambda: self.enroll(sid)
         if step is S.PENDING:
@@ -148,6 +188,12 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
         step = IssuanceStep(state.step)
         if step in (S.INSTALL, S.RECEIPT):
             raise cannot_cancel(state, "certificate_issued")
+        if step in (S.APPROVAL, S.TOKEN) and self._key_may_exist(state) and not self._worker_busy(state):
+            try:
+                return {"early_key": self._destroy_early_key(state)}
+            except KioskError as err:       # not in the slot: the token's next preparation wipes it
+                log.warning("early key not removed at cancel: %s", err.key, extra={"session": state.id})
+                return {"early_key": "left"}
         if step in (S.ENROLLMENT, S.PENDING):
             revoked = self.services.central.void_enrollment(state.data["idempotency_key"])
             return {"idempotency_key": state.data["idempotency_key"], "voided": True, "revoked_serial": revoked}
@@ -182,27 +228,40 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
 
     # -- 4. clerk approval ------------------------------------------------------------------------------
     def approve(self, session_id: str, clerk_id: str, documents: Iterable[str], by_proxy: bool) -> StepResult:
-        state = self.expect(session_id, S.APPROVAL)
+        """The clerk ticked every document the order's type needs (ApprovalIncomplete names the others)."""
         try:
             ticked = {Document(d) for d in documents}
         except ValueError as err:
             raise InvalidInput(str(err), field="documents") from err
-        missing = [d.value for d in required_documents(by_proxy) if d not in ticked]
-        if missing:
-            raise ApprovalIncomplete(missing=missing)
-        data = dict(state.data, by_proxy=by_proxy, clerk_id=clerk_id,
-                    documents=sorted(d.value for d in ticked), approved_at=self.now().isoformat())
-        return self.result(self.advance(state, S.TOKEN, data, EventKind.APPROVAL_GIVEN, clerk_id=clerk_id,
-                                        documents=data["documents"], by_proxy=by_proxy))
+        with self.engine.locked(session_id) as state:       # the early worker may write meanwhile
+            state = self.expect(session_id, S.APPROVAL)
+            if "rejection" in state.data:
+                raise WrongStep(session_id=session_id, expected="issuance.approval", actual="issuance.rejected")
+            order_type = OrderType.of(Order.from_dict(state.data["order"]))
+            missing = [d.value for d in required_documents(order_type, by_proxy) if d not in ticked]
+            if missing:
+                raise ApprovalIncomplete(missing=missing)
+            data = dict(state.data, by_proxy=by_proxy, clerk_id=clerk_id,
+                        documents=sorted(d.value for d in ticked), approved_at=self.now().isoformat())
+            return self.result(self.advance(state, S.TOKEN, data, EventKind.APPROVAL_GIVEN, clerk_id=clerk_id,
+                                            documents=data["documents"], by_proxy=by_proxy))
 
     # -- 5. token preparation ---------------------------------------------------------------------------
     def prepare_token(self, session_id: str, new_pin: Pin, confirmation: Pin) -> StepResult:
-        """Initialise the eToken with a fresh SO PIN and the applicant's chosen user PIN."""
-        state = self.expect(session_id, S.TOKEN)
+        """Initialise the eToken with a fresh SO PIN and the applicant's chosen user PIN.
+
+        When ``prepare_early`` prepared the token in this process, wait for it and only set the chosen PIN.
+        """
+        self.expect(session_id, S.TOKEN)
         self.policy.pin_policy.check(new_pin, confirmation)
+        taken = self.take_early_token(session_id, new_pin)
+        if taken is not None:
+            return self.result(taken)
+        state = self.expect(session_id, S.TOKEN)
         data = issuance_data(state)
-        order = Order.from_dict(data["order"])
-        label = f"{self.policy.token_label_prefix} {_ascii_register(order)}"[:32]
+        for leftover in ("csr", "public_key_sha256"):     # of an early key this path wipes
+            data.pop(leftover, None)  # type: ignore[misc]
+        label = token_label(self.policy.token_label_prefix, Order.from_dict(data["order"]))
         with self.engine.timed(data, S.TOKEN):
             present = self.services.token.present()
             state, info, so_pin = self._initialise(state, data, present, label, new_pin)
@@ -228,24 +287,7 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
             self.services.store.save_token_secret(serial, new_so)
         state = self.engine.before_side_effect(state, data, EventKind.TOKEN_INITIALISING, token_serial=serial,
                                                blank=not present.initialised)
-        if not present.initialised:
-            # Blank (new, or left so by a power cut inside C_InitToken): any SO PIN opens it.
-            return state, self.services.token.initialise(serial, new_so, new_so, label, user_pin), new_so
-        candidates = [new_so] if stored else []
-        factory = self.policy.factory_so_pin
-        if factory and factory not in candidates:
-            candidates.append(factory)
-        last: KioskError | None = None
-        for current in candidates:
-            try:
-                return state, self.services.token.initialise(serial, current, new_so, label, user_pin), new_so
-            except TokenError as err:
-                if err.data.get("reason") != "so_pin_incorrect":
-                    raise
-                last = err
-        # Neither ours nor the factory's: prepared by someone else.  Final, so that nobody retries
-        # into an SO PIN lockout; the clerk resets the token with its vendor tool.
-        raise TokenSoPinUnknown(serial=serial) from last
+        return state, self.c_inittoken(present, stored, new_so, label, user_pin), new_so
 
     # -- 6. key generation and CSR ----------------------------------------------------------------------
     def generate_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
@@ -262,7 +304,10 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
                     reused = spki is not None
                     if spki is None:
                         spki = session.generate_key_pair(key_id, data["token"]["label"], self.policy.key_algorithm)
-                    csr = session.sign_csr(key_id, _ascii_register(order))
+                    if "csr" in data and hashlib.sha256(spki).hexdigest() == data.get("public_key_sha256"):
+                        csr = base64.b64decode(data["csr"])        # made with the key during the review
+                    else:
+                        csr = session.sign_csr(key_id, ascii_register(order))
             except PinBlocked as err:
                 # Nothing is issued yet: the token is prepared again (the kiosk holds its SO PIN).
                 again = self.advance(self.engine.load(session_id), S.TOKEN, dict(state.data), EventKind.TOKEN_REPREPARE,
@@ -376,13 +421,6 @@ class IssuanceFlow(IdentitySteps, TokenSteps, ReceiptSteps):
 
     def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:
         return build_receipt(self.receipt_facts(data), language, self.policy.currency, reprint=reprint)
-
-
-def _ascii_register(order: Order) -> str:
-    try:
-        return register.to_ascii(order.holder.register_number)
-    except ValueError as err:
-        raise InvalidInput(str(err), field="register_number") from err
 
 
 def pem_to_der(pem: str) -> bytes:
