@@ -12,6 +12,7 @@ import pytest
 
 from central.runner import CentralServer
 from sync.central_client import CentralClient
+from tests.pgcluster import cluster
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +83,18 @@ def office_b_token(central_server: CentralServer) -> str:
 def office_b_client(central_server: CentralServer, office_b_token: str) -> Iterator[CentralClient]:
     with CentralClient(central_server.url, office_b_token, timeout_s=10.0) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def central_postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralServer]:
+    """A central on a throwaway PostgreSQL cluster (``tests/pgcluster.py``), one per module that asks."""
+    with cluster() as url, CentralServer(tmp_path_factory.mktemp("central-pg"), database_url=url) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_central(request: pytest.FixtureRequest) -> CentralServer:
+    """The test runs twice: on the session's SQLite ``central_server`` and on ``central_postgresql``."""
+    name = "central_server" if request.param == "sqlite" else "central_postgresql"
+    server: CentralServer = request.getfixturevalue(name)
+    return server

@@ -1,21 +1,20 @@
 """Exactly once on both databases the central runs on: the embedded SQLite and PostgreSQL.
 
 Each test runs against the session's SQLite central and against a central on a throwaway
-PostgreSQL cluster (``tests/pgcluster.py``).  SQLite serialises writers; PostgreSQL lets
-concurrent requests of one kiosk really interleave, which is where an "exactly once" that holds
-only by luck shows.
+PostgreSQL cluster (``tests/pgcluster.py``; the fixtures ``either_central`` and ``central_postgresql``
+are in conftest).  SQLite serialises writers; PostgreSQL lets concurrent requests of one kiosk
+really interleave, which is where an "exactly once" that holds only by luck shows.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from central.runner import CentralServer
@@ -23,22 +22,8 @@ from kiosk.audit import AuditEntry
 from sync.central_client import CentralClient
 from sync.daemon import SyncDaemon
 from sync.store import KioskStore, load_or_create_key
-from tests.pgcluster import cluster
 
 WRITERS = 6
-
-
-@pytest.fixture(scope="module")
-def central_postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralServer]:
-    with cluster() as url, CentralServer(tmp_path_factory.mktemp("central-pg"), database_url=url) as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def central(request: pytest.FixtureRequest) -> CentralServer:
-    name = "central_server" if request.param == "sqlite" else "central_postgresql"
-    server: CentralServer = request.getfixturevalue(name)
-    return server
 
 
 Post = Callable[[str, dict[str, Any]], requests.Response]
@@ -65,9 +50,9 @@ def _chain(length: int) -> list[dict[str, Any]]:
     return [e.to_dict() for e in entries]
 
 
-def test_concurrent_pushes_of_one_audit_chain_append_each_link_once(central: CentralServer) -> None:
+def test_concurrent_pushes_of_one_audit_chain_append_each_link_once(either_central: CentralServer) -> None:
     """Two daemons of one kiosk (a restart racing the old one) push the same chain at once."""
-    _, post = _new_kiosk(central)
+    _, post = _new_kiosk(either_central)
     chain = _chain(40)
     with ThreadPoolExecutor(WRITERS) as pool:
         answers = list(pool.map(lambda _: post("/api/v1/audit", {"entries": chain}), range(WRITERS)))
@@ -76,8 +61,8 @@ def test_concurrent_pushes_of_one_audit_chain_append_each_link_once(central: Cen
     assert {a.json()["head_seq"] for a in answers} == {40}
 
 
-def test_concurrent_replays_of_one_journal_batch_apply_each_event_once(central: CentralServer) -> None:
-    kiosk_id, post = _new_kiosk(central)
+def test_concurrent_replays_of_one_journal_batch_apply_each_event_once(either_central: CentralServer) -> None:
+    kiosk_id, post = _new_kiosk(either_central)
     events = [{"key": f"{kiosk_id}/{i}", "session_id": f"s{i}", "kind": "consent.given", "payload": {"i": i},
                "created_at": "2026-12-03T07:00:00+00:00"} for i in range(60)]
     with ThreadPoolExecutor(WRITERS) as pool:
@@ -86,14 +71,14 @@ def test_concurrent_replays_of_one_journal_batch_apply_each_event_once(central: 
     assert sum(a.json()["applied"] for a in answers) == 60
 
 
-def test_the_daemon_drains_the_journal_and_the_chain_once(central: CentralServer, tmp_path: Path) -> None:
+def test_the_daemon_drains_the_journal_and_the_chain_once(either_central: CentralServer, tmp_path: Path) -> None:
     kiosk_id = f"once-{secrets.token_hex(4)}"
-    token = central.manage("add-kiosk", kiosk_id).strip()
+    token = either_central.manage("add-kiosk", kiosk_id).strip()
     store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
     for i in range(50):
         s = store.create(f"drain-{i}", "issuance", "consent", "mn", {})
         store.transition(s, "order", {}, {"kind": "consent.given"})
-    with CentralClient(central.url, token, timeout_s=30.0) as client:
+    with CentralClient(either_central.url, token, timeout_s=30.0) as client:
         first = SyncDaemon(store, client, kiosk_id, batch=20).once()
         again = SyncDaemon(store, client, kiosk_id, batch=20).once()
     assert first.error is None and first.pushed == 50 and first.audit_sent == 100
