@@ -22,6 +22,7 @@ from kiosk.clerks import ClerkSignIn, SignedInClerk
 from kiosk.engine import FINAL_STEPS, Engine, FlowKind, StepResult
 from kiosk.errors import CannotCancel, InvalidPin, KioskError, PinBlocked, RequestRefused, WrongStep
 from kiosk.flows import FlowAccess
+from kiosk.flows.issuance_early import RejectReason
 from kiosk.i18n import Translator
 from kiosk.order import Order
 from kiosk.pin import Pin
@@ -119,6 +120,8 @@ class SessionLine:
         return self.step == "done" and self.flow in PRINTING_FLOWS
 
 
+#: Why a clerk may reject an application (the applicant reads ``refusal.<value>`` in their language).
+REJECT_REASONS = tuple(r.value for r in RejectReason)
 PRINTING_FLOWS = frozenset({FlowKind.ISSUANCE, FlowKind.RENEWAL, FlowKind.REVOCATION, FlowKind.UNBLOCK})
 
 
@@ -255,6 +258,17 @@ class ClerkDesk(FlowAccess):
         """The documents are all there: the issuance goes on (ApprovalIncomplete names what is missing)."""
         self.require(clerk)
         return self.issuance.approve(session_id, clerk.clerk_id, list(documents), by_proxy)
+
+    def reject(self, clerk: SignedInClerk, session_id: str, reason: str) -> StepResult:
+        """Reject the application with a :data:`REJECT_REASONS` value; the result's error is what the
+        applicant reads (ApplicationRejected).  Not ``finished`` while the early key is still being removed."""
+        self.require(clerk)
+        return self.issuance.reject(session_id, clerk.clerk_id, reason)
+
+    def revocation_reason(self, clerk: SignedInClerk, session_id: str) -> str:
+        """The reason the holder chose for the revocation the clerk is to confirm ("" before the choice)."""
+        self.require(clerk)
+        return str(self.engine.load(session_id).data.get("reason", ""))
 
     def confirm_revocation(self, clerk: SignedInClerk, session_id: str) -> StepResult:
         """The clerk confirms the holder's revocation; it is committed and sent."""

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kiosk.clerk_desk import (
+    REJECT_REASONS,
     ClerkDesk,
     ClerkLockedOut,
     ClerkNotSignedIn,
@@ -24,7 +25,7 @@ from kiosk.clerk_desk import (
 )
 from kiosk.clerks import ClerkRecord, ClerkSignIn, ScryptCost, SignedInClerk
 from kiosk.engine import FlowKind
-from kiosk.errors import ApprovalIncomplete, CannotCancel
+from kiosk.errors import ApplicationRejected, ApprovalIncomplete, CannotCancel, InvalidInput
 from kiosk.flows.issuance import IssuanceStep
 from kiosk.flows.revocation import RevocationStep
 from kiosk.i18n import LANGUAGES, Translator
@@ -284,6 +285,27 @@ def test_reprint_of_a_finished_session_only(d: Desk) -> None:
     assert Translator("ru")("step.token") in clerk_message(Translator("ru"), err.value)
 
 
+def test_the_clerk_rejects_with_a_reason_the_applicant_reads_in_their_language(d: Desk) -> None:
+    clerk = d.clerk()
+    sid = d.at_approval()                                     # the applicant reads Kazakh
+    r = d.desk.reject(clerk, sid, "holder_not_present")
+    assert r.finished and r.step is IssuanceStep.CANCELLED and isinstance(r.error, ApplicationRejected)
+    assert Translator("kk")("refusal.holder_not_present") in Translator(r.language).error(r.error)
+    assert [e for s, _, e in d.store.journal if s == sid][-1]["clerk_id"] == CLERK
+    assert set(REJECT_REASONS) >= {"documents_missing", "rejected_other"}
+
+
+def test_a_reason_not_on_the_list_is_refused_and_the_session_waits(d: Desk) -> None:
+    clerk = d.clerk()
+    sid = d.at_approval()
+    with pytest.raises(InvalidInput):
+        d.desk.reject(clerk, sid, "bad mood")
+    d.rig.now += dt.timedelta(hours=9)
+    with pytest.raises(ClerkSignInExpired):
+        d.desk.reject(clerk, sid, "documents_missing")
+    assert d.rig.store.load(sid).step == "approval"
+
+
 # --- revocation -----------------------------------------------------------------------------------------
 def test_the_clerk_confirms_a_revocation(d: Desk) -> None:
     d.rig.issue()
@@ -296,6 +318,7 @@ def test_the_clerk_confirms_a_revocation(d: Desk) -> None:
     f.choose(sid, f.current(sid).view.certificates[0].serial, "key_compromise")
     clerk = d.clerk()
     assert next(ln for ln in d.desk.day(clerk) if ln.session_id == sid).status is SessionStatus.WAITING_FOR_CLERK
+    assert d.desk.revocation_reason(clerk, sid) == "key_compromise"
     r = d.desk.confirm_revocation(clerk, sid)
     assert r.step is RevocationStep.RECEIPT and d.rig.data(sid)["clerk_id"] == CLERK
 
