@@ -203,6 +203,12 @@ class ApprovalIncomplete(InputRefused):
     key = "error.documents_missing"
 
 
+class ApplicationRejected(RequestRefused):
+    """The clerk rejected the application at approval; ``data['reason']`` is a RejectReason value."""
+
+    key = "error.application_rejected"
+
+
 class ConsentRequired(InputRefused):
     key = "error.consent_required"
 
@@ -240,12 +246,6 @@ class RenewalNotPossible(RequestRefused):
     (``balance``, ``due``), ``not_renewable`` (revoked or expired), ``details_changed``."""
 
     key = "error.renewal_not_possible"
-
-class ApplicationRejected(RequestRefused):
-    """The clerk rejected the application at approval; ``data['reason']`` is a RejectReason value."""
-
-    key = "error.application_rejected"
-
 
 
 class NoCertificateOnToken(RequestRefused):

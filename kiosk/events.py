@@ -25,8 +25,6 @@ class EventKind(Enum):
     ORDER_FOUND = "order.found"
     ORDER_REFUSED = "order.refused"
     APPROVAL_GIVEN = "approval.given"
-    TOKEN_INITIALISING = "token.initialising"
-    TOKEN_INITIALISED = "token.initialised"
     APPROVAL_REFUSED = "approval.refused"                  # the clerk rejected, with clerk_id and reason
     REJECTION_COMPLETED = "approval.rejection_completed"   # the early key is gone; the session ends
     EARLY_STARTED = "early.started"                        # token preparation began during the review
@@ -34,6 +32,8 @@ class EventKind(Enum):
     EARLY_KEY_READY = "early.key_generated"                # key pair and CSR made during the review
     EARLY_FAILED = "early.failed"                          # the usual path prepares the token after approval
     TOKEN_PIN_CHANGED = "token.pin_changed"                # C_SetPIN: the chosen PIN replaced the temporary one
+    TOKEN_INITIALISING = "token.initialising"
+    TOKEN_INITIALISED = "token.initialised"
     TOKEN_PIN_REFUSED = "token.pin_refused"
     TOKEN_REPREPARE = "token.reprepare"
     KEY_GENERATED = "key.generated"

@@ -111,6 +111,13 @@ class TokenSession(Protocol):
         """Delete the private key, public key and certificate objects with CKA_ID ``key_id``; idempotent."""
         ...
 
+    def set_pin(self, old_pin: Pin, new_pin: Pin) -> None:
+        """C_SetPIN: the user PIN ``old_pin`` (the one this session logged in with) becomes ``new_pin``.
+
+        Raises InvalidPin when ``old_pin`` is refused.
+        """
+        ...
+
 
 class TokenPort(Protocol):
     """The eToken slot.  Raises DeviceNotReady when no token is present or it was pulled."""
@@ -143,13 +150,6 @@ class TokenPort(Protocol):
         ...
 
     def session(self, serial: str, user_pin: Pin) -> AbstractContextManager[TokenSession]:
-    def set_pin(self, old_pin: Pin, new_pin: Pin) -> None:
-        """C_SetPIN: the user PIN ``old_pin`` (the one this session logged in with) becomes ``new_pin``.
-
-        Raises InvalidPin when ``old_pin`` is refused.
-        """
-        ...
-
         """Log in as user; raises InvalidPin(attempts_remaining=…) or PinBlocked."""
         ...
 

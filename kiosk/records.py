@@ -74,6 +74,20 @@ class SessionData(TypedDict, total=False):
     receipt_pending: bool
 
 
+class EarlyRecord(TypedDict, total=False):
+    """The early token preparation during the clerk's review (``kiosk.flows.issuance_early``)."""
+
+    status: str                   # initialising / generating / ready / failed
+    token_serial: str
+    failure: str                  # the error key, when failed
+
+
+class RejectionRecord(TypedDict):
+    clerk_id: str
+    reason: str                   # kiosk.flows.issuance_early.RejectReason value
+    at: str
+
+
 class IssuanceData(SessionData, total=False):
     order: dict[str, Any]         # kiosk.order.Order.to_dict()
     fees_total: int
@@ -89,6 +103,8 @@ class IssuanceData(SessionData, total=False):
     certificate: IssuedRecord
     issued_at: str
     pending_since: str            # the visit ended offline; the certificate is fetched later
+    early: EarlyRecord
+    rejection: RejectionRecord    # the clerk rejected; the session ends once the early key is gone
 
 
 class TermsRecord(TypedDict):
@@ -97,20 +113,6 @@ class TermsRecord(TypedDict):
     last_request_day: str
     organisation: str
     organisation_register: str
-class EarlyRecord(TypedDict, total=False):
-    """The early token preparation during the clerk's review (``kiosk.flows.issuance_early``)."""
-
-    status: str                   # initialising / generating / ready / failed
-    token_serial: str
-    failure: str                  # the error key, when failed
-
-
-class RejectionRecord(TypedDict):
-    clerk_id: str
-    reason: str                   # kiosk.flows.issuance_early.RejectReason value
-    at: str
-
-
     balance_mnt: int
     term_years: int
     fee_mnt: int
@@ -126,8 +128,6 @@ class RenewalData(SessionData, total=False):
     new_key_id: str
     idempotency_key: str
     csr: str
-    early: EarlyRecord
-    rejection: RejectionRecord    # the clerk rejected; the session ends once the early key is gone
     signature: str
     public_key_sha256: str
     new_certificate: IssuedRecord

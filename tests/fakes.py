@@ -170,10 +170,10 @@ class FakeTokenSession:
 
     def generate_key_pair(self, key_id: bytes, label: str, algorithm: KeyAlgorithm) -> bytes:
         self.fake.calls.append("generate_key_pair")
-        key = ec.generate_private_key(ec.SECP256R1())
-        self.t.objects[key_id] = _Object(key, key.public_key())
         if self.fake.before_keygen is not None:
             self.fake.before_keygen()
+        key = ec.generate_private_key(ec.SECP256R1())
+        self.t.objects[key_id] = _Object(key, key.public_key())
         return _spki(key.public_key())
 
     def sign_csr(self, key_id: bytes, subject_cn: str) -> bytes:
@@ -210,14 +210,14 @@ class FakeTokenSession:
     def remove_key(self, key_id: bytes) -> None:
         self.t.objects.pop(key_id, None)
 
-
-class FakeToken:
     def set_pin(self, old_pin: Pin, new_pin: Pin) -> None:
         self.fake.calls.append("set_pin")
         if old_pin.reveal() != self.t.user_pin:
             raise InvalidPin(device="token", attempts_remaining=self.t.tries_left)
         self.t.user_pin = new_pin.reveal()
 
+
+class FakeToken:
     """:class:`kiosk.ports.TokenPort` with one slot; ``pulled`` makes every call fail as a pulled token."""
 
     def __init__(self, serial: str = "TK0001") -> None:
@@ -225,9 +225,9 @@ class FakeToken:
         self.pulled = False
         self.crash_inside_init = False
         self.calls: list[str] = []
+        self.before_keygen: Callable[[], None] | None = None    # runs inside generate_key_pair (a slow token)
 
     def _token(self, serial: str | None = None) -> FakeTokenState:
-        self.before_keygen: Callable[[], None] | None = None    # runs inside generate_key_pair (a slow token)
         if self.pulled or self.slot is None or (serial is not None and serial != self.slot.serial):
             raise DeviceNotReady("no token", device="token")
         return self.slot
