@@ -7,6 +7,7 @@ VAT is 10 % of the sum.  Amounts are whole tögrög (MNT) as integers.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from enum import Enum, unique
@@ -134,6 +135,7 @@ class Order:
     confirmed: bool
     paid_mnt: int
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    as_of: dt.datetime | None = field(default=None, compare=False)   # from the kiosk's cache: last sync
 
     @property
     def fees(self) -> Fees:
@@ -164,6 +166,7 @@ class Order:
             etoken=bool(d["etoken"]),
             confirmed=bool(d["confirmed"]),
             paid_mnt=int(d.get("paid_mnt", 0)),
+            as_of=dt.datetime.fromisoformat(d["as_of"]) if d.get("as_of") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,7 +192,7 @@ class Order:
             "etoken": self.etoken,
             "confirmed": self.confirmed,
             "paid_mnt": self.paid_mnt,
-        }
+        } | ({"as_of": self.as_of.isoformat()} if self.as_of is not None else {})
 
 
 def check_may_proceed(order: Order) -> Fees:

@@ -24,12 +24,15 @@ class OrderView:
     paid_mnt: int
     fees: tuple[FeeLine, ...]
     total_mnt: int
+    as_of: dt.datetime | None = None    # found in the kiosk's cache, the central unreachable: the last sync
+                                        # (sync.po ``sync.order.as_of``)
 
     @classmethod
     def of(cls, order: Order) -> OrderView:
         fees = order.fees
         return cls(order.invoice, order.holder.display_name, order.holder.register_number, order.organisation,
-                   order.position, order.term_years, order.etoken, order.paid_mnt, fees.lines, fees.total)
+                   order.position, order.term_years, order.etoken, order.paid_mnt, fees.lines, fees.total,
+                   order.as_of)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class CardView:
     name: str
     serial_number: str          # as on the card, e.g. PNOMN-NE80000000
     verified: bool
+    # How the card was found not revoked, for the clerk (identity.po ``identity.status.*``):
+    revocation: str = ""        # ocsp / crl / none; "" before the card is read
+    grace_used: bool = False    # offline: a CRL past its nextUpdate decided, within the configured grace
+    crl_next_update: dt.datetime | None = None   # when grace_used: the CRL's nextUpdate that passed
+    evidence: str = ""          # short summary of the stored evidence, e.g. "ocsp ecdsa-p256-sha256 3f2a…"
 
 
 @dataclass(frozen=True)

@@ -51,15 +51,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"oldest unsynced  {_age(status['oldest_unsent_at'])}")
             print(f"last success     {_age(status['last_success_at'])}")
             print(f"last error       {status['last_error'] or '-'} {_age(status['last_error_at'])}")
+            print(f"orders feed      {_age(status['orders_feed_at'])} ({status['orders_cached']} orders cached)")
+            print(f"certificate feed {_age(status['certificates_feed_at'])}")
             return 0
-        daemon = SyncDaemon(kiosk.store, kiosk.central, cfg.kiosk.id, kiosk.engine,
+        daemon = SyncDaemon(kiosk.store, kiosk.central, cfg.kiosk.id, kiosk.engine, feeds=kiosk.central,
                             retention=dt.timedelta(days=cfg.kiosk.retention_days))
         if args.command == "run":
             daemon.run(args.interval)
             return 0
         report = daemon.once()
         print(f"pushed {report.pushed}, queued requests sent {report.queued_sent}, "
-              f"audit entries {report.audit_sent}, purged {report.purged}"
+              f"audit entries {report.audit_sent}, orders pulled {report.orders_pulled}, "
+              f"certificate events {report.certificate_events}, purged {report.purged}"
               + (f", error {report.error.key} {report.error.data}" if report.error else ""))
         return 1 if report.error else 0
     finally:

@@ -7,7 +7,9 @@ One round (:meth:`SyncDaemon.once`):
    lost answer applies nothing twice; acknowledged rows are marked sent;
 2. send what sessions queued while the central was unreachable (a pending certificate request, a
    revocation, a renewal: each flow's ``queued`` call, idempotent by its own key);
-3. the retention purge, which deletes finished sessions' personal data once all their events are sent.
+3. pull the office's feeds after the cursors kept in ``sync_state`` (orders into the order cache,
+   for offline lookups; certificate events counted);
+4. the retention purge, which deletes finished sessions' personal data once all their events are sent.
 
 :meth:`SyncDaemon.run` repeats rounds; after a failure it waits with exponential backoff and full
 jitter, or as long as the central's Retry-After says.
@@ -44,11 +46,22 @@ class Inbox(Protocol):
         ...
 
 
+class Feeds(Protocol):
+    def order_feed(self, after: str = "0", limit: int = 100) -> Any:
+        """A page whose items are ``(seq, Order)``, with ``cursor`` and ``more``."""
+        ...
+
+    def certificate_feed(self, after: str = "0", limit: int = 100) -> Any:
+        ...
+
+
 @dataclass
 class RoundReport:
     pushed: int = 0
     audit_sent: int = 0
     queued_sent: int = 0
+    orders_pulled: int = 0
+    certificate_events: int = 0
     purged: int = 0
     error: KioskError | None = None
 
@@ -59,6 +72,7 @@ class SyncDaemon:
     inbox: Inbox
     kiosk_id: str
     engine: Engine | None = None                 # None: push the journal only
+    feeds: Feeds | None = None                   # None: pull no feed
     retention: dt.timedelta = dt.timedelta(days=30)
     batch: int = BATCH
     sleep: Callable[[float], None] = time.sleep
@@ -108,6 +122,24 @@ class SyncDaemon:
         self.store.set_sync_state("audit_error", "")
         return sent
 
+    def pull(self, name: str) -> int:
+        """Read the feed ``name`` (orders, certificates) from its kept cursor to its end; return the items."""
+        if self.feeds is None:
+            return 0
+        read = self.feeds.order_feed if name == "orders" else self.feeds.certificate_feed
+        cursor, pulled = self.store.sync_state_value(f"feed.{name}.cursor") or "0", 0
+        while True:
+            page = read(cursor, self.batch)
+            if name == "orders":
+                self.store.orders.put_many(page.items, dt.datetime.now(dt.UTC))
+            pulled += len(page.items)
+            cursor = page.cursor
+            self.store.set_sync_state(f"feed.{name}.cursor", cursor)
+            if not page.more:
+                break
+        self.store.set_sync_state(f"feed.{name}", "")
+        return pulled
+
     def send_queued(self) -> int:
         if self.engine is None:
             return 0
@@ -125,6 +157,8 @@ class SyncDaemon:
         report = RoundReport()
         try:
             report.pushed = self.push()
+            report.orders_pulled = self.pull("orders")
+            report.certificate_events = self.pull("certificates")
             report.queued_sent = self.send_queued()
             report.audit_sent = self.push_audit_reporting()
         except KioskError as err:

@@ -28,6 +28,7 @@ from kiosk.pin import SoPin
 from kiosk.ports import Receipt, SessionState
 from sync.audit_log import AuditLog
 from sync.clerk_directory import ClerkTable
+from sync.order_cache import OrderCache
 
 migrations = Migrations("tamga-kiosk")
 
@@ -135,6 +136,7 @@ class KioskStore:
             migrations.apply(self.db)
         self.audit = AuditLog(self.db, self._lock)     # every transition appends to it in its own transaction
         self.clerks = ClerkTable(self.db, self._lock)
+        self.orders = OrderCache(self.db, self._lock)   # the office's orders, for offline lookups
         self._restrict_files()
 
     def _restrict_files(self) -> None:
@@ -269,7 +271,10 @@ class KioskStore:
             (audit_unsent,) = self.db.execute("select count(*) from audit where sent_at is null").fetchone()
         return {"queued": count, "oldest_unsent_at": oldest, "last_success_at": state.get("success", ("", None))[1],
                 "last_error": state.get("error", (None, None))[0], "last_error_at": state.get("error", (None, None))[1],
-                "audit_unsent": audit_unsent, "audit_error": state.get("audit_error", ("", None))[0] or None}
+                "audit_unsent": audit_unsent, "audit_error": state.get("audit_error", ("", None))[0] or None,
+                "orders_feed_at": state.get("feed.orders", ("", None))[1],
+                "certificates_feed_at": state.get("feed.certificates", ("", None))[1],
+                "orders_cached": self.orders.count()}
 
     def purge_finished(self, older_than: dt.timedelta) -> int:
         """Delete personal data of sessions finished before now − ``older_than`` whose events were sent."""
@@ -285,6 +290,7 @@ class KioskStore:
             self.db.execute("delete from receipts where substr(session_id, 1, instr(session_id || ':', ':') - 1) "
                             "in (select value from json_each(?))", [json.dumps(ids)])
             self.db.execute("delete from sessions where id in (select value from json_each(?))", [json.dumps(ids)])
+        self.orders.purge(older_than)     # cached issued or cancelled orders: the same retention
         return len(ids)
 
     # -- token secrets -----------------------------------------------------------------------------------

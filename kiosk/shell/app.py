@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 
@@ -25,9 +26,10 @@ from kiosk.clerks import ClerkSignIn
 from kiosk.engine import Engine, KioskPolicy, Services
 from kiosk.errors import ConfigError
 from kiosk.flows import ALL_FLOWS, FlowAccess
-from kiosk.ports import TokenPort
+from kiosk.ports import CentralPort, TokenPort
 from kiosk.shell.config import Config
 from sync.central_client import CentralClient
+from sync.offline_central import OfflineCentral
 from sync.store import KioskStore
 
 log = logging.getLogger("tamga.app")
@@ -75,7 +77,9 @@ class Kiosk(FlowAccess):
             token_label_prefix=cfg.token.label_prefix, qr_template=cfg.qr_template, timezone=cfg.tz,
             calendar=cfg.calendar, renewal_notice_days=cfg.renewal_notice_days,
         )
-        services = Services(self.store, self.central, self.idcard, self.token, self.printer, X509Reader())
+        # Order lookups fall back to the cached office orders when the central is unreachable.
+        lookup = cast(CentralPort, OfflineCentral(self.central, self.store.orders))
+        services = Services(self.store, lookup, self.idcard, self.token, self.printer, X509Reader())
         self.engine = Engine(services, policy, ALL_FLOWS, clock=self.clock)
         audit = self.store.audit
         sign_in = ClerkSignIn(self.store.clerks, audit=lambda kind, fields: audit.append(kind, fields))
