@@ -1,0 +1,92 @@
+"""Crash safety, proven: SIGKILL the kiosk at every step boundary of every flow and inside every side
+effect, restart it, let it resume, and check the token, the central, the records and the receipts.
+
+The short selection (``make test``) kills an issuance once inside each side effect; ``TAMGA_CRASH=full``
+enumerates the kill points of every flow from a dry run and runs them all, printing the table.
+"""
+
+from __future__ import annotations
+
+import pytest
+from crash_harness import FULL, SCENARIOS, Run, World, table
+from kill_points import KillPoint, catalogue
+
+pytestmark = [pytest.mark.crash, pytest.mark.slow]
+
+# One point inside each side effect of an issuance (the C call or the socket send in progress).
+SHORT = (
+    "devices.token.Pkcs11Token.initialise:inside:ftruncate:token.object#1",
+    "devices.token.Pkcs11Session.generate_key_pair:inside:ftruncate:.object#34",
+    "sync.central_client.CentralClient.enroll:inside:send:central#1",
+    "devices.token.Pkcs11Session.install_certificate:inside:ftruncate:.object#39",
+    "devices.printer.EscPosPrinter.print_receipt:inside:send:printer#1",
+    "sync.central_client.CentralClient.push_events:inside:send:central#1",
+)
+
+CATALOGUED: dict[str, int] = {}
+
+
+def run_points(world: World, scenario: str, points: list[str]) -> list[Run]:
+    return [world.visit(scenario).run(point) for point in points]
+
+
+def report(capsys: pytest.CaptureFixture[str], title: str, runs: list[Run]) -> None:
+    with capsys.disabled():
+        print(f"\n{title}\n{table(runs)}")
+
+
+def test_kill_point_names_say_where_and_parse_back() -> None:
+    for name, kind in [("kiosk.engine.Engine.advance:exit#3", "step boundary"),
+                       ("kiosk.identity.IdentitySteps.consent:enter#1", "step entry"),
+                       ("devices.printer.EscPosPrinter.print_receipt:enter#2", "side effect"),
+                       ("devices.token.Pkcs11Token.initialise:inside:ftruncate:token.object#5", "inside a C call")]:
+        point = KillPoint.parse(name)
+        assert point.name == name and point.kind == kind
+    with pytest.raises(ValueError):
+        KillPoint.parse("kiosk.engine.Engine.advance")
+
+
+def test_catalogue_gives_every_step_and_side_effect_points() -> None:
+    dry_run = {"calls": {"kiosk.engine.Engine.advance": 3, "kiosk.identity.IdentitySteps.consent": 1,
+                         "devices.token.Pkcs11Session.generate_key_pair": 1, "kiosk.engine.Engine.result": 9},
+               "inside": {"devices.token.Pkcs11Session.generate_key_pair#1": 68}}
+    assert catalogue(dry_run) == [
+        "kiosk.engine.Engine.advance:exit#1", "kiosk.engine.Engine.advance:exit#2",
+        "kiosk.engine.Engine.advance:exit#3", "kiosk.identity.IdentitySteps.consent:enter#1",
+        "devices.token.Pkcs11Session.generate_key_pair:enter#1", "devices.token.Pkcs11Session.generate_key_pair:exit#1",
+        "devices.token.Pkcs11Session.generate_key_pair:inside:ftruncate:.object#1",
+        "devices.token.Pkcs11Session.generate_key_pair:inside:ftruncate:.object#34",
+        "devices.token.Pkcs11Session.generate_key_pair:inside:ftruncate:.object#68"]
+
+
+@pytest.mark.skipif(FULL, reason="the full run covers these")
+def test_issuance_killed_inside_each_side_effect_resumes_cleanly(crash_world: World,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    runs = run_points(crash_world, "issuance", list(SHORT))
+    report(capsys, "crash harness, short selection (TAMGA_CRASH=full runs every point)", runs)
+    assert [r.point for r in runs if r.failures] == []
+
+
+@pytest.mark.skipif(not FULL, reason="TAMGA_CRASH=full runs every kill point")
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_kill_point_of_the_flow_resumes_cleanly(crash_world: World, scenario: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    dry = crash_world.visit(scenario)
+    try:
+        counts = dry.dry_run(dry.dir / "dry-run.json")
+    finally:
+        dry.close()
+    points = catalogue(counts)
+    if scenario == "issuance":
+        assert set(SHORT) <= set(points)
+    CATALOGUED[scenario] = len(points)
+    runs = run_points(crash_world, scenario, points)
+    report(capsys, f"crash harness: {scenario}, {len(points)} kill points", runs)
+    assert [r.point for r in runs if r.failures] == []
+
+
+@pytest.mark.skipif(not FULL, reason="TAMGA_CRASH=full runs every kill point")
+def test_the_full_run_killed_at_least_60_points() -> None:
+    assert set(CATALOGUED) == set(SCENARIOS), "run the whole module"
+    assert sum(CATALOGUED.values()) >= 60
