@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,9 @@ class PullableToken:
       inside C_InitToken does and raises :class:`PowerCut`.  Once.  ``blank_token(serial)`` does
       the blanking; the default truncates the SoftHSM token of ``$SOFTHSM2_CONF`` as measured in
       tests/devices/test_token_blank.py (objects deleted, ``token.object`` empty).
+    * ``keygen_delay_s``: every ``generate_key_pair`` takes this much longer, as on a real eToken
+      (RSA-2048: 10–60 s, where SoftHSM takes 0.15 s).  The delay runs inside the logged-in session,
+      so the adapter's PKCS#11 lock is held through it as through a real token's key generation.
     """
 
     def __init__(self, inner: TokenPort, blank_token: Callable[[str], None] | None = None) -> None:
@@ -63,6 +67,7 @@ class PullableToken:
         self.lock_pin = False
         self.crash_keygen_half = False
         self.crash_init_token = False
+        self.keygen_delay_s = 0.0
         self.blank_token = blank_token or _blank_softhsm_token_from_env
         self.timings: dict[str, float] = getattr(inner, "timings", {})
 
@@ -122,6 +127,8 @@ class _PullableSession:
 
     def generate_key_pair(self, key_id: bytes, label: str, algorithm: KeyAlgorithm) -> bytes:
         self._owner._check("generate_key_pair")
+        if self._owner.keygen_delay_s > 0:
+            time.sleep(self._owner.keygen_delay_s)
         spki = self._inner.generate_key_pair(key_id, label, algorithm)
         if self._owner.crash_keygen_half:
             self._owner.crash_keygen_half = False

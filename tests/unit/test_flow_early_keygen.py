@@ -232,7 +232,7 @@ def test_reject_before_the_worker_made_a_key_stops_it_and_leaves_no_key(rig: Rig
         rig.issuance.reject(sid, "clerk-7", "rejected_other")       # the clerk, while C_InitToken ran
         return info
 
-    rig.token.initialise = initialise_then_reject  # type: ignore[method-assign]
+    rig.token.initialise = initialise_then_reject  # type: ignore[method-assign,assignment]
     thread, _ = _worker(rig, sid)
     thread.join(5)
     assert rig.store.load(sid).step == "cancelled"
