@@ -117,23 +117,22 @@ TAMGA_ESCROW_KEY_FILE = DATA_DIR / "escrow-key.pem"
 
 # Certificate profiles per country (central/orders/profiles.py); an order is issued under its holder's
 # country's profile, else under TAMGA_CERTIFICATE_PROFILE.  Policy OIDs sit under the TEST arc of
-# central/orders/pki.py.  The PKI disclosure statements are published over https (TAMGA_PDS_BASE_URL).
+# central/orders/pki.py.  The PKI disclosure statements are published over https: the central serves each
+# profile's at /pds/<country>/<language>.pdf (central/orders/pds.py), TAMGA_PDS_BASE_URL its public address.
 TAMGA_PDS_BASE_URL = os.environ.get("TAMGA_PDS_BASE_URL", "https://pki.tamga.mn/pds").rstrip("/")
 _NOTICE = "Tamga TEST qualified signature certificate (QCP-n-qscd). Not for production use."
 TAMGA_CERTIFICATE_PROFILES: dict[str, dict[str, object]] = {
     "MN": {"serial_number": "PNO", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.3",
            "policy_notice": "Tamga TEST Class-3 signature certificate. Not for production use.",
-           "pds": [(f"{TAMGA_PDS_BASE_URL}/mn.pdf", "mn"), (f"{TAMGA_PDS_BASE_URL}/en.pdf", "en")]},
+           "pds": ["mn", "en"]},
     # Kazakhstan: serialNumber IIN + 12 digits as NCA RK writes it; its semantics are the CA's own OID.
     "KZ": {"serial_number": "IIN", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.4",
            "semantics_oid": "1.3.6.1.4.1.55555.2.1", "policy_notice": _NOTICE,
-           "pds": [(f"{TAMGA_PDS_BASE_URL}/kk.pdf", "kk"), (f"{TAMGA_PDS_BASE_URL}/ru.pdf", "ru"),
-                   (f"{TAMGA_PDS_BASE_URL}/en.pdf", "en")]},
+           "pds": ["kk", "ru", "en"]},
     # Kyrgyzstan: the 14-digit personal identification number in the ETSI form PNOKG-….
     "KG": {"serial_number": "PNO", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.5",
            "policy_notice": _NOTICE,
-           "pds": [(f"{TAMGA_PDS_BASE_URL}/ky.pdf", "ky"), (f"{TAMGA_PDS_BASE_URL}/ru.pdf", "ru"),
-                   (f"{TAMGA_PDS_BASE_URL}/en.pdf", "en")]},
+           "pds": ["ky", "ru", "en"]},
 }
 TAMGA_CERTIFICATE_PROFILE = os.environ.get("TAMGA_CERTIFICATE_PROFILE", TAMGA_COUNTRY)
 if TAMGA_CERTIFICATE_PROFILE not in TAMGA_CERTIFICATE_PROFILES:

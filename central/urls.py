@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.urls import include, path
 
 from central.orders import api, audit_chain, feeds, inbox, pending, verify
+from central.orders.agreements import agreements as agreement_upload
+from central.orders.pds import document as pds_document
 
 urlpatterns = [
     path("api/v1/health", api.health, name="health"),
@@ -26,8 +28,12 @@ urlpatterns = [
          name="holder-token-certificate"),
     path("api/v1/events", inbox.events, name="events"),
     path("api/v1/audit", audit_chain.audit, name="audit"),
+    path("api/v1/agreements", agreement_upload, name="agreements"),
     # The page behind the receipt's QR code (HTML, no authentication, rate-limited).
     path("verify/<str:serial>", verify.page, name="verify"),
+    path("verify/<str:serial>/agreement", verify.agreement, name="verify-agreement"),
+    # The PKI disclosure statements the certificates' QcPDS point to (per profile and language).
+    path("pds/<str:country>/<str:language>.pdf", pds_document, name="pds"),
     # Issuer certificates, CRLs and OCSP (unauthenticated, as relying parties need them).
     path("ca/", include("django_ca.urls")),
 ]

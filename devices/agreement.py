@@ -61,22 +61,35 @@ class AgreementText:
             "office": facts.office, "paid": facts.paid, "ca": country["ca"], "law": country["law"],
             "date": format_date(facts.signed_on, format="long", locale=_BABEL_LOCALES[facts.language]),
         }
-        title, blocks = "", []
-        for raw in template.splitlines():
-            line = raw.strip()
-            if not line:
-                continue
-            if line.startswith("## "):
-                blocks.append(("heading", line[3:].format(**values)))
-            elif line.startswith("# "):
-                title = line[2:].format(**values)
-            else:
-                blocks.append(("text", line.format(**values)))
-        return title, blocks
+        return parse_document(template, values)
+
+
+def parse_document(template: str, values: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
+    """``# title``, ``## heading`` and paragraph lines, ``{field}`` filled from ``values``: (title, blocks)."""
+    title, blocks = "", []
+    for raw in template.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("## "):
+            blocks.append(("heading", line[3:].format(**values)))
+        elif line.startswith("# "):
+            title = line[2:].format(**values)
+        else:
+            blocks.append(("text", line.format(**values)))
+    return title, blocks
 
 
 def render_pdf(facts: AgreementFacts, text: AgreementText | None = None, font_dir: Path = DEFAULT_FONT_DIR) -> bytes:
     """The unsigned agreement PDF (A4, Noto Sans embedded)."""
+    title, blocks = (text or AgreementText()).fill(facts)
+    return layout_pdf(title, blocks, language=facts.language, author=facts.holder_name,
+                      subject=facts.certificate_serial.upper(), font_dir=font_dir)
+
+
+def layout_pdf(title: str, blocks: list[tuple[str, str]], language: str, author: str, subject: str,
+               font_dir: Path = DEFAULT_FONT_DIR) -> bytes:
+    """A4 PDF of a title and (heading | text) blocks in Noto Sans, embedded; ``subject`` in its Info."""
     from xml.sax.saxutils import escape
 
     from reportlab.lib.pagesizes import A4
@@ -86,7 +99,6 @@ def render_pdf(facts: AgreementFacts, text: AgreementText | None = None, font_di
     from reportlab.pdfbase.ttfonts import TTFont
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
-    title, blocks = (text or AgreementText()).fill(facts)
     try:
         pdfmetrics.registerFont(TTFont("TamgaNotoSans", str(font_dir / REGULAR_FONT)))
         pdfmetrics.registerFont(TTFont("TamgaNotoSans-Bold", str(font_dir / BOLD_FONT)))
@@ -98,8 +110,8 @@ def render_pdf(facts: AgreementFacts, text: AgreementText | None = None, font_di
                                  alignment=1, spaceAfter=12)
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=20 * mm,
-                            bottomMargin=20 * mm, title=title, author=facts.holder_name,
-                            subject=facts.certificate_serial.upper(), lang=facts.language, invariant=1,
+                            bottomMargin=20 * mm, title=title, author=author, subject=subject,
+                            lang=language, invariant=1,
                             initialFontName="TamgaNotoSans")
     story: list[Any] = [Paragraph(escape(title), title_style)]
     for kind, line in blocks:

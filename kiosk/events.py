@@ -41,6 +41,8 @@ class EventKind(Enum):
     ENROLLMENT_DEFERRED = "enrollment.deferred"
     CERTIFICATE_ISSUED = "certificate.issued"
     CERTIFICATE_INSTALLED = "certificate.installed"
+    AGREEMENT_SIGNED = "agreement.signed"                  # the holder agreement signed on the token (sent or queued)
+    AGREEMENT_SENT = "agreement.sent"                      # a queued signed agreement reached the central
     # receipts (every flow that prints)
     RECEIPT_PRINTED = "receipt.printed"
     RECEIPT_PENDING = "receipt.pending"

@@ -27,6 +27,7 @@ class ReceiptFacts:
     valid_until: dt.datetime
     token_serial: str
     qr_payload: str
+    agreement_signed: bool = False  # the holder agreement was signed on the token (kiosk/agreement.py)
 
 
 def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", reprint: bool = False) -> Receipt:
@@ -63,6 +64,10 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
     lines += [
         ReceiptLine(S.PAIR, t("receipt.paid"), t.money(order.paid_mnt)),
         ReceiptLine(S.RULE),
+    ]
+    if facts.agreement_signed:
+        lines += [ReceiptLine(S.NOTE, t("agreement.receipt.signed")), ReceiptLine(S.NOTE, t("agreement.receipt.where"))]
+    lines += [
         ReceiptLine(S.QR, t("receipt.qr_caption"), facts.qr_payload),
         ReceiptLine(S.NOTE, t("receipt.pin_not_printed")),
     ]

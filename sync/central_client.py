@@ -249,6 +249,17 @@ class CentralClient:
                                      cause="malformed_response") from err
 
     # --- the outbox ---------------------------------------------------------------------------------
+    def submit_agreement(self, certificate_serial: str, pdf: bytes) -> str:
+        """Send the signed holder agreement; the central answers 201 (kept) or 200 (this one already kept)."""
+        payload = {"certificate_serial": certificate_serial, "pdf": base64.b64encode(pdf).decode("ascii")}
+        response = self._request("POST", f"{API_PREFIX}/agreements", idempotent=True, json=payload)
+        body = self._expect(response, (200, 201))
+        digest = body.get("sha256")
+        if digest != hashlib.sha256(pdf).hexdigest():
+            raise CentralUnavailable("the central kept another document", status=response.status_code,
+                                     cause="malformed_response")
+        return str(digest)
+
     def push_events(self, events: list[dict[str, Any]]) -> set[str]:
         """Send journal events (each with its ``key``) to the central's inbox; return the keys it holds now.
 

@@ -39,6 +39,8 @@ from kiosk.errors import (
 from kiosk.order import Holder, Order, OrderStatus, compute_fees
 from kiosk.pin import Pin, SoPin
 from kiosk.ports import (
+    AgreementFacts,
+    AgreementKey,
     CardIdentity,
     CertificateRecord,
     CertificateStatus,
@@ -367,6 +369,7 @@ class FakeCentral:
         self.wrong_key_next = False
         self.calls: list[str] = []
         self._serials = itertools.count(0x5A000001)
+        self.agreements: dict[str, bytes] = {}  # certificate serial -> signed PDF
         self.add_order(demo_order())
 
     def add_order(self, order: Order) -> Order:
@@ -509,3 +512,38 @@ class FakeCentral:
         if token_serial not in self.escrow:
             raise CentralRejected(reason="so_pin_not_escrowed", status=404)
         return SoPin(self.escrow[token_serial])
+
+    def submit_agreement(self, certificate_serial: str, pdf: bytes) -> str:
+        """Keep the first agreement per serial (FakeAgreementSigner's bytes are checked, not PAdES)."""
+        self._up("submit_agreement")
+        if certificate_serial.upper() not in self.by_serial:
+            raise CentralRejected(reason="certificate_not_found", status=404)
+        if not pdf.startswith(FakeAgreementSigner.MAGIC):
+            raise CentralRejected(reason="agreement_not_pdf", status=422)
+        kept = self.agreements.setdefault(certificate_serial.upper(), pdf)
+        if kept != pdf:
+            raise CentralRejected(reason="agreement_exists", status=409)
+        return hashlib.sha256(pdf).hexdigest()
+
+
+# --- holder agreement ---------------------------------------------------------------------------------
+class FakeAgreementSigner:
+    """:class:`kiosk.ports.AgreementSigner` over a FakeToken: logs in with the PIN, signs the facts with the key.
+
+    Its "PDF" is ``MAGIC`` + the facts as JSON + the token's signature over them (not PAdES: the real
+    one is ``devices/agreement.py``, tested on SoftHSM).  ``signed`` lists the facts it signed.
+    """
+
+    MAGIC = b"%PDF-fake-agreement\n"
+
+    def __init__(self, token: FakeToken) -> None:
+        self.token = token
+        self.signed: list[AgreementFacts] = []
+
+    def sign(self, facts: AgreementFacts, key: AgreementKey, pin: Pin) -> bytes:
+        body = json.dumps({**facts.__dict__, "signed_on": facts.signed_on.isoformat()},
+                          ensure_ascii=False, sort_keys=True).encode()
+        with self.token.session(key.token_serial, pin) as session:
+            signature = session.sign(key.key_id, body)
+        self.signed.append(facts)
+        return self.MAGIC + body + b"\n" + signature.hex().encode()

@@ -66,6 +66,11 @@ class _QcCClegislation(univ.SequenceOf):
     componentType = char.PrintableString().subtype(subtypeSpec=constraint.ValueSizeConstraint(2, 2))
 
 
+def pds_url(country: str, language: str) -> str:
+    """Where the central serves the profile's PKI disclosure statement in ``language`` (``central/orders/pds.py``)."""
+    return f"{settings.TAMGA_PDS_BASE_URL}/{country}/{language}.pdf"
+
+
 @dataclass(frozen=True)
 class Pds:
     """One PKI disclosure statement: an https URL and its ISO 639-1 language."""
@@ -94,9 +99,10 @@ class CertificateProfile:
 
     @classmethod
     def from_settings(cls, country: str, data: Mapping[str, Any]) -> CertificateProfile:
-        pds = tuple(Pds(str(url), str(language)) for url, language in data["pds"])
+        pds = tuple(Pds(pds_url(country, str(language)), str(language)) for language in data["pds"])
         if not pds or any(not p.url.startswith("https://") or len(p.language) != 2 for p in pds):
-            raise ValueError(f"TAMGA_CERTIFICATE_PROFILES[{country!r}]: pds are (https URL, 2-letter language)")
+            raise ValueError(f"TAMGA_CERTIFICATE_PROFILES[{country!r}]: pds are 2-letter languages and "
+                             "TAMGA_PDS_BASE_URL an https URL")
         if not any(p.language == "en" for p in pds):
             raise ValueError(f"TAMGA_CERTIFICATE_PROFILES[{country!r}]: one PDS must be in English")
         return cls(country=country, serial_number=str(data["serial_number"]),

@@ -6,6 +6,11 @@ number (``НЭ******00``).  Five languages (mn, kk, ky, ru, en): ``?lang=`` firs
 Accept-Language, else Mongolian; the words come from the kiosk's catalogues (``kiosk/locale``) where the kiosk has
 them.  No JavaScript.  An unknown serial is a calm 404 page; more than
 ``TAMGA_VERIFY_RATE_PER_MINUTE`` requests a minute from one client address get a 429 page.
+
+The page's form (``POST /verify/{serial}/agreement`` with ``token_serial``) gives the holder the
+agreement they signed on the token (``central/orders/agreements.py``), as a PDF download.  A wrong
+token serial, an unknown certificate and a missing agreement get the same calm 404 page; one client
+address may try ``TAMGA_VERIFY_RATE_PER_MINUTE // 6`` times a minute (at least once).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from central.orders import certificates
+from central.orders import agreements, certificates
 from central.orders.errors import ApiError
 from kiosk import register
 from kiosk.i18n import Translator, catalogue
@@ -31,7 +36,9 @@ DEFAULT_LANGUAGE = "mn"
 LOCAL_ZONE = ZoneInfo("Asia/Ulaanbaatar")
 _KIOSK_KEYS = ("receipt.qr_caption", "receipt.holder", "receipt.register", "receipt.valid_from",
                "receipt.valid_until", "receipt.certificate_serial", "check.status.good", "check.status.revoked",
-               "check.status.expired", "language.name")
+               "check.status.expired", "language.name", "agreement.verify.heading", "agreement.verify.hint",
+               "agreement.verify.token_serial", "agreement.verify.download", "agreement.verify.refused",
+               "agreement.verify.back")
 # Words the kiosk never needed; the rest of the page's vocabulary is the kiosk's.
 _EXTRA: dict[str, dict[str, str]] = {
     "issuer": {"mn": "Олгосон байгууллага", "kk": "Берген орган", "ky": "Берген мекеме", "ru": "Издатель",
@@ -100,6 +107,7 @@ class RateLimiter:
 
 
 LIMITER = RateLimiter()
+AGREEMENT_LIMITER = RateLimiter()
 
 
 def _date(value: Any, language: str) -> str:
@@ -144,6 +152,30 @@ def page(request: HttpRequest, serial: str) -> HttpResponse:
         "register": register.masked(holder.register_number),
     })
     return _headers(render(request, "verify/certificate.html", context), language)
+
+
+def agreement(request: HttpRequest, serial: str) -> HttpResponse:
+    """``POST /verify/{serial}/agreement``: the signed agreement PDF if ``token_serial`` is the token's."""
+    language = choose_language(request)
+    context = _context(language, serial[:64])
+    if request.method != "POST":
+        response = HttpResponse(status=405)
+        response["Allow"] = "POST"
+        return _headers(response, language)
+    limit = max(1, settings.TAMGA_VERIFY_RATE_PER_MINUTE // 6)
+    if not AGREEMENT_LIMITER.allow(request.META.get("REMOTE_ADDR", ""), limit):
+        response = render(request, "verify/message.html", {**context, "message": context["t"]["too_many"]},
+                          status=429)
+        response["Retry-After"] = str(int(RATE_WINDOW_S))
+        return _headers(response, language)
+    pdf = agreements.for_holder(serial, str(request.POST.get("token_serial", "")))
+    if pdf is None:
+        return _headers(render(request, "verify/message.html",
+                               {**context, "message": context["t"]["agreement_verify_refused"], "back": True},
+                               status=404), language)
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="agreement-{certificates.normalise_serial(serial)}.pdf"'
+    return _headers(response, language)
 
 
 def _headers(response: HttpResponse, language: str) -> HttpResponse:
