@@ -2,9 +2,12 @@
 
 ``serve`` migrates the database, creates the CA hierarchy and the SO PIN escrow key
 (``DIR/escrow-key.pem``, owner only) on first start, writes ``DIR/ca-chain.pem`` and the demo
-kiosk's token ``DIR/kiosk-token`` (``--demo-data`` adds the demo orders and organisations) and
-serves the API with waitress on 127.0.0.1, printing ``central ready on http://HOST:PORT`` once it
-accepts connections.  The other commands act on the
+kiosk identity CA's certificate ``DIR/tls-ca.pem`` with the central's own TLS key and certificate
+(``DIR/tls/``); ``--demo-data`` adds the demo orders and organisations and a one-time code for the demo
+kiosk in ``DIR/demo-enrollment-code`` while it has no certificate.  It serves the kiosks' API over
+HTTPS with client certificates (cheroot) and the public pages also over plain HTTP, both on
+127.0.0.1, printing ``central ready on https://HOST:PORT public http://HOST:PORT2`` once it accepts
+connections.  The other commands act on the
 same data directory while the server runs (SQLite in WAL mode).  ``TAMGA_EXTRA_HOLIDAYS``
 (comma-separated YYYY-MM-DD) adds dated public holidays to the renewal deadline's calendar.
 """
@@ -12,6 +15,7 @@ same data directory while the server runs (SQLite in WAL mode).  ``TAMGA_EXTRA_H
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import ipaddress
 import json
 import os
@@ -26,9 +30,9 @@ from central import DATA_DIR_ENV
 
 DEMO_ORDERS = Path(__file__).with_name("demo_orders.json")
 DEMO_KIOSK_ID = "demo-kiosk"
-TOKEN_FILE = "kiosk-token"
+DEMO_CODE_FILE = "demo-enrollment-code"
 CHAIN_FILE = "ca-chain.pem"
-READY_LINE = "central ready on {url}"
+READY_LINE = "central ready on {url} public {public_url}"
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -49,33 +53,63 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _server_names(args: argparse.Namespace, public_host: str) -> list[str]:
+    """What kiosks may call the central: the bound address, localhost, the public host, the allowed hosts."""
+    public_name = public_host.rsplit("]", 1)[0].lstrip("[") if public_host.startswith("[") \
+        else public_host.rsplit(":", 1)[0]
+    extra = os.environ.get("TAMGA_CENTRAL_ALLOWED_HOSTS", "").split()
+    return [args.host, "localhost", "127.0.0.1", public_name, *(h.strip("[]") for h in extra)]
+
+
+def _ensure_demo_kiosk(data_dir: Path) -> None:
+    """Give the demo kiosk a one-time code in ``DIR/demo-enrollment-code`` while it has no live certificate.
+
+    The runner (``central/runner.py``) enrolls with it and deletes it.  A revoked demo kiosk gets none:
+    revocation lasts across restarts.
+    """
+    from django.utils import timezone
+
+    from central.orders import kiosk_identity
+    from central.orders.models import DEFAULT_OFFICE, KioskCertificate, KioskCredential
+
+    code_path = data_dir / DEMO_CODE_FILE
+    kiosk = KioskCredential.objects.filter(kiosk_id=DEMO_KIOSK_ID).first()
+    if kiosk is not None and kiosk.revoked_at is not None:
+        code_path.unlink(missing_ok=True)
+        return
+    live = KioskCertificate.objects.filter(kiosk__kiosk_id=DEMO_KIOSK_ID, revoked_at__isnull=True,
+                                           not_after__gt=timezone.now()).exists()
+    if live and not code_path.exists():
+        return
+    _write_private(code_path, kiosk_identity.add_kiosk(DEMO_KIOSK_ID, DEFAULT_OFFICE) + "\n")
+
+
 def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
     from django.core.wsgi import get_wsgi_application
 
     from central import serving
-    from central.orders import auth, clerk, crls, escrow, offices, pki
+    from central.orders import clerk, crls, escrow, kiosk_identity, pki
 
-    server = serving.create_server(
-        get_wsgi_application(), host=args.host, port=args.port, threads=args.threads,
-        ident="tamga-central", clear_untrusted_proxy_headers=True)
+    application = get_wsgi_application()
+    public = serving.create_http_server(application, args.host, args.public_port, args.threads)
+    public.prepare()
+    public_port = public.bind_addr[1]
 
-    # The URLs in certificates (CRL, OCSP, CA issuers) name --public-host, else the address bound now.
-    bound = f"[{args.host}]" if ":" in args.host else args.host
-    public_host = (args.public_host or "{bound}:{port}").format(bound=bound, port=server.effective_port)
+    # The URLs in certificates (CRL, OCSP, CA issuers) name --public-host, else the plain HTTP address bound now.
+    public_host = (args.public_host or "{bound}:{port}").format(bound=_url_host(args.host), port=public_port)
     _, issuing = pki.ensure_hierarchy(public_host)
     pki.write_chain(data_dir / CHAIN_FILE, issuing)
     escrow.ensure_key()
+    tls_files = kiosk_identity.ensure_server_files(data_dir, _server_names(args, public_host))
     if args.demo_data:
         clerk.load_orders_file(DEMO_ORDERS)
-    # The demo kiosk's credential, only with the demo data (other kiosks: add-kiosk); its token stays
-    # valid across restarts, and a revoked demo kiosk is not brought back.
-    if args.demo_data:
-        token_path = data_dir / TOKEN_FILE
-        known = token_path.read_text(encoding="ascii").strip() if token_path.exists() else None
-        token = auth.ensure_token(DEMO_KIOSK_ID, known)
-        if token is not None and token != known:
-            _write_private(token_path, token + "\n")
-            offices.assign_kiosk(DEMO_KIOSK_ID)     # the demo orders' office
+        _ensure_demo_kiosk(data_dir)
+    server = serving.create_https_server(application, args.host, args.port, args.threads, tls_files)
+    server.prepare()
 
     crls.refresh()
     refresher = crls.CrlRefresher()
@@ -98,9 +132,17 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
 
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
 
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(READY_LINE.format(url=f"http://{host}:{server.effective_port}"), flush=True)
-    server.run()
+    threading.Thread(target=public.serve, name="public-http", daemon=True).start()
+    host = _url_host(args.host)
+    print(READY_LINE.format(url=f"https://{host}:{server.bind_addr[1]}",
+                            public_url=f"http://{host}:{public_port}"), flush=True)
+    try:
+        server.serve()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        public.stop()
+        server.stop()
     return 0
 
 
@@ -126,24 +168,23 @@ def cmd_add_office(args: argparse.Namespace, data_dir: Path) -> int:
 
 
 def cmd_add_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
-    from django.db import transaction
+    from central.orders import kiosk_identity
 
-    from central.orders import auth, offices
-
-    with transaction.atomic():
-        offices.by_code(args.office)
-        token = auth.issue_token(args.kiosk_id)
-        offices.assign_kiosk(args.kiosk_id, args.office)
-    print(token)
+    for kiosk_id in args.kiosk_id:
+        code = kiosk_identity.add_kiosk(kiosk_id, args.office, dt.timedelta(hours=args.valid_hours))
+        print(code)
+        print(f"one-time enrollment code for kiosk {kiosk_id} of office {args.office}, valid "
+              f"{args.valid_hours} h: on the kiosk, python -m sync enroll --code CODE", file=sys.stderr)
     return 0
 
 
 def cmd_revoke_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
-    from central.orders import auth
+    from central.orders import kiosk_identity
 
-    if not auth.revoke(args.kiosk_id):
+    if not kiosk_identity.revoke_kiosk(args.kiosk_id):
         print(f"{args.kiosk_id}: no active credential", file=sys.stderr)
         return 1
+    print(f"{args.kiosk_id}: revoked; its certificates are refused from now on", file=sys.stderr)
     return 0
 
 
@@ -223,12 +264,12 @@ Command = Callable[[argparse.Namespace, Path], int]
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path,
-                        help=f"database, CA keys, ca-chain.pem, kiosk-token (default: ${DATA_DIR_ENV} "
+                        help=f"database, CA keys, ca-chain.pem, tls-ca.pem (default: ${DATA_DIR_ENV} "
                              "or ./central-data)")
     parser = argparse.ArgumentParser(
         prog="python -m central",
-        description="Tamga central registration service: orders, kiosk tokens and the test CA. "
-                    "serve writes DIR/ca-chain.pem and the demo kiosk's token to DIR/kiosk-token.")
+        description="Tamga central registration service: orders, kiosk identities and the test CA. "
+                    "serve writes DIR/ca-chain.pem and DIR/tls-ca.pem (the CA kiosks trust).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
@@ -236,9 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("serve", cmd_serve, "Run the API (waitress) until SIGTERM/Ctrl-C.")
+    p = add("serve", cmd_serve, "Run the API (cheroot, HTTPS with kiosk client certificates) until SIGTERM/Ctrl-C.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8750, help="TCP port; 0 picks a free one (default: 8750)")
+    p.add_argument("--port", type=int, default=8750,
+                   help="HTTPS port of the kiosks' API; 0 picks a free one (default: 8750)")
+    p.add_argument("--public-port", type=int, default=8751,
+                   help="plain HTTP port of the CRLs, OCSP, CA certificates and verification pages that "
+                        "certificates name; 0 picks a free one (default: 8751)")
     p.add_argument("--threads", type=int, default=4, help="worker threads (default: 4)")
     p.add_argument("--demo-data", action="store_true", help="load the orders of central/demo_orders.json")
     p.add_argument("--allow-remote", action="store_true",
@@ -257,10 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("add-office", cmd_add_office, "Create a registration office (or rename it).")
     p.add_argument("code", help="a-z, 0-9 and '-', at most 32 (the migration creates 'main')")
     p.add_argument("name")
-    p = add("add-kiosk", cmd_add_kiosk, "Create or rotate a kiosk's API token, bound to an office, and print it.")
-    p.add_argument("kiosk_id")
+    p = add("add-kiosk", cmd_add_kiosk,
+            "Create a kiosk (or re-enroll one) in an office and print a one-time enrollment code for it "
+            "(one line per kiosk named; a kiosk's newer code replaces its older one).")
+    p.add_argument("kiosk_id", nargs="+")
     p.add_argument("--office", default="main", help="the office whose orders the kiosk sees (default: main)")
-    p = add("revoke-kiosk", cmd_revoke_kiosk, "Revoke a kiosk's API token.")
+    p.add_argument("--valid-hours", type=int, default=24, choices=range(1, 24 * 14 + 1), metavar="HOURS",
+                   help="how long the code can be used, 1 to 336 hours (default: 24)")
+    p = add("revoke-kiosk", cmd_revoke_kiosk, "Revoke a kiosk: its client certificates are refused at once.")
     p.add_argument("kiosk_id")
     p = add("confirm", cmd_confirm, "The holder confirmed the order by e-mail («Баталгаажуулах» → «Шинэ»).")
     p.add_argument("invoice")
@@ -291,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to bind {args.host}: not a loopback address (add --allow-remote)", file=sys.stderr)
         return 2
     data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV) or "central-data")).resolve()
-    os.umask(0o077)     # the database holds holders' personal data and token digests: owner only
+    os.umask(0o077)     # the database holds holders' personal data and CA keys: owner only
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     data_dir.chmod(0o700)
     os.environ[DATA_DIR_ENV] = str(data_dir)
@@ -310,11 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     call_command("migrate", verbosity=0, interactive=False)
 
     from central.orders.clerk import ClerkError
+    from central.orders.kiosk_identity import KioskIdentityError
     from central.orders.offices import OfficeError
 
     try:
         return int(args.func(args, data_dir))
-    except (ClerkError, OfficeError) as err:
+    except (ClerkError, KioskIdentityError, OfficeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

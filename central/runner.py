@@ -3,13 +3,16 @@
 ::
 
     with CentralServer(tmp_path / "central") as central:
-        client = CentralClient(central.url, central.token)
+        client = central.client()          # HTTPS as the enrolled demo kiosk
         central.manage("mark-paid", "147314048627")
 
-The server binds 127.0.0.1 on a port it picks itself (``--port 0``) and reports it in its ready
-line, so two runners never race for a port.  Its output goes to ``DATA_DIR/central.log``.  It
-watches its stdin: if this process dies without calling :meth:`CentralServer.stop`, the server
-exits on its own instead of staying behind.
+The server binds 127.0.0.1 on ports it picks itself (``--port 0 --public-port 0``: HTTPS for the
+kiosks, plain HTTP for the public pages) and reports them in its ready line, so two runners never
+race for a port; a restart comes back on the same public port, which the certificates' CRL and OCSP
+URLs name.  With the demo data the runner enrolls the demo kiosk as a kiosk would
+(:func:`sync.kiosk_identity.enroll`, key made here) into ``DATA_DIR/demo-kiosk/``.  Its output goes
+to ``DATA_DIR/central.log``.  It watches its stdin: if this process dies without calling
+:meth:`CentralServer.stop`, the server exits on its own instead of staying behind.
 """
 
 from __future__ import annotations
@@ -23,9 +26,16 @@ import time
 from collections import deque
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sync.central_client import CentralClient
+    from sync.kiosk_identity import KioskIdentity
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-READY_PATTERN = re.compile(r"^central ready on (http://\S+)$")
+READY_PATTERN = re.compile(r"^central ready on (https://\S+) public (http://\S+)$")
+DEMO_KIOSK_ID = "demo-kiosk"
+DEMO_OFFICE = "main"
 LOG_FILE = "central.log"
 DEMO_PUBLIC_HOST = "pki.tamga.mn:{port}"
 """The host written into the CRL/OCSP/CA-issuer URLs of a runner's CA (``serve --public-host``).
@@ -65,9 +75,13 @@ class CentralServer:
         self.public_host = public_host or os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST") or DEMO_PUBLIC_HOST
         self.data_dir = Path(data_dir).resolve()
         self.port = port
+        self.public_port: int | None = None
         self.demo_data = demo_data
         self.startup_timeout_s = startup_timeout_s
         self.url = ""
+        """The kiosks' HTTPS base URL (API and public pages)."""
+        self.public_url = ""
+        """The plain HTTP base URL of the public pages (CRLs, OCSP, CA certificates, verification)."""
         self.startup_seconds = 0.0
         self.returncode: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -87,9 +101,41 @@ class CentralServer:
         return self.data_dir / "ca-chain.pem"
 
     @property
-    def token(self) -> str:
-        """The demo kiosk's bearer token (``DATA_DIR/kiosk-token``, written by ``serve``)."""
-        return (self.data_dir / "kiosk-token").read_text(encoding="ascii").strip()
+    def tls_ca_path(self) -> Path:
+        """The kiosk identity CA (``DIR/tls-ca.pem``): the central's HTTPS certificate chains to it."""
+        return self.data_dir / "tls-ca.pem"
+
+    @property
+    def identity(self) -> KioskIdentity:
+        """The demo kiosk's identity (enrolled at start with the demo data)."""
+        from sync.kiosk_identity import KioskIdentity
+
+        return KioskIdentity.in_directory(self.data_dir / DEMO_KIOSK_ID, self.tls_ca_path)
+
+    @property
+    def tls(self) -> dict[str, Any]:
+        """``requests`` options to call the API as the demo kiosk: ``requests.get(url, **central.tls)``."""
+        return self.identity.requests_options()
+
+    @property
+    def verify(self) -> str:
+        """``requests``' ``verify=`` for a caller without a client certificate."""
+        return str(self.tls_ca_path)
+
+    def client(self, timeout_s: float = 10.0, identity: KioskIdentity | None = None) -> CentralClient:
+        """A :class:`CentralClient` of the demo kiosk (or of ``identity``) on this server."""
+        from sync.central_client import CentralClient
+
+        return CentralClient(self.url, identity or self.identity, timeout_s=timeout_s)
+
+    def enroll_kiosk(self, kiosk_id: str, office: str = DEMO_OFFICE, directory: Path | None = None) -> KioskIdentity:
+        """``add-kiosk`` then enroll it as the kiosk would; its identity files go to ``directory``."""
+        from sync.kiosk_identity import KioskIdentity, enroll
+
+        code = self.manage("add-kiosk", kiosk_id, "--office", office).strip()
+        identity = KioskIdentity.in_directory(directory or self.data_dir / kiosk_id, self.tls_ca_path)
+        enroll(self.url, code, office, identity, kiosk_id=kiosk_id)
+        return identity
 
     @property
     def pid(self) -> int | None:
@@ -101,7 +147,8 @@ class CentralServer:
             raise RuntimeError("already started")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "central", "serve", "--data-dir", str(self.data_dir),
-                   "--host", "127.0.0.1", "--port", str(self.port or 0), "--exit-on-stdin-eof",
+                   "--host", "127.0.0.1", "--port", str(self.port or 0),
+                   "--public-port", str(self.public_port or 0), "--exit-on-stdin-eof",
                    "--public-host", self.public_host]
         if self.demo_data:
             command.append("--demo-data")
@@ -120,8 +167,21 @@ class CentralServer:
                 what = f"exited with {exited}" if exited is not None else \
                     f"not ready after {self.startup_timeout_s:.0f} s"
                 raise CentralStartError(f"central server {what}; log:\n" + "\n".join(self._tail))
+        self.public_port = int(self.public_url.rsplit(":", 1)[1])
+        self._enroll_demo_kiosk()
         self.startup_seconds = time.perf_counter() - started
         return self
+
+    def _enroll_demo_kiosk(self) -> None:
+        """Enroll the demo kiosk with the code ``serve`` left for it, if it did (first start, or expired)."""
+        from sync.kiosk_identity import enroll
+
+        code_path = self.data_dir / "demo-enrollment-code"
+        if not code_path.exists():
+            return
+        enroll(self.url, code_path.read_text(encoding="ascii").strip(), DEMO_OFFICE, self.identity,
+               kiosk_id=DEMO_KIOSK_ID)
+        code_path.unlink()
 
     def _read_output(self) -> None:
         process = self._process
@@ -137,7 +197,7 @@ class CentralServer:
                     self._log_changed.notify_all()
                 match = READY_PATTERN.match(line)
                 if match and not self._ready.is_set():
-                    self.url = match.group(1)
+                    self.url, self.public_url = match.group(1), match.group(2)
                     self._ready.set()
 
     def wait_for_log(self, text: str, timeout_s: float = 5.0) -> bool:

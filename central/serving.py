@@ -1,44 +1,106 @@
-"""waitress glue: its own refusals (malformed HTTP, oversize headers or body) answered as JSON too.
+"""cheroot glue: the kiosks' HTTPS listener (mutual TLS) and the relying parties' plain HTTP listener.
 
-waitress refuses some requests before the WSGI application sees them and writes a text/plain page
-for them.  Every answer of the API is JSON (``central/openapi.yaml``), so the server's channel
-uses an error task that renders the same ``{"error": code, "message": text}`` body.
+The HTTPS listener asks every client for a certificate (``CERT_OPTIONAL``) and lets the TLS layer
+verify it against the kiosk identity CA only (a certificate of any other CA ends the handshake);
+cheroot's builtin adapter hands the verified leaf to the application as ``SSL_CLIENT_CERT`` (PEM),
+and :mod:`central.orders.auth` checks it against the database on every API request.  A client
+without a certificate still reaches the public pages and the enrollment endpoint.
+
+The HTTP listener serves the same application for what certificates name by ``http://`` URL (CRLs,
+OCSP, CA issuers, the verification page behind the receipt's QR code); an API request there has no
+client certificate and is refused by the application like any other.
+
+cheroot refuses some requests before the application sees them (malformed HTTP, an oversize header
+or body) with a text/plain page; every answer of the API is JSON (``central/openapi.yaml``), so the
+request class renders those refusals as ``{"error": code, "message": text}`` too.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask
+from cheroot import errors as cheroot_errors
+from cheroot import server as cheroot_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 MAX_REQUEST_BODY = 1 << 20
-"""waitress's body limit; Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is lower and refuses first with 413 JSON."""
+"""cheroot's body limit; Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is lower and refuses first with 413 JSON."""
+MAX_REQUEST_HEADER = 64 * 1024
+SOCKET_TIMEOUT_S = 30
 
-_CODES = {400: "bad_request", 413: "request_too_large", 431: "request_too_large", 501: "not_implemented"}
-
-
-class JsonErrorTask(ErrorTask):  # type: ignore[misc]
-    def execute(self) -> None:
-        error = self.request.error
-        code = _CODES.get(error.code, "bad_request" if error.code < 500 else "internal_error")
-        body = json.dumps({"error": code, "message": f"{error.reason}: {error.body}"}).encode("utf-8")
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
+_CODES = {400: "bad_request", 404: "not_found", 408: "request_timeout", 411: "length_required",
+          413: "request_too_large", 414: "request_too_large", 431: "request_too_large",
+          501: "not_implemented", 505: "http_version_not_supported"}
 
 
-class JsonErrorChannel(HTTPChannel):  # type: ignore[misc]
-    error_task_class = JsonErrorTask
+class JsonRefusalRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
+    """cheroot's own refusals with a JSON body (its ``simple_response``, but application/json)."""
+
+    def simple_response(self, status: Any, msg: Any = "") -> None:
+        status = str(status)
+        text = msg.decode("iso-8859-1") if isinstance(msg, bytes) else str(msg)
+        number = int(status[:3])
+        code = _CODES.get(number, "bad_request" if number < 500 else "internal_error")
+        body = json.dumps({"error": code, "message": text or status}).encode("utf-8")
+        if number in (413, 414):
+            self.close_connection = True
+        head = (f"{self.server.protocol} {status}\r\nContent-Length: {len(body)}\r\n"
+                "Content-Type: application/json\r\n")
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        try:
+            self.conn.wfile.write(head.encode("iso-8859-1") + b"\r\n" + body)
+        except OSError as err:
+            if err.args[0] not in cheroot_errors.socket_errors_to_ignore:
+                raise
 
 
-def create_server(application: Any, **kwargs: Any) -> Any:
-    """``waitress.create_server`` whose refusals are JSON."""
-    import waitress
+class JsonRefusalConnection(cheroot_server.HTTPConnection):  # type: ignore[misc]
+    RequestHandlerClass = JsonRefusalRequest
 
-    server = waitress.create_server(application, max_request_body_size=MAX_REQUEST_BODY, **kwargs)
-    server.channel_class = JsonErrorChannel
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of the HTTPS listener: its certificate and key, and the CA its clients must chain to."""
+
+    certificate: Path
+    key: Path
+    client_ca: Path
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """TLS 1.2 or later; a client certificate is asked for and, when sent, must chain to ``client_ca``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(files.certificate), str(files.key))
+    context.load_verify_locations(cafile=str(files.client_ca))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+def _server(application: Any, host: str, port: int, threads: int) -> wsgi.Server:
+    server = wsgi.Server((host, port), application, numthreads=threads, server_name="tamga-central",
+                         timeout=SOCKET_TIMEOUT_S)
+    server.max_request_body_size = MAX_REQUEST_BODY
+    server.max_request_header_size = MAX_REQUEST_HEADER
+    server.ConnectionClass = JsonRefusalConnection
     return server
+
+
+def create_https_server(application: Any, host: str, port: int, threads: int, files: TlsFiles) -> wsgi.Server:
+    """The kiosks' listener; call ``prepare()`` to bind (``bind_addr`` then has the port)."""
+    server = _server(application, host, port, threads)
+    adapter = BuiltinSSLAdapter(str(files.certificate), str(files.key))
+    adapter.context = tls_context(files)
+    server.ssl_adapter = adapter
+    return server
+
+
+def create_http_server(application: Any, host: str, port: int, threads: int) -> wsgi.Server:
+    """The relying parties' listener (CRLs, OCSP, CA certificates, verification pages)."""
+    return _server(application, host, port, threads)

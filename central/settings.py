@@ -101,7 +101,7 @@ USE_TZ = True
 TIME_ZONE = "Asia/Ulaanbaatar"
 LANGUAGE_CODE = "en"
 USE_I18N = False
-DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024     # Django answers 413 JSON above this (waitress: 1 MiB)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024     # Django answers 413 JSON above this (cheroot: 1 MiB)
 
 # Tamga: the central's country (working-day calendar, certificate C=), extra dated public holidays
 # (YYYY-MM-DD, comma-separated; e.g. a holiday decreed at short notice), the SO PIN escrow key.
@@ -162,6 +162,15 @@ CA_PROFILES = {
         "add_issuer_url": True,
         "add_issuer_alternative_name": False,
     },
+    # The kiosk identity CA's TLS certificates (central/orders/kiosk_identity.py): usages passed at signing.
+    "kiosk-tls": {
+        "description": "Tamga kiosk client or central server TLS certificate.",
+        "subject": False,
+        "add_crl_url": False,
+        "add_ocsp_url": False,
+        "add_issuer_url": False,
+        "add_issuer_alternative_name": False,
+    },
     # django-ca's delegated OCSP responder certificates: its default profile adds keyEncipherment, which an
     # EC key cannot use (pkilint ERROR pkix.prohibited_key_usage_value_present_for_ec); signing only.
     "ocsp": {
@@ -186,6 +195,6 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django_ca": {"level": "WARNING"},
-        "waitress": {"level": "INFO"},
+        "cheroot": {"level": "WARNING"},
     },
 }

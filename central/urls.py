@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from central.orders import api, audit_chain, feeds, inbox, pending, verify
+from central.orders import api, audit_chain, feeds, inbox, kiosk_identity, pending, verify
 from central.orders.agreements import agreements as agreement_upload
 from central.orders.pds import document as pds_document
 
@@ -29,6 +29,9 @@ urlpatterns = [
     path("api/v1/events", inbox.events, name="events"),
     path("api/v1/audit", audit_chain.audit, name="audit"),
     path("api/v1/agreements", agreement_upload, name="agreements"),
+    # A kiosk's identity: the enrollment needs no client certificate (the one-time code stands for it).
+    path("api/v1/kiosks/enroll", kiosk_identity.enroll_view, name="kiosk-enroll"),
+    path("api/v1/kiosks/renew", kiosk_identity.renew_view, name="kiosk-renew"),
     # The page behind the receipt's QR code (HTML, no authentication, rate-limited).
     path("verify/<str:serial>", verify.page, name="verify"),
     path("verify/<str:serial>/agreement", verify.agreement, name="verify-agreement"),

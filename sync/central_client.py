@@ -1,9 +1,14 @@
 """The kiosk's client for the central registration service (``central/openapi.yaml``), over requests.
 
-Implements :class:`kiosk.ports.CentralPort`.  Every failure leaves as a :mod:`kiosk.errors` error:
+Implements :class:`kiosk.ports.CentralPort`.  It speaks HTTPS with the kiosk's client certificate and
+key (:class:`sync.kiosk_identity.KioskIdentity`) and trusts only the configured CA chain for the
+central's certificate.  Every failure leaves as a :mod:`kiosk.errors` error:
 
 * no connection, a timeout, a 5xx or 429, or an answer that is not the expected JSON
   → :class:`CentralUnavailable` (``data['status']`` is the HTTP status, None without one);
+* a central whose certificate does not chain to the CA chain → ``CentralUnavailable(cause=
+  "central_not_trusted")``, and a TLS handshake the central ends (our certificate refused)
+  → ``cause="tls_refused"``; neither is retried;
 * 404 ``order_not_found`` on a lookup → :class:`OrderNotFound`;
 * any other 4xx with ``{"error": code}`` → :class:`CentralRejected` (``data['reason']`` = code,
   ``data['status']``, and for ``order_not_payable`` the order's ``refusal`` reason and amounts).
@@ -29,7 +34,7 @@ import re
 import textwrap
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
@@ -49,6 +54,9 @@ from kiosk.ports import (
     Revocation,
     RevocationReason,
 )
+
+if TYPE_CHECKING:
+    from sync.kiosk_identity import KioskIdentity
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +85,22 @@ def csr_pem(csr_der: bytes) -> str:
 
 
 class CentralClient:
-    """:class:`kiosk.ports.CentralPort` over HTTP with a kiosk bearer token.
+    """:class:`kiosk.ports.CentralPort` over HTTPS with the kiosk's client certificate.
 
+    ``identity`` None sends no certificate and trusts the system's CAs (a test's canned server).
     ``call_count`` counts HTTP requests sent (a retry counts again) and ``call_seconds`` adds up
     their wall-clock time, for benchmarks.
     """
 
-    def __init__(self, base_url: str, token: str, timeout_s: float = 10.0,
+    def __init__(self, base_url: str, identity: KioskIdentity | None, timeout_s: float = 10.0,
                  session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self._token = token
+        self.identity = identity
         self._own_session = session is None
         self._session = session if session is not None else requests.Session()
+        # Per request, not on the session: requests lets $REQUESTS_CA_BUNDLE override a session's verify.
+        self._tls: dict[str, Any] = identity.requests_options() if identity is not None else {}
         self.call_count = 0
         self.call_seconds = 0.0
         self._escrow: tuple[str, rsa.RSAPublicKey] | None = None
@@ -319,6 +330,12 @@ class CentralClient:
                                      cause="malformed_response")
         return FeedPage(tuple(items), cursor, more)
 
+    # --- the kiosk's own certificate ---------------------------------------------------------------------
+    def renew_identity(self, csr: str) -> dict[str, Any]:
+        """A new client certificate for the key of ``csr`` (PEM), asked with the current one; the answer body."""
+        response = self._request("POST", f"{API_PREFIX}/kiosks/renew", idempotent=False, json={"csr": csr})
+        return self._expect(response, (201,))
+
     # --- escrow key --------------------------------------------------------------------------------
     def _escrow_key(self) -> tuple[str, rsa.RSAPublicKey]:
         """The central's escrow key (id, RSA public key), fetched once per client."""
@@ -343,13 +360,16 @@ class CentralClient:
     def _request(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> requests.Response:
         """Send once, and once more after a connection error or timeout if ``idempotent``."""
         attempts = 2 if idempotent else 1
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         for attempt in range(1, attempts + 1):
             started = time.perf_counter()
             self.call_count += 1
             try:
                 return self._session.request(method, self.base_url + path, headers=headers,
-                                             timeout=self.timeout_s, **kwargs)
+                                             timeout=self.timeout_s, **self._tls, **kwargs)
+            except requests.exceptions.SSLError as err:
+                cause = "central_not_trusted" if "CERTIFICATE_VERIFY_FAILED" in str(err) else "tls_refused"
+                raise CentralUnavailable(f"central TLS: {cause}", status=None, cause=cause) from err
             except _RETRYABLE as err:
                 cause = "timeout" if isinstance(err, requests.Timeout) else "connection"
                 if attempt < attempts:

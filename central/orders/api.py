@@ -1,4 +1,4 @@
-"""The kiosk JSON API under ``/api/v1/`` (``central/openapi.yaml``): bearer auth, JSON in and out.
+"""The kiosk JSON API under ``/api/v1/`` (``central/openapi.yaml``): kiosk client certificates, JSON in and out.
 
 Every answer is JSON, errors included: ``{"error": code, "message": text, ...}``.  A server error
 is ``500 {"error": "internal_error"}`` and is logged with its traceback, never shown.
@@ -30,8 +30,6 @@ View = Callable[..., HttpResponse]
 def error_response(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
     response = JsonResponse({"error": code, "message": message, **extra}, status=status,
                             json_dumps_params={"ensure_ascii": False})
-    if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="tamga-central"'
     return response
 
 
@@ -39,8 +37,8 @@ def json_response(body: dict[str, Any], status: int = 200) -> JsonResponse:
     return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
 
 
-def api_view(*methods: str) -> Callable[[View], View]:
-    """Allow ``methods``, require a kiosk bearer token, turn ApiError into its JSON answer."""
+def api_view(*methods: str, kiosk: bool = True) -> Callable[[View], View]:
+    """Allow ``methods``, require a kiosk client certificate (unless not ``kiosk``), answer ApiError as JSON."""
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -49,11 +47,12 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 response = error_response(405, "method_not_allowed", f"use {', '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
                 return response
-            kiosk_id = auth.authenticate(request.headers.get("Authorization", ""))
-            if kiosk_id is None:
-                return error_response(401, "unauthorized", "a valid kiosk bearer token is required")
-            request.kiosk_id = kiosk_id  # type: ignore[attr-defined]
-            request.office_id = offices.office_id_of(kiosk_id)  # type: ignore[attr-defined]
+            if kiosk:
+                kiosk_id = auth.authenticate(request)
+                if isinstance(kiosk_id, auth.Refusal):
+                    return error_response(401, kiosk_id.code, kiosk_id.message)
+                request.kiosk_id = kiosk_id  # type: ignore[attr-defined]
+                request.office_id = offices.office_id_of(kiosk_id)  # type: ignore[attr-defined]
             try:
                 return view(request, *args, **kwargs)
             except ApiError as err:
@@ -247,7 +246,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
 class BodyLimitMiddleware:
     """Refuse a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with ``413 request_too_large`` before reading it.
 
-    waitress's own limit (``central.serving``) is higher, so a body between the two gets this JSON answer.
+    cheroot's own limit (``central.serving``) is higher, so a body between the two gets this JSON answer.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:

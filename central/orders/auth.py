@@ -1,64 +1,63 @@
-"""Kiosk API credentials: random bearer tokens of which only the SHA-256 is stored."""
+"""Who is calling: the kiosk whose client certificate the TLS layer verified, checked against the database.
+
+The HTTPS listener (:mod:`central.serving`) verifies the chain and hands the leaf over as
+``SSL_CLIENT_CERT``; a certificate is accepted only while its row (:class:`KioskCertificate`, found by
+its SHA-256 fingerprint) is unrevoked and unexpired and its kiosk unrevoked, so revoking a kiosk
+refuses its very next request.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
+from dataclasses import dataclass
 
-from django.db import transaction
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from django.http import HttpRequest
 from django.utils import timezone
 
-from central.orders.models import KioskCredential
+from central.orders.models import KioskCertificate, KioskCredential
 
-TOKEN_PREFIX = "tamga_"
+CLIENT_CERT_KEY = "SSL_CLIENT_CERT"
 _TOUCH_INTERVAL = dt.timedelta(minutes=1)
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request has no kiosk: a stable code and a sentence for the technician."""
+
+    code: str
+    message: str
 
 
-def issue_token(kiosk_id: str) -> str:
-    """Create the kiosk's credential, or replace its token (the old one stops working); return the token."""
-    if not kiosk_id or len(kiosk_id) > 64 or not kiosk_id.isprintable():
-        raise ValueError("a kiosk id is 1 to 64 printable characters")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with transaction.atomic():
-        KioskCredential.objects.update_or_create(
-            kiosk_id=kiosk_id, defaults={"token_sha256": token_digest(token), "revoked_at": None})
-    return token
+NO_CERTIFICATE = Refusal("kiosk_certificate_required",
+                         "a kiosk client certificate is required (HTTPS with the kiosk's certificate)")
+REFUSED = Refusal("kiosk_certificate_refused",
+                  "this kiosk certificate is unknown, expired or revoked: enroll the kiosk again")
 
 
-def ensure_token(kiosk_id: str, known_token: str | None) -> str | None:
-    """Keep ``known_token`` if it is the kiosk's current, unrevoked token; issue one for a new kiosk.
-
-    A kiosk whose credential was revoked gets none (None): revocation lasts across restarts.
-    """
-    if known_token and KioskCredential.objects.filter(
-            kiosk_id=kiosk_id, token_sha256=token_digest(known_token), revoked_at__isnull=True).exists():
-        return known_token
-    if KioskCredential.objects.filter(kiosk_id=kiosk_id, revoked_at__isnull=False).exists():
+def client_certificate(request: HttpRequest) -> x509.Certificate | None:
+    pem = request.META.get(CLIENT_CERT_KEY)
+    if not isinstance(pem, str) or not pem:
         return None
-    return issue_token(kiosk_id)
-
-
-def revoke(kiosk_id: str) -> bool:
-    return bool(KioskCredential.objects.filter(kiosk_id=kiosk_id, revoked_at__isnull=True)
-                .update(revoked_at=timezone.now()))
-
-
-def authenticate(authorization: str) -> str | None:
-    """The kiosk id for an ``Authorization: Bearer …`` header value, or None."""
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
         return None
-    credential = KioskCredential.objects.filter(
-        token_sha256=token_digest(token), revoked_at__isnull=True).first()
-    if credential is None:
-        return None
+
+
+def authenticate(request: HttpRequest) -> str | Refusal:
+    """The kiosk id of the request's verified client certificate, or why there is none."""
+    certificate = client_certificate(request)
+    if certificate is None:
+        return NO_CERTIFICATE
     now = timezone.now()
-    if credential.last_used_at is None or now - credential.last_used_at > _TOUCH_INTERVAL:
-        KioskCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
-    return credential.kiosk_id
+    row = (KioskCertificate.objects.select_related("kiosk")
+           .filter(fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(), revoked_at__isnull=True,
+                   not_before__lte=now, not_after__gt=now, kiosk__revoked_at__isnull=True).first())
+    if row is None:
+        return REFUSED
+    kiosk = row.kiosk
+    if kiosk.last_used_at is None or now - kiosk.last_used_at > _TOUCH_INTERVAL:
+        KioskCredential.objects.filter(pk=kiosk.pk).update(last_used_at=now)
+    return kiosk.kiosk_id

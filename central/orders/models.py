@@ -188,18 +188,47 @@ class Enrollment(FeedStamped):
 
 
 class KioskCredential(models.Model):
-    """A kiosk's bearer token; only its SHA-256 is stored."""
+    """A kiosk known to the central; it proves who it is with a :class:`KioskCertificate` (mutual TLS)."""
 
     kiosk_id = models.CharField(max_length=64, unique=True)
     office = models.ForeignKey(Office, null=True, blank=True, on_delete=models.PROTECT, related_name="kiosks",
                                help_text="The only office whose orders the kiosk sees; none: it sees nothing.")
-    token_sha256 = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.kiosk_id
+
+
+class EnrollmentCode(models.Model):
+    """A one-time code a technician types into a new kiosk; only its SHA-256 is stored."""
+
+    kiosk = models.ForeignKey(KioskCredential, on_delete=models.CASCADE, related_name="enrollment_codes")
+    office = models.ForeignKey(Office, on_delete=models.PROTECT, related_name="+",
+                               help_text="The office the technician named; the kiosk must name the same.")
+    code_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kiosk.kiosk_id} code until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class KioskCertificate(models.Model):
+    """A client certificate issued to a kiosk; each API request is checked against this row."""
+
+    kiosk = models.ForeignKey(KioskCredential, on_delete=models.CASCADE, related_name="certificates")
+    serial = models.CharField(max_length=64, unique=True)
+    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kiosk.kiosk_id} {self.serial}"
 
 
 class Organisation(models.Model):

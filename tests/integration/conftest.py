@@ -1,4 +1,7 @@
-"""Integration fixtures: the reference central service (django-ca) running on loopback for the session."""
+"""Integration fixtures: the reference central service (django-ca) on loopback for the session, over real TLS.
+
+``central_client`` is the demo kiosk, enrolled with a one-time code when the server started; other
+kiosks enroll the same way (``CentralServer.enroll_kiosk``)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pytest
 
 from central.runner import CentralServer
 from sync.central_client import CentralClient
+from sync.kiosk_identity import KioskIdentity
 from tests.pgcluster import cluster
 
 
@@ -24,7 +28,7 @@ def central_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central
 
 @pytest.fixture
 def central_client(central_server: CentralServer) -> Iterator[CentralClient]:
-    with CentralClient(central_server.url, central_server.token, timeout_s=10.0) as client:
+    with central_server.client(timeout_s=10.0) as client:
         yield client
 
 
@@ -73,15 +77,15 @@ OFFICE_B = "office-b"
 
 
 @pytest.fixture(scope="session")
-def office_b_token(central_server: CentralServer) -> str:
-    """The credential of a kiosk of a second office (the demo kiosk is in office ``main``)."""
+def office_b_identity(central_server: CentralServer) -> KioskIdentity:
+    """The enrolled identity of a kiosk of a second office (the demo kiosk is in office ``main``)."""
     central_server.manage("add-office", OFFICE_B, "Сэлэнгэ салбар")
-    return central_server.manage("add-kiosk", "kiosk-office-b", "--office", OFFICE_B).strip()
+    return central_server.enroll_kiosk("kiosk-office-b", OFFICE_B)
 
 
 @pytest.fixture
-def office_b_client(central_server: CentralServer, office_b_token: str) -> Iterator[CentralClient]:
-    with CentralClient(central_server.url, office_b_token, timeout_s=10.0) as client:
+def office_b_client(central_server: CentralServer, office_b_identity: KioskIdentity) -> Iterator[CentralClient]:
+    with central_server.client(timeout_s=10.0, identity=office_b_identity) as client:
         yield client
 
 
