@@ -4,7 +4,7 @@ The applicant-visible machine wait is the time the screen shows progress while n
 pending: the sum of the applicant's calls into the kiosk (order lookup, card, token, key, enrollment,
 install, receipt), not the time the applicant waits for the clerk nor the time they type.  A real
 eToken takes 10–60 s for an RSA-2048 key, so the token adapter here is the fault-injecting
-``PullableToken`` delaying key generation (``keygen_delay_s``) over the real SoftHSM2; the clerk's
+``PullableToken`` padding the real SoftHSM2's key generation to that time (``keygen_delay_s``); the clerk's
 review runs in a second thread (it sleeps for the review time, then approves) against the same
 session, while the early path's worker thread prepares the token (``issuance.prepare_early``).
 
@@ -36,17 +36,22 @@ class ApplicantClock:
     """Adds up the time of the applicant's calls: the screen shows progress and waits for nobody."""
 
     def __init__(self) -> None:
-        self.machine_s = 0.0
+        self.calls_s: dict[str, float] = {}
+
+    @property
+    def machine_s(self) -> float:
+        return sum(self.calls_s.values())
 
     def __call__(self, call: Callable[..., StepResult], *args: Any) -> StepResult:
         started = time.perf_counter()
         try:
             return call(*args)
         finally:
-            self.machine_s += time.perf_counter() - started
+            name = call.__name__
+            self.calls_s[name] = self.calls_s.get(name, 0.0) + time.perf_counter() - started
 
 
-def one_visit(stack: Any, kiosk: Any, token: Any, review_s: float, early: bool) -> float:
+def one_visit(stack: Any, kiosk: Any, token: Any, review_s: float, early: bool) -> ApplicantClock:
     from devices.sim.stack import ARIUN, CARD_PIN
 
     stack.softhsm.add_blank_token()
@@ -77,7 +82,7 @@ def one_visit(stack: Any, kiosk: Any, token: Any, review_s: float, early: bool) 
     if early:
         worker.join()
     assert r.error is None and r.step.value == "done", r
-    return wait.machine_s
+    return wait
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,13 +109,18 @@ def main(argv: list[str] | None = None) -> int:
             early = [one_visit(stack, kiosk, token, review_s, early=True) for _ in range(args.runs)]
         finally:
             kiosk.close()
-    worst_early, worst_sequential = max(early), max(sequential)
-    print(f"P2 key generation delayed by {keygen_s:.0f} s (fault injection over SoftHSM2), "
+    worst_early = max(early, key=lambda w: w.machine_s)
+    worst_sequential = max(sequential, key=lambda w: w.machine_s)
+    print(f"P2 key generation takes {keygen_s:.0f} s (SoftHSM2's padded by the fault-injecting token), "
           f"clerk's review {review_s:.0f} s, {args.runs} run(s) each after 1 warm-up")
-    print(f"  P2 applicant-visible machine wait {worst_early:.2f} s   (early path: token prepared during the review)")
-    print(f"  baseline: sequential path {worst_sequential:.2f} s   (token prepared after approval)")
-    print(f"  ratio early/sequential {worst_early / worst_sequential:.3f}   target <= {TARGET_S:.0f} s   "
-          f"{'PASS' if worst_early <= TARGET_S else 'FAIL'}")
+    for label, wait in (("early path: token prepared during the review", worst_early),
+                        ("sequential path (baseline): token prepared after approval", worst_sequential)):
+        calls = ", ".join(f"{name} {s:.2f}" for name, s in sorted(wait.calls_s.items(), key=lambda c: -c[1]))
+        print(f"  {label}: {wait.machine_s:.2f} s   ({calls})")
+    print(f"P2 applicant-visible machine wait {worst_early.machine_s:.2f} s   "
+          f"(ratio to the sequential path's {worst_sequential.machine_s:.2f} s: "
+          f"{worst_early.machine_s / worst_sequential.machine_s:.3f})   target <= {TARGET_S:.0f} s   "
+          f"{'PASS' if worst_early.machine_s <= TARGET_S else 'FAIL'}")
     return 0
 
 

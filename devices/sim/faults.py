@@ -55,9 +55,10 @@ class PullableToken:
       inside C_InitToken does and raises :class:`PowerCut`.  Once.  ``blank_token(serial)`` does
       the blanking; the default truncates the SoftHSM token of ``$SOFTHSM2_CONF`` as measured in
       tests/devices/test_token_blank.py (objects deleted, ``token.object`` empty).
-    * ``keygen_delay_s``: every ``generate_key_pair`` takes this much longer, as on a real eToken
-      (RSA-2048: 10–60 s, where SoftHSM takes 0.15 s).  The delay runs inside the logged-in session,
-      so the adapter's PKCS#11 lock is held through it as through a real token's key generation.
+    * ``keygen_delay_s``: every ``generate_key_pair`` takes at least this long, as on a real eToken
+      (RSA-2048: 10–60 s, where SoftHSM takes 0.15 s): SoftHSM's key generation is padded to it.  The
+      wait runs inside the logged-in session, so the adapter's PKCS#11 lock is held through it as
+      through a real token's key generation.
     """
 
     def __init__(self, inner: TokenPort, blank_token: Callable[[str], None] | None = None) -> None:
@@ -127,9 +128,9 @@ class _PullableSession:
 
     def generate_key_pair(self, key_id: bytes, label: str, algorithm: KeyAlgorithm) -> bytes:
         self._owner._check("generate_key_pair")
-        if self._owner.keygen_delay_s > 0:
-            time.sleep(self._owner.keygen_delay_s)
+        started = time.monotonic()
         spki = self._inner.generate_key_pair(key_id, label, algorithm)
+        time.sleep(max(0.0, self._owner.keygen_delay_s - (time.monotonic() - started)))
         if self._owner.crash_keygen_half:
             self._owner.crash_keygen_half = False
             remove_private = getattr(self._inner, "remove_private_key_only", None)
