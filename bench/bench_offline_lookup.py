@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,27 +33,33 @@ def order(i: int) -> Order:
                  position="Нягтлан", term_years=1, etoken=True, confirmed=True, paid_mnt=88000)
 
 
-def measure(count: int, directory: Path) -> tuple[float, float, float]:
-    """Build ``count`` cached orders; return (build seconds, p50 ms, p99 ms) over random lookups."""
+@dataclass(frozen=True)
+class Figures:
+    build_s: float
+    p50_ms: float
+    p99_ms: float
+    p99_cpu_ms: float       # this thread's CPU time alone: what is left without the machine's other load
+
+
+def measure(count: int, directory: Path) -> Figures:
+    """Build ``count`` cached orders; time random lookups by invoice and by register number."""
     store = KioskStore(directory / "kiosk.db", load_or_create_key(directory / "kiosk.key"))
     try:
         started = time.perf_counter()
-        chunk = 50_000
-        for first in range(0, count, chunk):
-            store.orders.put_many(((i, order(i)) for i in range(first, min(count, first + chunk))),
-                                  dt.datetime.now(dt.UTC))
+        store.orders.put_many(((i, order(i)) for i in range(count)), dt.datetime.now(dt.UTC))  # one transaction
         build = time.perf_counter() - started
         rng = random.Random(7)  # noqa: S311  (reproducible lookups, not secrets)
-        times = []
+        wall, cpu = [], []
         for n in range(LOOKUPS):
             i = rng.randrange(count)
             kind, value = ("invoice", f"{147300000000 + i:012d}") if n % 2 else ("register", f"НЭ{i:08d}")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             found = store.orders.find(kind, value)
-            times.append((time.perf_counter() - t0) * 1000)
+            wall.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.thread_time() - c0) * 1000)
             assert found is not None and found.order.id == str(i)
-        quantiles = statistics.quantiles(times, n=100)
-        return build, statistics.median(times), quantiles[98]
+        return Figures(build, statistics.median(wall), statistics.quantiles(wall, n=100)[98],
+                       statistics.quantiles(cpu, n=100)[98])
     finally:
         store.close()
 
@@ -62,13 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as small_dir, tempfile.TemporaryDirectory() as large_dir:
-        _, small_p50, small_p99 = measure(1000, Path(small_dir))
-        build, p50, p99 = measure(args.orders, Path(large_dir))
-    print(f"P6 order lookup, {args.orders:,} cached orders (built in {build:.1f} s): p50 {p50:.3f} ms, "
-          f"p99 {p99:.3f} ms (target ≤ {TARGET_P99_MS} ms) — {'ok' if p99 <= TARGET_P99_MS else 'MISSED'}")
-    print(f"P6 ratio to 1,000 cached orders (p50 {small_p50:.3f} ms, p99 {small_p99:.3f} ms): "
-          f"p50 ×{p50 / small_p50:.2f}, p99 ×{p99 / small_p99:.2f}")
-    return 0 if p99 <= TARGET_P99_MS else 1
+        small = measure(1000, Path(small_dir))
+        large = measure(args.orders, Path(large_dir))
+    verdict = "ok" if large.p99_ms <= TARGET_P99_MS else "MISSED"
+    print(f"P6 order lookup, {args.orders:,} cached orders (built in {large.build_s:.1f} s, one transaction): "
+          f"p50 {large.p50_ms:.3f} ms, p99 {large.p99_ms:.3f} ms (CPU p99 {large.p99_cpu_ms:.3f} ms; "
+          f"target p99 ≤ {TARGET_P99_MS} ms) — {verdict}")
+    print(f"P6 ratio to 1,000 cached orders (p50 {small.p50_ms:.3f} ms, p99 {small.p99_ms:.3f} ms): "
+          f"p50 ×{large.p50_ms / small.p50_ms:.2f}, p99 ×{large.p99_ms / small.p99_ms:.2f}")
+    return 0 if large.p99_ms <= TARGET_P99_MS else 1
 
 
 if __name__ == "__main__":

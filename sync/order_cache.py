@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -66,10 +66,17 @@ class OrderCache:
 
     def put_many(self, orders: Iterable[tuple[int, Order]], synced_at: dt.datetime) -> int:
         """Upsert ``(seq, order)`` pairs in one transaction (executemany); return how many."""
-        rows = [_row(order, seq, synced_at) for seq, order in orders]
+        count = 0
+
+        def rows() -> Iterator[tuple[str, str, str, str, str, int, str]]:
+            nonlocal count
+            for seq, order in orders:
+                count += 1
+                yield _row(order, seq, synced_at)
+
         with self._lock, self.db.atomic():
-            self.db.conn.executemany(_UPSERT, rows)
-        return len(rows)
+            self.db.conn.executemany(_UPSERT, rows())
+        return count
 
     def put(self, order: Order, synced_at: dt.datetime, seq: int = 0) -> None:
         """Refresh one row from a live answer of the central (its feed position is kept)."""
