@@ -173,8 +173,13 @@ class ClerkDesk(FlowAccess):
             self._audit("clerk.signed_out", {"clerk_id": clerk.clerk_id}, None)
 
     def require(self, clerk: SignedInClerk) -> SignedInClerk:
-        """The clerk's sign-in if it still holds; raises ClerkNotSignedIn or ClerkSignInExpired."""
+        """The clerk's sign-in if it still holds: this desk gave it, the clerk is not disabled since, it has not
+        expired.  Raises ClerkNotSignedIn or ClerkSignInExpired."""
         if self._signed_in.get(clerk.clerk_id) != clerk:
+            raise ClerkNotSignedIn(clerk_id=clerk.clerk_id)
+        if not self._sign_in.is_active(clerk.clerk_id):     # disabled since (python -m kiosk clerk disable)
+            del self._signed_in[clerk.clerk_id]
+            self._audit("clerk.signed_out", {"clerk_id": clerk.clerk_id, "reason": "disabled"}, None)
             raise ClerkNotSignedIn(clerk_id=clerk.clerk_id)
         if not clerk.is_valid(self.now()):
             del self._signed_in[clerk.clerk_id]

@@ -166,6 +166,11 @@ class ClerkSignIn:
             self._directory.put(replace(record, disabled=True))
             self._audit("clerk.disabled", {"clerk_id": clerk_id})
 
+    def is_active(self, clerk_id: str) -> bool:
+        """Whether the clerk is known and not disabled (a sign-in ends when its clerk is disabled)."""
+        record = self._directory.get(clerk_id)
+        return record is not None and not record.disabled
+
     def sign_in(self, clerk_id: str, pin: Pin, now: datetime) -> SignedInClerk:
         """Sign a clerk in.  :class:`InvalidPin` for a wrong PIN, an unknown or a disabled clerk (the
         same error after the same work); :class:`PinBlocked` with ``until`` while locked out."""

@@ -186,6 +186,16 @@ def test_a_signed_out_or_made_up_sign_in_does_nothing(d: Desk) -> None:
     assert d.rig.store.load(sid).step == "approval"
 
 
+def test_a_clerk_disabled_after_signing_in_can_do_nothing_more(d: Desk) -> None:
+    clerk = d.clerk()
+    sid = d.at_approval()
+    d.sign_in.disable(CLERK)
+    with pytest.raises(ClerkNotSignedIn):
+        d.desk.approve(clerk, sid, d.rig.issuance.current(sid).view.documents, by_proxy=False)
+    assert d.audited[-1] == ("clerk.signed_out", {"clerk_id": CLERK, "reason": "disabled"}, None)
+    assert d.rig.store.load(sid).step == "approval"
+
+
 # --- the day's list -------------------------------------------------------------------------------------
 def test_the_days_list_shows_flow_step_holder_time_and_state(d: Desk) -> None:
     old_done = d.rig.issue()                                  # 2 Dec: finished yesterday, not listed
