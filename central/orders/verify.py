@@ -10,7 +10,7 @@ them.  No JavaScript.  An unknown serial is a calm 404 page; more than
 The page's form (``POST /verify/{serial}/agreement`` with ``token_serial``) gives the holder the
 agreement they signed on the token (``central/orders/agreements.py``), as a PDF download.  A wrong
 token serial, an unknown certificate and a missing agreement get the same calm 404 page; one client
-address may try ``TAMGA_VERIFY_RATE_PER_MINUTE // 6`` times a minute (at least once).
+address may try ``TAMGA_VERIFY_RATE_PER_MINUTE // 3`` times a minute (at least 3).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def agreement(request: HttpRequest, serial: str) -> HttpResponse:
         response = HttpResponse(status=405)
         response["Allow"] = "POST"
         return _headers(response, language)
-    limit = max(1, settings.TAMGA_VERIFY_RATE_PER_MINUTE // 6)
+    limit = max(3, settings.TAMGA_VERIFY_RATE_PER_MINUTE // 3)
     if not AGREEMENT_LIMITER.allow(request.META.get("REMOTE_ADDR", ""), limit):
         response = render(request, "verify/message.html", {**context, "message": context["t"]["too_many"]},
                           status=429)
