@@ -229,3 +229,29 @@ Feature: Issuing a qualified signature certificate at the registration office
     And the applicant inserts the eToken again and enters the eToken PIN "482916"
     Then the issuance is done
     And the eToken holds a sensitive, never-extractable key and a certificate with the same ID
+
+  @happy
+  Scenario: The key is made on the eToken while the clerk checks the documents
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the applicant enters the ID-card PIN "730419"
+    And the kiosk prepares the eToken while the clerk checks the documents
+    And the clerk ticks every document and approves
+    And the applicant chooses the eToken PIN "482916" twice
+    And the kiosk generates the key, has the certificate issued and installs it
+    Then the issuance is done
+    And the eToken holds exactly one key pair
+    And the chosen PIN replaced the temporary one on the key made during the review
+
+  @refusal
+  Scenario: The clerk rejects while the key is made, and the key is destroyed
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the applicant enters the ID-card PIN "730419"
+    And the kiosk prepares the eToken while the clerk checks the documents
+    And the clerk rejects because the holder is not present
+    Then the kiosk refuses with "гэрчилгээ эзэмшигч биечлэн ирэх шаардлагатай"
+    And the session is still at the cancelled step
+    And the eToken holds no key
