@@ -57,6 +57,7 @@ def _expected_keys(store: KioskStore, kiosk_id: str) -> set[str]:
     return {f"{kiosk_id}/{row['id']}" for row in store.db.query("select id from outbox")}
 
 
+@pytest.mark.timeout(900 if os.environ.get("TAMGA_LONG") else 120)
 def test_queued_records_drain_exactly_once_through_a_network_that_drops_and_resets(
         either_central: CentralServer, tmp_path: Path) -> None:
     kiosk_id = f"drain-{secrets.token_hex(4)}"
