@@ -19,16 +19,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from devices.cardprofiles import CardProfile, IdCardApplication, get_profile
+from devices.cardprofiles import CardProfile, ChallengeScheme, IdCardApplication, get_profile
 from devices.pcsc import (
     DEFAULT_APDU_TIMEOUT,
     CardSession,
@@ -37,16 +38,20 @@ from devices.pcsc import (
     next_reader_state,
     wait_for_card,
 )
+from devices.revocation import RevocationChecker
 from kiosk.errors import (
+    CardAlgorithmRefused,
     CardAuthenticationFailed,
     CardChanged,
     CardError,
-    CardNotSupported,
+    CardExpired,
+    CardIssuerUnknown,
+    CardWrongUsage,
     CertificateInvalid,
     DeviceNotReady,
 )
 from kiosk.pin import Pin
-from kiosk.ports import CardIdentity, KeyAlgorithm
+from kiosk.ports import CardIdentity, ChallengeSignature
 
 _MAX_CHAIN_DEPTH = 6
 # What cryptography raises for a certificate it cannot read, often only when a field is first used
@@ -56,6 +61,8 @@ _UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
 # An EKU, when present, must allow authentication with a card; absent, key usage alone decides.
 AUTHENTICATION_EKUS = frozenset({ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SMARTCARD_LOGON,
                                  ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
+_WRONG_USAGE = frozenset({"key_usage", "extended_key_usage", "leaf_is_ca"})
+_RSA_SIZES = frozenset({2048, 3072, 4096})
 
 
 def utc_now() -> dt.datetime:
@@ -68,12 +75,12 @@ def _subject(cert: x509.Certificate) -> str:
 
 
 def _check_validity(cert: x509.Certificate, now: dt.datetime, role: str) -> None:
+    refusal = CardExpired if role == "leaf" else CertificateInvalid
     if now < cert.not_valid_before_utc:
-        raise CertificateInvalid("certificate not yet valid", reason="not_yet_valid", role=role,
-                                 subject=_subject(cert))
+        raise refusal("certificate not yet valid", reason="not_yet_valid", role=role, subject=_subject(cert))
     if now > cert.not_valid_after_utc:
-        raise CertificateInvalid("certificate expired", reason="expired", role=role,
-                                 subject=_subject(cert))
+        raise refusal("certificate expired", reason="expired", role=role, subject=_subject(cert),
+                      not_after=cert.not_valid_after_utc.isoformat())
 
 
 def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
@@ -172,8 +179,9 @@ def _verify_path(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certificat
             reason = "critical_extension"
         else:
             reason = "path_invalid"
-        raise CertificateInvalid("certification path does not validate", reason=reason,
-                                 subject=_subject(leaf), verifier=message[:300]) from err
+        refusal = CardWrongUsage if reason in _WRONG_USAGE else CertificateInvalid
+        raise refusal("certification path does not validate", reason=reason,
+                      subject=_subject(leaf), verifier=message[:300]) from err
     return list(verified.chain)
 
 
@@ -184,12 +192,12 @@ def _diagnose_chain(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certifi
     _check_validity(leaf, now, "leaf")
     usage = _extension(leaf, x509.KeyUsage)
     if not isinstance(usage, x509.KeyUsage) or not usage.digital_signature:
-        raise CertificateInvalid("certificate may not be used for authentication", reason="key_usage",
-                                 subject=_subject(leaf))
+        raise CardWrongUsage("certificate may not be used for authentication", reason="key_usage",
+                             subject=_subject(leaf))
     constraints = _extension(leaf, x509.BasicConstraints)
     if isinstance(constraints, x509.BasicConstraints) and constraints.ca:
-        raise CertificateInvalid("a CA certificate is not a person's card", reason="leaf_is_ca",
-                                 subject=_subject(leaf))
+        raise CardWrongUsage("a CA certificate is not a person's card", reason="leaf_is_ca",
+                             subject=_subject(leaf))
     path = [leaf]
     current = leaf
     for _ in range(_MAX_CHAIN_DEPTH):
@@ -203,7 +211,7 @@ def _diagnose_chain(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certifi
         issuer, name_matched = _find_issuer(current, pool)
         if issuer is None:
             bad_signature = anchor_name_matched or name_matched
-            raise CertificateInvalid(
+            raise (CertificateInvalid if bad_signature else CardIssuerUnknown)(
                 "certificate signature does not verify" if bad_signature else "issuer not trusted",
                 reason="bad_signature" if bad_signature else "untrusted_issuer",
                 subject=_subject(current), issuer=current.issuer.rfc4514_string())
@@ -214,29 +222,46 @@ def _diagnose_chain(leaf: x509.Certificate, trust_anchors: Sequence[x509.Certifi
     raise CertificateInvalid("certificate chain too long", reason="chain_too_long", subject=_subject(leaf))
 
 
-def key_algorithm(cert: x509.Certificate) -> KeyAlgorithm:
-    """The card key's algorithm from its certificate.  Raises CardNotSupported for other keys."""
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
-        return KeyAlgorithm.RSA2048
+def challenge_scheme(cert: x509.Certificate, rsa_padding: str = "pkcs1v15") -> ChallengeScheme:
+    """How the card signs the challenge, from the allow-list: RSA 2048-4096 with PKCS#1 v1.5 or PSS
+    (``rsa_padding``), ECDSA P-256/SHA-256, ECDSA P-384/SHA-384.  Raises CardAlgorithmRefused otherwise."""
+    try:
+        key = cert.public_key()
+    except _UNREADABLE as err:
+        raise CardAlgorithmRefused("card key does not parse", reason="key_algorithm", algorithm="unreadable") from err
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size not in _RSA_SIZES:
+            raise CardAlgorithmRefused("RSA key size not allowed", reason="key_algorithm",
+                                       algorithm=f"rsa{key.key_size}")
+        if rsa_padding == "pss":
+            return ChallengeScheme.RSA_PSS_SHA256
+        if rsa_padding == "pkcs1v15":
+            return ChallengeScheme.RSA_PKCS1V15_SHA256
+        raise CardAlgorithmRefused("RSA padding not allowed", reason="signature_algorithm", algorithm=rsa_padding)
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return KeyAlgorithm.P256
-    raise CardNotSupported("card key algorithm not supported", reason="key_algorithm")
+        return ChallengeScheme.ECDSA_P256_SHA256
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP384R1):
+        return ChallengeScheme.ECDSA_P384_SHA384
+    name = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__.removeprefix("_")
+    raise CardAlgorithmRefused("card key algorithm not allowed", reason="key_algorithm", algorithm=name)
 
 
-def verify_challenge_signature(cert: x509.Certificate, challenge: bytes, signature: bytes) -> None:
-    """Check the card's signature over ``challenge``.  Raises CardAuthenticationFailed."""
+def verify_challenge_signature(cert: x509.Certificate, challenge: bytes, signature: bytes,
+                               scheme: ChallengeScheme | None = None) -> ChallengeSignature:
+    """Check the card's signature over ``challenge`` with ``scheme`` (the certificate's default when
+    None).  Raises CardAuthenticationFailed, CardAlgorithmRefused."""
+    scheme = scheme or challenge_scheme(cert)
     key = cert.public_key()
     try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
-            return
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(_der_ecdsa(signature, key), challenge, ec.ECDSA(hashes.SHA256()))
-            return
+        if isinstance(key, rsa.RSAPublicKey) and scheme.is_rsa:
+            key.verify(signature, challenge, scheme.rsa_padding(), hashes.SHA256())
+        elif isinstance(key, ec.EllipticCurvePublicKey) and not scheme.is_rsa:
+            key.verify(_der_ecdsa(signature, key), challenge, ec.ECDSA(scheme.hash()))
+        else:
+            raise CardAuthenticationFailed("scheme does not fit the card's key", algorithm=scheme.value)
     except (InvalidSignature, ValueError) as err:
         raise CardAuthenticationFailed("signature does not verify with the card's certificate") from err
-    raise CardAuthenticationFailed("unsupported key type")
+    return ChallengeSignature(signature, scheme.value)
 
 
 def _der_ecdsa(signature: bytes, key: ec.EllipticCurvePublicKey) -> bytes:
@@ -277,6 +302,7 @@ def identity_from_certificate(cert: x509.Certificate, card_uuid: str, profile: s
         issuer=cert.issuer.rfc4514_string(),
         card_uuid=card_uuid,
         profile=profile,
+        certificate_sha256=certificate_sha256(cert),
     )
 
 
@@ -317,7 +343,8 @@ class IdCardReader:
     def __init__(self, reader_name: str, trust_anchors: Sequence[x509.Certificate],
                  intermediates: Sequence[x509.Certificate] = (), profile: str = "piv",
                  clock: Callable[[], dt.datetime] = utc_now, *, card_timeout: float = 0.0,
-                 exclusive: bool = False, apdu_timeout: float = DEFAULT_APDU_TIMEOUT) -> None:
+                 exclusive: bool = False, apdu_timeout: float = DEFAULT_APDU_TIMEOUT,
+                 revocation: RevocationChecker | None = None, rsa_padding: str = "pkcs1v15") -> None:
         if not trust_anchors:
             raise ValueError("at least one trust anchor is required")
         self.reader_name = reader_name
@@ -328,6 +355,8 @@ class IdCardReader:
         self.card_timeout = card_timeout
         self._exclusive = exclusive
         self.apdu_timeout = apdu_timeout
+        self.revocation = revocation          # None: no revocation check (device tests of the reader alone)
+        self.rsa_padding = rsa_padding
         self._lock = threading.RLock()
         self._connection: PcscConnection | None = None
         self._application: IdCardApplication | None = None
@@ -384,6 +413,11 @@ class IdCardReader:
             der, card_uuid = self._read_card_waiting()
             certificate, identity = card_identity(der, self.trust_anchors, self.intermediates, self.clock(),
                                                   card_uuid, self.profile.name)
+            if self.revocation is not None:
+                issuer, _ = _find_issuer(certificate, [*self.intermediates, *self.trust_anchors])
+                if issuer is None:                       # validate_chain found it: cannot happen
+                    raise CertificateInvalid("issuer not found", reason="untrusted_issuer")
+                identity = replace(identity, revocation=self.revocation.check(certificate, issuer))
             self._certificate = certificate
             return identity
 
@@ -411,16 +445,15 @@ class IdCardReader:
         with self._operation() as (application, _state):
             return application.read_certificate(), application.read_card_uuid()
 
-    def authenticate(self, pin: Pin, challenge: bytes, expected_serial: int | None = None, *,
-                     expected_sha256: str | None = None) -> None:
-        """VERIFY ``pin`` on the card whose certificate serial is ``expected_serial``, have it sign ``challenge``.
+    def authenticate(self, pin: Pin, challenge: bytes, expected_sha256: str | None = None) -> ChallengeSignature:
+        """VERIFY ``pin`` on the card whose certificate's SHA-256 is ``expected_sha256``, have it sign ``challenge``.
 
         The PIN is sent only to that card (None: the card this reader read last; the workflow always
-        names the card its session read, which may have been another process before a restart);
-        ``expected_sha256`` (hex SHA-256 of its certificate DER, :func:`certificate_sha256`) binds it
-        exactly, since serials are unique only per issuer.
-        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed, DeviceNotReady;
-        CardChanged when another card is in the reader.
+        names the card its session read, which may have been another process before a restart).
+        The hash (hex, :func:`certificate_sha256`) binds the card exactly: serials are unique only
+        per issuer.  Returns the verified signature and its allow-listed scheme.
+        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed,
+        CardAlgorithmRefused, DeviceNotReady; CardChanged when another card is in the reader.
         """
         if not challenge:
             raise ValueError("empty challenge")
@@ -430,12 +463,11 @@ class IdCardReader:
             certificate = self._certificate
             if certificate is None:                          # read_identity raised otherwise
                 raise CardError("no validated certificate")
-            if expected_serial is not None and certificate.serial_number != expected_serial:
-                raise CardChanged("the card in the reader is not the card read for this session")
             if expected_sha256 is not None and not hmac.compare_digest(
                     certificate_sha256(certificate), expected_sha256.strip().lower()):
                 raise CardChanged("the card's certificate is not the one read for this session")
-            algorithm = key_algorithm(certificate)
+            scheme = challenge_scheme(certificate, self.rsa_padding)
+            key_bits = _key_bits(certificate)
             with self._operation(reset_after=True) as (application, state):
                 if state is CardSession.NEW:
                     der = application.read_certificate()
@@ -443,8 +475,8 @@ class IdCardReader:
                         self._certificate = None
                         raise CardChanged("a different card is in the reader")
                 application.verify_pin(pin)
-                signature = application.sign_challenge(challenge, algorithm)
-            verify_challenge_signature(certificate, challenge, signature)
+                signature = application.sign_challenge(challenge, scheme, key_bits)
+            return verify_challenge_signature(certificate, challenge, signature, scheme)
 
     def pin_attempts(self) -> int | None:
         """PIN tries left on the card in the reader, read without spending one (to show before typing).
@@ -468,6 +500,11 @@ class IdCardReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _key_bits(cert: x509.Certificate) -> int:
+    key = cert.public_key()
+    return key.key_size if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else 0
 
 
 def _load_certificate(der: bytes) -> x509.Certificate:

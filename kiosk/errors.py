@@ -115,6 +115,44 @@ class CertificateInvalid(RequestRefused):
     key = "error.certificate_invalid"
 
 
+class CardExpired(CertificateInvalid):
+    """The ID card's certificate is out of its validity period (``reason`` expired or not_yet_valid)."""
+
+    key = "error.card_expired"
+
+
+class CardIssuerUnknown(CertificateInvalid):
+    """The ID card was not issued by a national CA this kiosk trusts for its country profile."""
+
+    key = "error.card_issuer_unknown"
+
+
+class CardWrongUsage(CertificateInvalid):
+    """The ID card's certificate may not be used to authenticate its holder (key usage, EKU, a CA)."""
+
+    key = "error.card_wrong_usage"
+
+
+class CardRevoked(CertificateInvalid):
+    """The ID card's certificate is revoked (``data['method']`` ocsp or crl, ``revoked_at``)."""
+
+    key = "error.card_revoked"
+
+
+class RevocationUnknown(CertificateInvalid):
+    """Whether the ID card is revoked cannot be told now (``data['reason']``: no answer, a bad answer,
+    a CRL older than the grace); the kiosk does not take such a card."""
+
+    key = "error.card_status_unknown"
+
+
+class CardAlgorithmRefused(CardNotSupported):
+    """The card's key or signature algorithm is not on the allow-list (``data['algorithm']``)."""
+
+    key = "error.card_algorithm_refused"
+    recoverable = False
+
+
 class CardAuthenticationFailed(RequestRefused):
     """The card's signature over our challenge does not verify with its certificate."""
 

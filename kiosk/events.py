@@ -21,6 +21,8 @@ class EventKind(Enum):
     CARD_CHANGED = "identity.card_changed"
     CARD_PIN_FAILED = "identity.pin_failed"
     IDENTITY_VERIFIED = "identity.verified"
+    CARD_REFUSED = "identity.card_refused"          # expired, revoked, unknown issuer, status unknown…
+    IDENTITY_EVIDENCE = "identity.evidence"         # certificate, nonce, signature, OCSP/CRL, outcome
     # issuance
     ORDER_FOUND = "order.found"
     ORDER_REFUSED = "order.refused"

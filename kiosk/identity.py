@@ -8,6 +8,8 @@ which step follows in ``after_identity``.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Mapping
@@ -17,10 +19,10 @@ from typing import Any, ClassVar
 
 from kiosk import register
 from kiosk.engine import Flow, StepResult
-from kiosk.errors import CardChanged, ConsentRequired, HolderMismatch, KioskError, WrongStep
+from kiosk.errors import CardChanged, CertificateInvalid, ConsentRequired, HolderMismatch, KioskError, WrongStep
 from kiosk.events import EventKind
 from kiosk.pin import Pin
-from kiosk.ports import CardIdentity, SessionState
+from kiosk.ports import CardIdentity, ChallengeSignature, RevocationStatus, SessionState
 from kiosk.views import CardView
 
 
@@ -51,7 +53,49 @@ def card_view(data: Mapping[str, Any]) -> CardView | None:
     card = data.get("card")
     if card is None:
         return None
-    return CardView(card["name"], card["serial_number"], bool(card["verified"]))
+    revocation = card.get("revocation") or {}
+    next_update = revocation.get("crl_next_update")
+    evidence = data.get("identity_evidence")
+    summary = ""
+    if evidence:
+        method, algorithm = revocation.get("method", ""), evidence["signature_algorithm"]
+        summary = f"{method} {algorithm} {evidence['certificate_sha256'][:12]}"
+    return CardView(card["name"], card["serial_number"], bool(card["verified"]),
+                    revocation=revocation.get("method", ""), grace_used=bool(revocation.get("grace_used")),
+                    crl_next_update=dt.datetime.fromisoformat(next_update) if next_update else None,
+                    evidence=summary)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def revocation_record(status: RevocationStatus | None) -> dict[str, Any]:
+    """The revocation outcome as session data keeps it (the OCSP answer as base64 DER)."""
+    if status is None:
+        return {"method": "none"}
+    return {
+        "method": status.method, "checked_at": status.checked_at.isoformat(),
+        "ocsp_response": _b64(status.ocsp_response), "ocsp_url": status.ocsp_url,
+        "crl_number": status.crl_number,
+        "crl_this_update": status.crl_this_update.isoformat() if status.crl_this_update else "",
+        "crl_next_update": status.crl_next_update.isoformat() if status.crl_next_update else "",
+        "grace_used": status.grace_used,
+    }
+
+
+def evidence_record(identity: Mapping[str, Any], challenge: bytes, signed: ChallengeSignature | None,
+                    outcome: str, at: dt.datetime) -> dict[str, Any]:
+    """What one verification leaves behind for the central: the certificate and its hash, the nonce,
+    the card's signature, the revocation evidence, the time and the outcome (never the PIN)."""
+    return {
+        "certificate": identity["certificate"], "certificate_sha256": identity["certificate_sha256"],
+        "nonce": _b64(challenge),
+        "signature": _b64(signed.signature) if signed else "",
+        "signature_algorithm": signed.algorithm if signed else "",
+        "revocation": identity["revocation"],
+        "verified_at": at.isoformat(), "outcome": outcome,
+    }
 
 
 class IdentitySteps(Flow):
@@ -75,50 +119,67 @@ class IdentitySteps(Flow):
         """Add what the next step needs to ``data`` (e.g. the holder's certificates); may raise to refuse."""
 
     def read_card(self, session_id: str) -> StepResult:
-        """Read the inserted ID card and check that its holder is the expected one (before any PIN)."""
+        """Read the inserted ID card (chain, revocation) and check that its holder is the expected one
+        (before any PIN).  A refused card is journaled with its reason."""
         state = self.expect(session_id, self.Step("identity"))
         data = dict(state.data)
         with self.engine.timed(data, self.Step("identity")):
-            identity = self.services.idcard.read_identity()
+            try:
+                identity = self.services.idcard.read_identity()
+            except CertificateInvalid as err:
+                self.record(state, data, EventKind.CARD_REFUSED, refusal=err.key,
+                            reason=str(err.data.get("reason", "")))
+                raise
         mismatch = holder_mismatch(self.expected_holder(state), identity)
         if mismatch:
             self.record(state, data, EventKind.CARD_MISMATCH, field=mismatch,
                         card_serial=format(identity.certificate_serial, "x"))
             raise HolderMismatch(field=mismatch)
+        certificate_hash = identity.certificate_sha256 or hashlib.sha256(identity.certificate_der).hexdigest()
+        revocation = revocation_record(identity.revocation)
         data["card"] = {"name": identity.common_name, "serial_number": identity.serial_number,
                         "given_name": identity.given_name, "surname": identity.surname,
                         "certificate_serial": format(identity.certificate_serial, "x"),
+                        "certificate_sha256": certificate_hash, "certificate": _b64(identity.certificate_der),
                         "issuer": identity.issuer, "card_uuid": identity.card_uuid,
-                        "not_after": identity.not_after.isoformat(), "verified": False}
+                        "not_after": identity.not_after.isoformat(), "revocation": revocation, "verified": False}
         return self.result(self.record(state, data, EventKind.CARD_READ,
-                                       certificate_serial=data["card"]["certificate_serial"]))
+                                       certificate_serial=data["card"]["certificate_serial"],
+                                       revocation_method=revocation["method"],
+                                       grace_used=bool(revocation.get("grace_used"))))
 
     def verify_card_pin(self, session_id: str, pin: Pin) -> StepResult:
-        """The PIN challenge: the card signs a fresh challenge after VERIFY; a wrong PIN shows tries left."""
+        """The PIN challenge: the card signs a fresh 32-byte nonce after VERIFY; a wrong PIN shows tries left.
+
+        Only the card whose certificate's SHA-256 this session read gets the PIN.  Every attempt
+        journals an evidence record (``identity.evidence``) that reaches the central with the session.
+        """
         state = self.expect(session_id, self.Step("identity"))
         data = dict(state.data)
         if "card" not in data:
             raise WrongStep(session_id=session_id, expected=f"{self.kind.value}.identity.read_card",
                             actual=f"{state.flow}.{state.step}")
+        card = data["card"]
         challenge = secrets.token_bytes(32)
         with self.engine.timed(data, self.Step("identity")):
             try:
                 # Only the card this session read (and matched) gets the PIN: after a restart or a
                 # swap, another card in the reader is refused before VERIFY.
-                self.services.idcard.authenticate(pin, challenge, int(data["card"]["certificate_serial"], 16))
+                signed = self.services.idcard.authenticate(pin, challenge, card["certificate_sha256"])
             except CardChanged:
                 data.pop("card")       # read the card again (and match its holder) before any PIN
                 self.record(state, data, EventKind.CARD_CHANGED)
                 raise
             except KioskError as err:
-                self.record(state, data, EventKind.CARD_PIN_FAILED, **err.data)
+                failed = evidence_record(card, challenge, None, err.key, self.now())
+                state = self.record(state, data, EventKind.CARD_PIN_FAILED, **err.data)
+                self.record(state, data, EventKind.IDENTITY_EVIDENCE, evidence=failed)
                 raise
-        data["card"] = dict(data["card"], verified=True)
-        data["identity_evidence"] = {
-            "challenge_sha256": hashlib.sha256(challenge).hexdigest(),
-            "certificate_serial": data["card"]["certificate_serial"],
-            "verified_at": self.now().isoformat(),
-        }
+        data["card"] = dict(card, verified=True)
+        data["identity_evidence"] = evidence_record(card, challenge, signed, "verified", self.now())
         self.on_identity_verified(state, data)
+        state = self.record(state, data, EventKind.IDENTITY_EVIDENCE, evidence=data["identity_evidence"])
         return self.result(self.advance(state, self.after_identity, data, EventKind.IDENTITY_VERIFIED,
-                                        evidence=data["identity_evidence"]))
+                                        certificate_sha256=card["certificate_sha256"],
+                                        revocation_method=card["revocation"]["method"],
+                                        grace_used=bool(card["revocation"].get("grace_used"))))

@@ -20,6 +20,35 @@ from kiosk.pin import Pin, SoPin
 
 # --- ID card ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class RevocationStatus:
+    """How the ID card's certificate was found not revoked: the evidence the central keeps.
+
+    ``method``: ``ocsp`` (``ocsp_response`` is the signed DER answer), ``crl`` (``crl_number``,
+    ``crl_this_update``, ``crl_next_update`` of the CRL that did not list it) or ``none`` (the kiosk is
+    configured without revocation checking).  ``grace_used``: OCSP was unreachable and the cached CRL
+    was past its nextUpdate, but within the configured offline grace: the clerk is shown it.
+    """
+
+    method: str
+    checked_at: dt.datetime
+    ocsp_response: bytes = field(default=b"", repr=False)
+    ocsp_url: str = ""
+    crl_number: int | None = None
+    crl_this_update: dt.datetime | None = None
+    crl_next_update: dt.datetime | None = None
+    grace_used: bool = False
+
+
+@dataclass(frozen=True)
+class ChallengeSignature:
+    """The card's signature over the kiosk's challenge, verified; ``algorithm`` as allow-listed
+    (``rsa-pkcs1v15-sha256``, ``rsa-pss-sha256``, ``ecdsa-p256-sha256``, ``ecdsa-p384-sha384``)."""
+
+    signature: bytes = field(repr=False)
+    algorithm: str
+
+
+@dataclass(frozen=True)
 class CardIdentity:
     """Who the ID card says its holder is, read from its authentication certificate (chain checked)."""
 
@@ -33,24 +62,27 @@ class CardIdentity:
     issuer: str
     card_uuid: str = ""         # from the CHUID, hex; empty when the card has none
     profile: str = "piv"
+    certificate_sha256: str = ""     # hex SHA-256 of certificate_der: what binds the card to a session
+    revocation: RevocationStatus | None = None
 
 
 class IdCardPort(Protocol):
     """The inserted national ID card.  Raises DeviceNotReady when no card/reader, CardError on bad data."""
 
     def read_identity(self) -> CardIdentity:
-        """Read the holder's certificate and validate its chain to the national trust anchors.
+        """Read the holder's certificate, validate its chain to the national trust anchors, check revocation.
 
-        Raises CertificateInvalid when it does not chain or is out of validity.
+        Raises CertificateInvalid (CardExpired, CardIssuerUnknown, CardWrongUsage, CardRevoked,
+        RevocationUnknown) when the card may not be used.
         """
         ...
 
-    def authenticate(self, pin: Pin, challenge: bytes, expected_serial: int | None = None) -> None:
+    def authenticate(self, pin: Pin, challenge: bytes, expected_sha256: str | None = None) -> ChallengeSignature:
         """VERIFY the PIN, have the card sign ``challenge`` and check that signature with its certificate.
 
-        The PIN goes only to the card whose certificate serial is ``expected_serial``; another card
-        raises CardChanged before any PIN is sent.  Raises InvalidPin(attempts_remaining=n),
-        PinBlocked, CardAuthenticationFailed.
+        The PIN goes only to the card whose certificate's SHA-256 (hex) is ``expected_sha256``; another
+        card raises CardChanged before any PIN is sent.  Raises InvalidPin(attempts_remaining=n),
+        PinBlocked, CardAuthenticationFailed, CardAlgorithmRefused.
         """
         ...
 

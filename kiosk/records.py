@@ -12,22 +12,45 @@ from typing import Any, TypedDict, cast
 from kiosk.ports import SessionState
 
 
+class RevocationRecord(TypedDict, total=False):
+    """How the card was found not revoked (:func:`kiosk.identity.revocation_record`)."""
+
+    method: str                   # ocsp / crl / none
+    checked_at: str
+    ocsp_response: str            # base64 DER, signed by the national CA's responder
+    ocsp_url: str
+    crl_number: int | None
+    crl_this_update: str
+    crl_next_update: str
+    grace_used: bool
+
+
 class CardRecord(TypedDict):
     name: str
     serial_number: str            # as on the card, e.g. PNOMN-NE80000000
     given_name: str
     surname: str
     certificate_serial: str       # hex
+    certificate_sha256: str       # hex: what binds the card to the session
+    certificate: str              # base64 DER
     issuer: str
     card_uuid: str
     not_after: str                # ISO 8601
+    revocation: RevocationRecord
     verified: bool
 
 
 class IdentityEvidence(TypedDict):
-    challenge_sha256: str
-    certificate_serial: str
+    """One verification's evidence (:func:`kiosk.identity.evidence_record`); never the PIN."""
+
+    certificate: str              # base64 DER
+    certificate_sha256: str
+    nonce: str                    # base64, the 32-byte challenge
+    signature: str                # base64, the card's signature over it ("" when it failed before)
+    signature_algorithm: str
+    revocation: RevocationRecord
     verified_at: str
+    outcome: str                  # verified, or the error key
 
 
 class TokenRecord(TypedDict, total=False):

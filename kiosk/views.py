@@ -40,6 +40,11 @@ class CardView:
     name: str
     serial_number: str          # as on the card, e.g. PNOMN-NE80000000
     verified: bool
+    # How the card was found not revoked, for the clerk (identity.po ``identity.status.*``):
+    revocation: str = ""        # ocsp / crl / none; "" before the card is read
+    grace_used: bool = False    # offline: a CRL past its nextUpdate decided, within the configured grace
+    crl_next_update: dt.datetime | None = None   # when grace_used: the CRL's nextUpdate that passed
+    evidence: str = ""          # short summary of the stored evidence, e.g. "ocsp ecdsa-p256-sha256 3f2a…"
 
 
 @dataclass(frozen=True)

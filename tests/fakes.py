@@ -44,6 +44,7 @@ from kiosk.ports import (
     CardIdentity,
     CertificateRecord,
     CertificateStatus,
+    ChallengeSignature,
     IssuedCertificate,
     KeyAlgorithm,
     PrinterStatus,
@@ -51,6 +52,7 @@ from kiosk.ports import (
     RenewalTerms,
     Revocation,
     RevocationReason,
+    RevocationStatus,
     SessionState,
     TokenInfo,
 )
@@ -284,16 +286,19 @@ class FakeIdCard:
         self.verifies = 0
 
     def insert(self, given: str, surname: str, register_number: str, serial: int) -> None:
+        der = b"DER" + serial.to_bytes(8, "big")
         self.identity = CardIdentity(f"{surname} {given}", given, surname,
-                                     register.certificate_serial_number(register_number, "MN"), b"DER",
-                                     serial, NOW + dt.timedelta(days=900), "CN=Test National ID CA")
+                                     register.certificate_serial_number(register_number, "MN"), der,
+                                     serial, NOW + dt.timedelta(days=900), "CN=Test National ID CA",
+                                     certificate_sha256=hashlib.sha256(der).hexdigest(),
+                                     revocation=RevocationStatus("ocsp", NOW, b"OCSP", "http://ocsp.test"))
         self.tries_left = 3
 
     def read_identity(self) -> CardIdentity:
         return self.identity
 
-    def authenticate(self, pin: Pin, challenge: bytes, expected_serial: int | None = None) -> None:
-        if expected_serial is not None and expected_serial != self.identity.certificate_serial:
+    def authenticate(self, pin: Pin, challenge: bytes, expected_sha256: str | None = None) -> ChallengeSignature:
+        if expected_sha256 is not None and expected_sha256 != self.identity.certificate_sha256:
             raise CardChanged()
         self.verifies += 1
         if pin.reveal() != CARD_PIN:
@@ -301,6 +306,7 @@ class FakeIdCard:
             if self.tries_left <= 0:
                 raise PinBlocked(device="card")
             raise InvalidPin(device="card", attempts_remaining=self.tries_left)
+        return ChallengeSignature(hashlib.sha256(b"fake card" + challenge).digest(), "ecdsa-p256-sha256")
 
 
 # --- printer ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ For tests and the demo only: CA keys are written unencrypted next to their certi
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from kiosk.register import certificate_serial_number
 
-KeyType = Literal["rsa2048", "p256"]
+KeyType = Literal["rsa2048", "p256", "p384"]
 CardPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 ROOT_NAME = "Test National ID Root"
@@ -33,6 +34,9 @@ ORGANIZATION = "Test General Authority for State Registration"
 
 _ROOT_CERT, _ROOT_KEY = "root-ca.pem", "root-ca.key"
 _ISSUING_CERT, _ISSUING_KEY = "issuing-ca.pem", "issuing-ca.key"
+_RESPONDER_CERT, _RESPONDER_KEY = "ocsp-responder.pem", "ocsp-responder.key"
+CRL_PATH = "/crl/issuing.crl"
+OCSP_PATH = "/ocsp"
 
 
 def _now() -> dt.datetime:
@@ -85,6 +89,8 @@ def _new_key(key_type: KeyType) -> CardPrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if key_type == "p256":
         return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "p384":
+        return ec.generate_private_key(ec.SECP384R1())
     raise ValueError(f"unknown key type {key_type!r}")
 
 
@@ -148,6 +154,12 @@ class NationalIdCa:
         self.root = root
         self.issuing = issuing
         self._issuing_key = issuing_key
+        # Where the revocation services answer (``http://127.0.0.1:PORT``); written into the cards
+        # issued while it is set (national_ca_services.NationalIdServices sets it).
+        self.services_url = ""
+        self._lock = threading.Lock()
+        self._revoked: dict[int, tuple[dt.datetime, x509.ReasonFlags]] = {}
+        self._crl_number = 0
 
     @classmethod
     def create(cls, directory: Path, *, root_name: str = ROOT_NAME) -> NationalIdCa:
@@ -203,7 +215,8 @@ class NationalIdCa:
         key = _new_key(key_type)
         start = not_before or now - dt.timedelta(days=1)
         end = not_after or now + dt.timedelta(days=3 * 365)
-        certificate = self._leaf(holder, key, start, end, self.issuing.subject, self._issuing_key)
+        certificate = self._leaf(holder, key, start, end, self.issuing.subject, self._issuing_key,
+                                 self.services_url)
         return CardPersonalisation(holder, key_type, key, certificate, uuid.uuid4().bytes,
                                    pin=pin, puk=puk, pin_tries=pin_tries)
 
@@ -229,10 +242,20 @@ class NationalIdCa:
 
     @staticmethod
     def _leaf(holder: CardHolder, key: CardPrivateKey, not_before: dt.datetime, not_after: dt.datetime,
-              issuer: x509.Name, issuer_key: CertificateIssuerPrivateKeyTypes) -> x509.Certificate:
+              issuer: x509.Name, issuer_key: CertificateIssuerPrivateKeyTypes,
+              services_url: str = "") -> x509.Certificate:
         public = key.public_key()
+        builder = x509.CertificateBuilder()
+        if services_url:
+            builder = (
+                builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                    [x509.UniformResourceIdentifier(services_url + CRL_PATH)], None, None, None)]),
+                    critical=False)
+                .add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+                    AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(services_url + OCSP_PATH))]),
+                    critical=False))
         return (
-            x509.CertificateBuilder()
+            builder
             .subject_name(_holder_name(holder)).issuer_name(issuer).public_key(public)
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before).not_valid_after(not_after)
@@ -245,3 +268,62 @@ class NationalIdCa:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .sign(issuer_key, hashes.SHA256())
         )
+
+    # -- revocation --------------------------------------------------------------------------------------
+    def revoke(self, certificate: x509.Certificate, reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise,
+               at: dt.datetime | None = None) -> None:
+        """Revoke a card's certificate: the next CRL lists it and OCSP answers ``revoked``."""
+        with self._lock:
+            self._revoked[certificate.serial_number] = (at or _now(), reason)
+
+    def revocation_of(self, serial: int) -> tuple[dt.datetime, x509.ReasonFlags] | None:
+        with self._lock:
+            return self._revoked.get(serial)
+
+    def crl(self, this_update: dt.datetime, next_update: dt.datetime) -> x509.CertificateRevocationList:
+        """A new CRL of the issuing CA (the CRL number grows with every call)."""
+        with self._lock:
+            self._crl_number += 1
+            number, revoked = self._crl_number, dict(self._revoked)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.issuing.subject).last_update(this_update).next_update(next_update)
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._issuing_key.public_key()),
+                           critical=False)
+        )
+        for serial, (when, reason) in sorted(revoked.items()):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
+                .add_extension(x509.CRLReason(reason), critical=False).build())
+        return builder.sign(self._issuing_key, hashes.SHA256())
+
+    def ocsp_responder(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """The delegated OCSP responder (id-kp-OCSPSigning, ocsp-nocheck) issued by the issuing CA."""
+        cert_path, key_path = self.directory / _RESPONDER_CERT, self.directory / _RESPONDER_KEY
+        if cert_path.exists() and key_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError("OCSP responder key is not an EC key")
+            return x509.load_pem_x509_certificate(cert_path.read_bytes()), key
+        now = _now()
+        key = ec.generate_private_key(ec.SECP256R1())
+        usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                              encipher_only=False, decipher_only=False)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_ca_name("Test National ID OCSP Responder")).issuer_name(self.issuing.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(usage, critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+            .add_extension(x509.OCSPNoCheck(), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._issuing_key.public_key()),
+                           critical=False)
+            .sign(self._issuing_key, hashes.SHA256())
+        )
+        _write_pem(key_path, _key_pem(key))
+        _write_pem(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return cert, key

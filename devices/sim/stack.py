@@ -14,6 +14,7 @@ from pathlib import Path
 
 from central.runner import CentralServer
 from devices.sim.national_ca import CardHolder, CardPersonalisation, NationalIdCa
+from devices.sim.national_ca_services import NationalIdServices
 from devices.sim.pcscd import PrivatePcscd
 from devices.sim.printer_emulator import PrinterEmulator
 from devices.sim.softhsm import FACTORY_SO_PIN, SoftHsmStore
@@ -40,6 +41,7 @@ class SimulatedStack:
     office: str = "МонПасс СА, Бүртгэлийн нэгж — Улаанбаатар"
     pcscd: PrivatePcscd | None = None
     national_ca: NationalIdCa | None = None
+    national_services: NationalIdServices | None = None      # its CRL and OCSP responder on loopback
     softhsm: SoftHsmStore | None = None
     printer: PrinterEmulator | None = None
     central: CentralServer | None = None
@@ -59,6 +61,7 @@ class SimulatedStack:
             self.pcscd = pcscd or PrivatePcscd(self.workdir / "pcscd").start()
             self._own_pcscd = pcscd is None
             self.national_ca = NationalIdCa.create(self.workdir / "national-id")
+            self.national_services = NationalIdServices(self.national_ca).start()
             self.softhsm = SoftHsmStore(self.workdir / "softhsm")
             self.token_serials.append(self.softhsm.add_blank_token())
             self.printer = PrinterEmulator(self.workdir / "printed").start()
@@ -116,6 +119,10 @@ trust_anchors = [{anchors}]
 intermediates = [{inters}]
 wait_s = 5.0
 
+[identity]
+revocation = "ocsp-then-crl"       # the test national CA's OCSP responder and CRL on loopback
+crl_grace_days = 3
+
 [token]
 module = "{self.softhsm.module}"
 factory_so_pin_file = "{so_pin_file}"
@@ -150,6 +157,8 @@ qr_template = "{self.central.url}/verify/{{serial}}"   # the central's verificat
 
     def stop(self) -> None:
         self.remove_card()
+        if self.national_services is not None:
+            self.national_services.stop()
         if self.printer is not None:
             self.printer.stop()
         if self.central is not None and getattr(self, "_own_central", True):

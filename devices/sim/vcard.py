@@ -122,13 +122,14 @@ class VirtualPivCard:
     def __init__(self, personalisation: CardPersonalisation, port: int, *, host: str = "127.0.0.1",
                  atr: bytes = DEFAULT_ATR, compress_certificate: bool = False,
                  extended_length: bool = True, with_chuid: bool = True,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, rsa_pss_only: bool = False) -> None:
         self.personalisation = personalisation
         self.port = port
         self.host = host
         self.atr = atr
         self.extended_length = extended_length
         self.connect_timeout = connect_timeout
+        self.rsa_pss_only = rsa_pss_only    # refuse PKCS#1 v1.5 blocks, as a card that signs only PSS
         self._lock = threading.RLock()
         self._log: list[tuple[int, int]] = []
         # persistent state
@@ -148,7 +149,10 @@ class VirtualPivCard:
                           expiration=personalisation.certificate.not_valid_after_utc.strftime("%Y%m%d"))
             self._objects[OBJ_CHUID] = encode_tlv(TAG_DATA, chuid.to_bytes())
         key = personalisation.private_key
-        algorithm = PivAlgorithm.RSA2048 if isinstance(key, rsa.RSAPrivateKey) else PivAlgorithm.ECCP256
+        if isinstance(key, rsa.RSAPrivateKey):
+            algorithm = PivAlgorithm.RSA2048
+        else:
+            algorithm = PivAlgorithm.ECCP384 if isinstance(key.curve, ec.SECP384R1) else PivAlgorithm.ECCP256
         self._keys: dict[int, tuple[PivAlgorithm, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]] = {
             Slot.AUTHENTICATION: (algorithm, key)}
         self._select_response = PivApplicationInfo(
@@ -545,11 +549,14 @@ class VirtualPivCard:
         if not self._verified:
             return b"", SW_SECURITY_STATUS_NOT_SATISFIED
         if isinstance(key, rsa.RSAPrivateKey):
+            if self.rsa_pss_only and not challenge.endswith(b"\xbc"):     # EMSA-PSS ends in 0xBC
+                return b"", SW_WRONG_DATA
             signature = self._rsa_raw(key, challenge)
         else:
-            if len(challenge) != 32:
+            digest: hashes.HashAlgorithm = hashes.SHA384() if algorithm == PivAlgorithm.ECCP384 else hashes.SHA256()
+            if len(challenge) != digest.digest_size:
                 return b"", SW_WRONG_DATA
-            signature = key.sign(challenge, ec.ECDSA(Prehashed(hashes.SHA256())))
+            signature = key.sign(challenge, ec.ECDSA(Prehashed(digest)))
         if signature is None:
             return b"", SW_WRONG_DATA
         return encode_tlv(TAG_DYNAMIC_AUTH, encode_tlv(TAG_RESPONSE, signature)), SW_OK

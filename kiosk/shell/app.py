@@ -20,6 +20,7 @@ from cryptography import x509
 from devices.certificates import X509Reader
 from devices.idcard import IdCardReader
 from devices.printer import EscPosPrinter, PrinterTarget
+from devices.revocation import RevocationChecker, RevocationMode, RevocationPolicy
 from devices.token import Pkcs11Token
 from kiosk.clerk_desk import ClerkDesk
 from kiosk.clerks import ClerkSignIn
@@ -120,13 +121,26 @@ class Kiosk(FlowAccess):
 
 
 CONFIG_DIGESTS = "config_digests"
-AUDITED_SECTIONS = ("kiosk", "central", "idcard", "token", "printer")
+AUDITED_SECTIONS = ("kiosk", "central", "idcard", "identity", "token", "printer")
 
 
 def setting_digests(cfg: Config) -> dict[str, str]:
     """``section.key`` → SHA-256 of the setting's value as loaded (secrets are file paths, never read here)."""
     return {f"{section}.{key}": hashlib.sha256(repr(value).encode()).hexdigest()
             for section in AUDITED_SECTIONS for key, value in sorted(vars(getattr(cfg, section)).items())}
+
+
+def id_card_reader(cfg: Config) -> IdCardReader:
+    """The ID-card reader with the trust anchors of the accepted country profiles and the revocation
+    checker (CRL cache in the data dir; ``reader.revocation.refresh()`` is what the sync daemon calls)."""
+    anchors = load_certificates(cfg.idcard.trust_anchors, "idcard.trust_anchors")
+    anchors += load_certificates(cfg.identity.anchors(), "identity.trust_anchors")
+    intermediates = load_certificates(cfg.idcard.intermediates, "idcard.intermediates")
+    policy = RevocationPolicy(RevocationMode(cfg.identity.revocation), dt.timedelta(days=cfg.identity.crl_grace_days),
+                              cfg.identity.ocsp_timeout_s)
+    checker = RevocationChecker(cfg.kiosk.data_dir / "crl-cache", policy, issuers=[*intermediates, *anchors])
+    return IdCardReader(cfg.idcard.reader, anchors, intermediates, cfg.idcard.profile, card_timeout=cfg.idcard.wait_s,
+                        revocation=checker, rsa_padding=cfg.identity.rsa_padding)
 
 
 def build(cfg: Config, token: TokenPort | None = None,
@@ -138,9 +152,7 @@ def build(cfg: Config, token: TokenPort | None = None,
     data_dir = cfg.kiosk.data_dir
     store = KioskStore.open(data_dir)
     central = CentralClient(cfg.central.url, cfg.central.token(), cfg.central.timeout_s)
-    idcard = IdCardReader(cfg.idcard.reader, load_certificates(cfg.idcard.trust_anchors, "idcard.trust_anchors"),
-                          load_certificates(cfg.idcard.intermediates, "idcard.intermediates"), cfg.idcard.profile,
-                          card_timeout=cfg.idcard.wait_s)
+    idcard = id_card_reader(cfg)
     adapter: TokenPort = token if token is not None else Pkcs11Token(str(cfg.token.module), rescan=cfg.token.rescan)
     printer = EscPosPrinter(printer_target(cfg), width_px=cfg.printer.width_px)
     if clock is None:

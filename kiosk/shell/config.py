@@ -62,6 +62,26 @@ class IdCardSettings:
     wait_s: float
 
 
+COUNTRY_PROFILES = ("MN", "KZ", "KG")
+REVOCATION_MODES = ("ocsp-then-crl", "ocsp", "crl", "none")
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """How the ID card is trusted: anchors per country profile, revocation policy, RSA challenge padding."""
+
+    revocation: str                      # ocsp-then-crl, ocsp, crl or none
+    crl_grace_days: float                # a cached CRL past nextUpdate decides this long when OCSP is down
+    ocsp_timeout_s: float
+    rsa_padding: str                     # pkcs1v15 or pss
+    countries: tuple[str, ...]           # ID card country profiles this kiosk accepts
+    trust_anchors: dict[str, tuple[Path, ...]]   # country profile → root certificates (PEM)
+
+    def anchors(self) -> tuple[Path, ...]:
+        """The trust anchors of the accepted country profiles."""
+        return tuple(path for country in self.countries for path in self.trust_anchors[country])
+
+
 @dataclass(frozen=True)
 class TokenSettings:
     module: Path
@@ -101,6 +121,7 @@ class Config:
     kiosk: KioskSettings
     central: CentralSettings
     idcard: IdCardSettings
+    identity: IdentitySettings
     token: TokenSettings
     printer: PrinterSettings
     qr_template: str
@@ -240,6 +261,7 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
     notice_days = r.get("calendar.renewal_notice_days", int)
     if not 1 <= notice_days <= 90:
         raise ConfigError("calendar.renewal_notice_days must be 1 to 90", setting="calendar.renewal_notice_days")
+    identity = _identity_settings(r, country, check_files)
     return Config(
         source=source,
         kiosk=KioskSettings(
@@ -255,6 +277,7 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
             intermediates=r.paths("idcard.intermediates", check_files),
             wait_s=float(r.get("idcard.wait_s", (int, float))),
         ),
+        identity=identity,
         token=TokenSettings(
             module=r.path("token.module", check_files),
             factory_so_pin_file=r.path("token.factory_so_pin_file", check_files),
@@ -270,4 +293,20 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
         log_level=r.choice("log.level", ("DEBUG", "INFO", "WARNING", "ERROR")),
         calendar=calendar,
         renewal_notice_days=notice_days,
+    )
+
+
+def _identity_settings(r: _Reader, kiosk_country: str, check_files: bool) -> IdentitySettings:
+    grace = float(r.get("identity.crl_grace_days", (int, float)))
+    if not 0 <= grace <= 30:
+        raise ConfigError("identity.crl_grace_days must be 0 to 30", setting="identity.crl_grace_days")
+    countries = tuple(str(c).upper() for c in r.get("identity.countries", list)) or (kiosk_country,)
+    for country in countries:
+        if country not in COUNTRY_PROFILES:
+            raise ConfigError(f"identity.countries: unknown country profile {country!r}", setting="identity.countries")
+    return IdentitySettings(
+        revocation=r.choice("identity.revocation", REVOCATION_MODES), crl_grace_days=grace,
+        ocsp_timeout_s=float(r.get("identity.ocsp_timeout_s", (int, float))),
+        rsa_padding=r.choice("identity.rsa_padding", ("pkcs1v15", "pss")), countries=countries,
+        trust_anchors={c: r.paths(f"identity.trust_anchors_{c.lower()}", check_files) for c in COUNTRY_PROFILES},
     )

@@ -20,7 +20,7 @@ from smartcard.Exceptions import CardConnectionException, CardRequestTimeoutExce
 from smartcard.pcsc.PCSCExceptions import EstablishContextException
 
 from devices.apdu import INS_SELECT
-from devices.idcard import IdCardReader, validate_chain
+from devices.idcard import IdCardReader, certificate_sha256, validate_chain
 from devices.pcsc import translate_error, wait_for_card, wait_for_removal
 from devices.piv import INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_VERIFY
 from devices.sim.national_ca import CardHolder, CardPersonalisation, NationalIdCa
@@ -394,9 +394,9 @@ def test_pin_goes_only_to_the_card_the_session_read(id_reader: IdCardReader, ins
                                                     rsa_card: CardPersonalisation) -> None:
     card = insert_card(rsa_card)
     with pytest.raises(CardChanged):
-        id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_serial=rsa_card.certificate.serial_number + 1)
+        id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_sha256="ab" * 32)
     assert INS_VERIFY not in [ins for ins, _ in card.apdu_log]
-    id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_serial=rsa_card.certificate.serial_number)
+    id_reader.authenticate(RIGHT_PIN, os.urandom(32), expected_sha256=certificate_sha256(rsa_card.certificate))
 
 
 def test_a_ca_certificate_is_not_a_persons_card(national_ca: NationalIdCa) -> None:
