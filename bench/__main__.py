@@ -11,8 +11,8 @@ BENCHMARKS = [
     ["-m", "bench.bench_issuance", "--key-algorithm", "p256"],
     ["bench/bench_printer.py"],
     ["-m", "bench.bench_wait"],
-    ["-m", "bench.bench_wait"],
     ["bench/bench_offline_lookup.py"],
+    ["bench/bench_sync_idle.py"],
 ]
 
 
