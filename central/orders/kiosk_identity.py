@@ -226,7 +226,7 @@ def enroll(payload: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, "invalid_request", "office is the office code the kiosk belongs to", field="office")
     csr = _checked_csr(payload)
     with transaction.atomic():
-        row = (EnrollmentCode.objects.select_for_update().select_related("kiosk", "kiosk__office", "office")
+        row = (EnrollmentCode.objects.select_for_update(of=("self",)).select_related("kiosk", "kiosk__office", "office")
                .filter(code_sha256=code_digest(code)).first())
         if row is None:
             raise ApiError(403, "code_unknown", "no such enrollment code")
