@@ -199,6 +199,11 @@ class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
             return {"idempotency_key": state.data["idempotency_key"], "voided": True, "revoked_serial": revoked}
         return {}
 
+    def on_finish(self, state: SessionState) -> None:
+        super().on_finish(state)
+        if not self.early_work.running(state.id):      # a worker still on the token needs it to remove its key
+            self.early_work.forget_pin(state.id)
+
     def expected_holder(self, state: SessionState) -> ExpectedHolder:
         order = Order.from_dict(state.data["order"])
         return ExpectedHolder(register_number=order.holder.register_number,

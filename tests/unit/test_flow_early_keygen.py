@@ -4,6 +4,7 @@ prepared under a temporary PIN while the clerk reviews — on a worker thread, a
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -237,6 +238,51 @@ def test_reject_before_the_worker_made_a_key_stops_it_and_leaves_no_key(rig: Rig
     thread.join(5)
     assert rig.store.load(sid).step == "cancelled"
     assert "generate_key_pair" not in rig.token.calls and _key_pairs(rig) == []
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_the_clerks_decision_at_any_moment_of_the_worker_loses_nothing_and_leaves_one_key_or_none(
+        decision: str) -> None:
+    """The clerk decides on the UI thread at 30 moments spread over the worker's run (the token yields
+    inside every call), so the decision lands before, between and after each of the worker's writes."""
+    for moment in range(30):
+        rig = Rig()
+        rig.token.before_keygen = lambda: time.sleep(0.0005)
+        sid = _at_approval(rig)
+        thread, _ = _worker(rig, sid)
+        time.sleep(moment * 0.0002)
+        if decision == "approve":
+            _approve(rig, sid)
+            thread.join(5)
+            _finish(rig, sid)
+            assert len(_key_pairs(rig)) == 1 and rig.data(sid)["clerk_id"] == "clerk-1"
+        else:
+            rig.issuance.reject(sid, "clerk-7", "documents_missing")
+            thread.join(5)
+            assert rig.store.load(sid).step == "cancelled", moment
+            assert _key_pairs(rig) == [], moment
+        rig.engine.close()
+
+
+def test_a_cancel_during_keygen_leaves_the_worker_to_remove_its_key(rig: Rig) -> None:
+    slow = SlowKeygen(rig)
+    sid = _at_approval(rig)
+    thread, _ = _worker(rig, sid)
+    assert slow.inside.wait(5)
+    assert rig.issuance.cancel(sid, "applicant_left").finished
+    slow.release.set()
+    thread.join(5)
+    assert _key_pairs(rig) == [] and rig.issuance.early_work.pin(sid) is None
+
+
+def test_a_cancel_after_keygen_removes_the_early_key_and_forgets_the_temporary_pin(rig: Rig) -> None:
+    sid = _at_approval(rig)
+    rig.issuance.prepare_early(sid)
+    _approve(rig, sid)
+    r = rig.issuance.cancel(sid, "applicant_left")
+    assert r.finished and _key_pairs(rig) == []
+    assert [e for s, _, e in rig.store.journal if s == sid][-1]["early_key"] == "remove_key"
+    assert rig.issuance.early_work.pin(sid) is None
 
 
 def test_a_pulled_token_at_reject_keeps_the_rejection_and_resume_finishes_it_after_a_restart(rig: Rig) -> None:
