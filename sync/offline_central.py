@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from kiosk.errors import CentralUnavailable, OrderNotFound, OrderNotPayable
+from kiosk.errors import CentralRejected, CentralUnavailable, OrderNotFound
 from kiosk.order import Order, OrderRefusal, OrderStatus
 from kiosk.pin import SoPin
 from kiosk.ports import CentralPort, IssuedCertificate
@@ -49,8 +49,11 @@ class OfflineCentral:
         except CentralUnavailable:
             cached = self.cache.find("order_id", order_id)
             if cached is not None and cached.order.status is OrderStatus.CANCELLED:
-                raise OrderNotPayable(reason=OrderRefusal.CANCELLED.value, invoice=cached.order.invoice,
-                                      as_of=cached.synced_at.isoformat()) from None
+                # What the central answers online (409 order_not_payable, reason cancelled): the flow
+                # ends the visit and the applicant is told why, instead of queueing a dead request.
+                raise CentralRejected("the order was cancelled (order feed)", reason="order_not_payable",
+                                      refusal=OrderRefusal.CANCELLED.value, status=409,
+                                      invoice=cached.order.invoice, as_of=cached.synced_at.isoformat()) from None
             raise
 
     def __getattr__(self, name: str) -> Any:

@@ -3,20 +3,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from kiosk.errors import CentralUnavailable, OrderNotFound, OrderNotPayable
+from kiosk.errors import CentralRejected, CentralUnavailable, OrderNotFound
 from kiosk.order import Order, OrderStatus, classify_query
+from kiosk.ports import CentralPort
 from kiosk.views import OrderView
 from sync.offline_central import OfflineCentral
 from sync.store import KioskStore, load_or_create_key
 from tests.fakes import demo_order
+from tests.unit.conftest import Rig
 
 SYNCED = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.UTC)
 
@@ -105,9 +108,22 @@ def test_offline_with_an_empty_cache_is_unavailable_not_unknown(store: KioskStor
 def test_a_cancelled_order_from_the_feed_stops_an_offline_enrollment_with_the_reason(store: KioskStore) -> None:
     store.orders.put_many([(5, demo_order(status=OrderStatus.CANCELLED))], SYNCED)
     lookup = OfflineCentral(Central(), store.orders)    # type: ignore[arg-type]
-    with pytest.raises(OrderNotPayable) as refused:
+    with pytest.raises(CentralRejected) as refused:
         lookup.enroll("6754", b"csr", "key-1")
-    assert refused.value.data["reason"] == "cancelled"
+    assert (refused.value.data["reason"], refused.value.data["refusal"]) == ("order_not_payable", "cancelled")
     store.orders.put_many([(6, demo_order())], SYNCED)
     with pytest.raises(CentralUnavailable):         # a paid order: the flow defers as before
         lookup.enroll("6754", b"csr", "key-1")
+
+
+def test_an_offline_visit_of_an_order_the_feed_cancelled_ends_at_enrollment_with_the_reason(
+        store: KioskStore) -> None:
+    rig = Rig()
+    lookup = OfflineCentral(rig.central, store.orders)
+    rig.engine.services = dataclasses.replace(rig.engine.services, central=cast(CentralPort, lookup))
+    sid = rig.to_enrollment_step()          # online: the lookup cached the order
+    store.orders.put_many([(9, demo_order(status=OrderStatus.CANCELLED))], SYNCED)   # then the feed said so
+    rig.central.down = True
+    result = rig.issuance.enroll(sid)
+    assert result.step.value == "cancelled"
+    assert isinstance(result.error, CentralRejected) and result.error.data["refusal"] == "cancelled"
