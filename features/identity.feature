@@ -1,0 +1,66 @@
+Feature: Only a valid, unrevoked national ID card of a trusted authority confirms the applicant
+  The kiosk asks the national ID authority whether the card is revoked (OCSP) before any PIN is typed,
+  falls back to the authority's revocation list only when the responder cannot be reached, and tells
+  the applicant in their language why a card is refused. What it checked is kept as evidence.
+
+  Background:
+    Given the kiosk runs on simulated devices against the central service
+    And a blank eToken is in the token slot
+
+  @refusal
+  Scenario: A revoked ID card is refused before its PIN is asked
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the national ID authority has revoked that card
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the kiosk reads the ID card
+    Then the kiosk refuses with "Иргэний үнэмлэхний гэрчилгээг хүчингүй болгосон байна"
+    And no PIN was asked of the card
+    And the refusal "error.card_revoked" is journaled for the central
+
+  @refusal
+  Scenario: An expired ID card is refused with its own reason
+    Given Ариун's expired ID card is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the kiosk reads the ID card
+    Then the kiosk refuses with "Иргэний үнэмлэхний хүчинтэй хугацаа дууссан байна"
+    And no PIN was asked of the card
+
+  @refusal
+  Scenario: An ID card of an authority the kiosk does not trust is refused
+    Given Ариун's ID card issued by a foreign authority is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the kiosk reads the ID card
+    Then the kiosk refuses with "киоскийн итгэмжилдэг улсын байгууллага олгоогүй"
+    And no PIN was asked of the card
+
+  @refusal @fault
+  Scenario: With the authority unreachable and its list too old, the card's status is unknown
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the authority's OCSP responder is down and its revocation list is 5 days past its next update
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the kiosk reads the ID card
+    Then the kiosk refuses with "Иргэний үнэмлэхний төлөвийг одоо шалгах боломжгүй"
+
+  @fault
+  Scenario: Offline within the grace, the card is accepted and the clerk is told
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    And the authority's OCSP responder is down and its revocation list is 1 days past its next update
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the applicant enters the ID-card PIN "730419"
+    Then the identity is verified
+    And the clerk sees that the offline grace was used
+
+  @happy
+  Scenario: A verification leaves its evidence for the central, and never the PIN
+    Given Ариун's ID card with register number "НЭ80000000" is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the applicant enters the ID-card PIN "730419"
+    Then the identity is verified
+    And the evidence holds the card's certificate, the nonce, its signature and the authority's OCSP answer
+    And the evidence is queued for the central without the PIN

@@ -1,0 +1,93 @@
+"""Binds features/identity.feature to the shared steps in features/conftest.py and the identity steps here."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
+from pytest_bdd import given, parsers, scenarios, then
+
+from devices.sim.national_ca import NationalIdCa
+from devices.sim.national_ca_services import OcspMode
+from devices.sim.stack import ARIUN, CARD_PIN
+from kiosk.i18n import Translator
+
+scenarios("identity.feature")
+
+
+@given("the national ID authority has revoked that card")
+def _revoked(driver: Any) -> None:
+    driver.stack.national_ca.revoke(driver.stack.card.personalisation.certificate)
+
+
+@given("Ариун's expired ID card is in the reader")
+def _expired(driver: Any) -> None:
+    ca = driver.stack.national_ca
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    card = ca.issue_card(ARIUN, not_before=now - dt.timedelta(days=400),
+                         not_after=now - dt.timedelta(days=2), pin=CARD_PIN)
+    driver.stack.insert_card(personalisation=card)
+
+
+@given("Ариун's ID card issued by a foreign authority is in the reader")
+def _foreign(driver: Any) -> None:
+    foreign = NationalIdCa.create(driver.stack.workdir / "foreign-id", root_name="Foreign National ID Root")
+    driver.stack.insert_card(personalisation=foreign.issue_card(ARIUN, pin=CARD_PIN))
+
+
+@given(parsers.parse("the authority's OCSP responder is down and its revocation list is {days:d} days past "
+                     "its next update"))
+def _offline(driver: Any, days: int) -> None:
+    services = driver.stack.national_services
+    services.ocsp_mode = OcspMode.DOWN
+    services.crl_lifetime = dt.timedelta(days=1)
+    services.crl_age = dt.timedelta(days=1 + days)
+
+
+@then(parsers.parse('the refusal "{key}" is journaled for the central'))
+def _journaled(driver: Any, key: str) -> None:
+    refusals = [json.loads(row["payload"]) for row in driver.kiosk.store.outbox()
+                if row["kind"] == "identity.card_refused"]
+    assert [r["refusal"] for r in refusals] == [key]
+
+
+@then("the clerk sees that the offline grace was used")
+def _grace_shown(driver: Any) -> None:
+    card = driver.result.view.card
+    assert card.revocation == "crl" and card.grace_used and card.crl_next_update is not None
+    text = Translator("mn")("identity.status.grace", next_update=Translator("mn").date(card.crl_next_update.date()))
+    assert "хөнгөлөлтийн хугацаанд" in text
+
+
+def _evidence(driver: Any) -> dict[str, Any]:
+    return dict(driver.kiosk.store.load(driver.session_id).data["identity_evidence"])
+
+
+@then("the evidence holds the card's certificate, the nonce, its signature and the authority's OCSP answer")
+def _evidence_holds(driver: Any) -> None:
+    evidence = _evidence(driver)
+    certificate = x509.load_der_x509_certificate(base64.b64decode(evidence["certificate"]))
+    assert certificate == driver.stack.card.personalisation.certificate
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    assert evidence["certificate_sha256"] == hashlib.sha256(der).hexdigest()
+    nonce, signature = base64.b64decode(evidence["nonce"]), base64.b64decode(evidence["signature"])
+    assert len(nonce) == 32 and signature and evidence["outcome"] == "verified"
+    assert evidence["signature_algorithm"] == "rsa-pkcs1v15-sha256"
+    answer = ocsp.load_der_ocsp_response(base64.b64decode(evidence["revocation"]["ocsp_response"]))
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert answer.serial_number == certificate.serial_number
+    assert driver.result.view.card.evidence.startswith("ocsp rsa-pkcs1v15-sha256 ")
+
+
+@then("the evidence is queued for the central without the PIN")
+def _evidence_queued(driver: Any) -> None:
+    rows = [row for row in driver.kiosk.store.outbox() if row["kind"] == "identity.evidence"]
+    assert len(rows) == 1
+    assert json.loads(rows[0]["payload"])["evidence"] == _evidence(driver)
+    assert all(CARD_PIN not in row["payload"] for row in driver.kiosk.store.outbox())
