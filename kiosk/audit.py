@@ -29,7 +29,7 @@ CHAINED_FIELDS = frozenset({
     "flow", "final", "clerk_id", "token_serial", "model", "certificate_serial", "serial", "reason", "outcome",
     "public_key_sha256", "certificate_sha256", "algorithm", "by_proxy", "documents", "was_blank", "blank",
     "reused_existing_key", "attempts_remaining", "why", "setting", "step", "kiosk_id", "office", "method",
-    "agreement_sha256",
+    "agreement_sha256", "revocation_method", "grace_used", "refusal",
 })
 
 
