@@ -7,6 +7,7 @@ from typing import cast
 import pytest
 
 from devices.certificates import X509Reader
+from devices.sim.faults import PowerCut, PullableToken
 from devices.sim.softhsm import FACTORY_SO_PIN, SoftHsmStore
 from devices.token import Pkcs11Token
 from kiosk.engine import Engine, KioskPolicy, Services
@@ -47,16 +48,25 @@ def test_set_pin_with_a_wrong_old_pin_is_an_invalid_pin_and_changes_nothing(toke
 
 
 class SoftHsmRig(Rig):
-    """The flows over fakes, but for the eToken: the real adapter on SoftHSM2 with its factory SO PIN."""
+    """The flows over fakes, but for the eToken: the real adapter on SoftHSM2 with its factory SO PIN.
+
+    P-256 keys (12 ms on SoftHSM) where the key's kind does not matter; RSA-2048 where it is the point."""
+
+    key_algorithm = KeyAlgorithm.P256
 
     def restart(self) -> None:
         services = Services(self.store, self.central, self.idcard, self.token, self.printer, X509Reader())
-        policy = KioskPolicy(office="Test office", factory_so_pin=SoPin(FACTORY_SO_PIN))
+        policy = KioskPolicy(office="Test office", factory_so_pin=SoPin(FACTORY_SO_PIN),
+                             key_algorithm=self.key_algorithm)
         self.engine = Engine(services, policy, ALL_FLOWS, clock=lambda: self.now)
 
 
-def _rig_on(token_adapter: Pkcs11Token) -> Rig:
-    return SoftHsmRig(token=cast(FakeToken, token_adapter))
+class RsaSoftHsmRig(SoftHsmRig):
+    key_algorithm = KeyAlgorithm.RSA2048
+
+
+def _rig_on(token_adapter: Pkcs11Token, rig: type[SoftHsmRig] = SoftHsmRig) -> Rig:
+    return rig(token=cast(FakeToken, token_adapter))
 
 
 def _at_approval(rig: Rig) -> str:
@@ -71,8 +81,8 @@ def _at_approval(rig: Rig) -> str:
 
 def test_early_rsa_key_on_softhsm_then_approval_takes_the_chosen_pin(softhsm: SoftHsmStore,
                                                                     token_adapter: Pkcs11Token) -> None:
-    serial = softhsm.add_blank_token()
-    rig = _rig_on(token_adapter)
+    softhsm.add_blank_token()
+    rig = _rig_on(token_adapter, RsaSoftHsmRig)
     sid = _at_approval(rig)
     assert rig.issuance.prepare_early(sid).error is None
     rig.issuance.approve(sid, "clerk-1", rig.issuance.current(sid).view.documents, False)
@@ -119,3 +129,25 @@ def test_early_key_on_softhsm_is_wiped_by_c_inittoken_when_a_restart_lost_the_te
     token_adapter.initialise(serial, so_pin, so_pin, "TAMGA T", NEW_PIN)
     with token_adapter.session(serial, NEW_PIN) as session:
         assert session.key_ids() == []
+
+
+@pytest.mark.parametrize("fault", ["crash_init_token", "crash_keygen_half"])
+def test_power_cut_fault_injected_in_the_early_path_on_softhsm_prepares_the_token_again(
+        softhsm: SoftHsmStore, token_adapter: Pkcs11Token, fault: str) -> None:
+    """A power cut inside C_InitToken or C_GenerateKeyPair of the early path: after the restart the
+    temporary PIN is gone, so preparing the token after approval initialises it again; one key remains."""
+    softhsm.add_blank_token()
+    token = PullableToken(token_adapter)
+    rig = _rig_on(cast(Pkcs11Token, token))
+    sid = _at_approval(rig)
+    setattr(token, fault, True)
+    with pytest.raises(PowerCut):
+        rig.issuance.prepare_early(sid)
+    token_adapter.reload()
+    rig.restart()
+    rig.issuance.approve(sid, "clerk-1", rig.issuance.current(sid).view.documents, False)
+    rig.issuance.prepare_token(sid, Pin(TOKEN_PIN), Pin(TOKEN_PIN))
+    assert rig.issuance.generate_key(sid).step.value == "enrollment"
+    data = rig.data(sid)
+    with token_adapter.session(data["token"]["serial"], Pin(TOKEN_PIN)) as session:
+        assert session.key_ids() == [bytes.fromhex(data["key_id"])]

@@ -3,6 +3,7 @@ prepared under a temporary PIN while the clerk reviews — on a worker thread, a
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -195,6 +196,27 @@ def test_approve_during_keygen_loses_no_update_and_the_pin_step_waits_for_the_ke
     assert rig.issuance.generate_key(sid).step.value == "enrollment"
     _finish_after_keygen(rig, sid)
     assert rig.token.calls.count("generate_key_pair") == 1 and len(_key_pairs(rig)) == 1
+
+
+def test_approve_during_keygen_on_the_real_kiosk_store_from_two_threads(tmp_path: Path) -> None:
+    from sync.store import KioskStore, load_or_create_key
+
+    store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
+    try:
+        rig = Rig(store=store)  # type: ignore[arg-type]
+        slow = SlowKeygen(rig)
+        sid = _at_approval(rig)
+        thread, _ = _worker(rig, sid)
+        assert slow.inside.wait(5)
+        _approve(rig, sid)
+        slow.release.set()
+        thread.join(5)
+        _finish(rig, sid)
+        kinds = [json.loads(row["event"])["kind"] for row in store.journal(sid)]
+        assert kinds.index("approval.given") < kinds.index("early.key_generated") < kinds.index("token.pin_changed")
+        assert store.audit.verify().intact
+    finally:
+        store.close()
 
 
 def test_reject_during_keygen_lets_the_worker_remove_its_key_and_end_the_session(rig: Rig) -> None:
