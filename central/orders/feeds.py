@@ -70,13 +70,16 @@ def notice_expiring(office_id: int, now: dt.datetime | None = None) -> int:
     Each gets a change number, so the feed carries the notice exactly once; returns how many.
     """
     now = now or timezone.now()
+    due = Enrollment.objects.filter(
+        order__office_id=office_id, expiry_noticed_at__isnull=True, voided_at__isnull=True,
+        certificate__revoked=False, certificate__not_after__gt=now,
+        certificate__not_after__lte=now + RENEWAL_NOTICE).order_by("pk")
+    if not due.exists():        # the usual poll: no write transaction (SQLite takes its write lock at BEGIN)
+        return 0
     stamped = 0
     with transaction.atomic():
-        due = (Enrollment.objects.filter(
-            order__office_id=office_id, expiry_noticed_at__isnull=True, voided_at__isnull=True,
-            certificate__revoked=False, certificate__not_after__gt=now,
-            certificate__not_after__lte=now + RENEWAL_NOTICE).order_by("pk"))
-        for enrollment in due:
+        # Locked and filtered again: a concurrent reader that stamped them first leaves none here.
+        for enrollment in due.select_for_update(of=("self",)):
             enrollment.expiry_noticed_at = now
             enrollment.save(update_fields=["expiry_noticed_at"])
             stamped += 1
