@@ -99,7 +99,8 @@ def issue(kiosk: Any, t: Translator, language: str, invoice: str, card_pin: str,
             "token_serial": data["token"]["serial"], "token_label": data["token"]["label"],
             "key_id": data["key_id"], "certificate_serial": cert["serial"],
             "certificate_not_after": cert["not_after"], "certificate_pem": cert["pem"],
-            "receipt_printed": not data.get("receipt_pending", False), "timings_ms": data["timings_ms"]}
+            "receipt_printed": not data.get("receipt_pending", False), "timings_ms": data["timings_ms"],
+            "identity_evidence": data["identity_evidence"]}   # certificate, nonce, signature, OCSP answer
 
 
 def check(kiosk: Any, t: Translator, language: str) -> dict[str, Any]:
