@@ -10,6 +10,7 @@ BENCHMARKS = [
     ["-m", "bench.bench_issuance"],
     ["-m", "bench.bench_issuance", "--key-algorithm", "p256"],
     ["bench/bench_printer.py"],
+    ["bench/bench_agreement.py"],
     ["-m", "bench.bench_wait"],
     ["bench/bench_offline_lookup.py"],
     ["bench/bench_sync_idle.py"],
