@@ -9,8 +9,8 @@ import json
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509 import ocsp
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pytest_bdd import given, parsers, scenarios, then
 
 from devices.sim.national_ca import NationalIdCa
@@ -69,7 +69,7 @@ def _evidence(driver: Any) -> dict[str, Any]:
     return dict(driver.kiosk.store.load(driver.session_id).data["identity_evidence"])
 
 
-@then("the evidence holds the card's certificate, the nonce, its signature and the authority's OCSP answer")
+@then("the evidence holds the card's certificate, the nonce, its signature and the revocation list that decided")
 def _evidence_holds(driver: Any) -> None:
     evidence = _evidence(driver)
     certificate = x509.load_der_x509_certificate(base64.b64decode(evidence["certificate"]))
@@ -79,10 +79,14 @@ def _evidence_holds(driver: Any) -> None:
     nonce, signature = base64.b64decode(evidence["nonce"]), base64.b64decode(evidence["signature"])
     assert len(nonce) == 32 and signature and evidence["outcome"] == "verified"
     assert evidence["signature_algorithm"] == "rsa-pkcs1v15-sha256"
-    answer = ocsp.load_der_ocsp_response(base64.b64decode(evidence["revocation"]["ocsp_response"]))
-    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
-    assert answer.serial_number == certificate.serial_number
-    assert driver.result.view.card.evidence.startswith("ocsp rsa-pkcs1v15-sha256 ")
+    key = certificate.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(signature, nonce, padding.PKCS1v15(), hashes.SHA256())      # what the central can check again
+    revocation = evidence["revocation"]
+    crl = x509.load_der_x509_crl(driver.stack.national_services.current_crl())
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert revocation["method"] == "crl" and revocation["grace_used"] and 0 < revocation["crl_number"] < number
+    assert driver.result.view.card.evidence.startswith("crl rsa-pkcs1v15-sha256 ")
 
 
 @then("the evidence is queued for the central without the PIN")
