@@ -225,24 +225,35 @@ class EarlySteps(TokenSteps):
         finally:
             self.early_work.finish(session_id)
 
-    def _prepare_early(self, session_id: str, present: TokenInfo) -> StepResult:
-        serial = present.serial
+    def _start_early(self, session_id: str, present: TokenInfo) -> tuple[SoPin | None, SoPin, str] | None:
+        """Commit the start (the SO PIN kept before C_InitToken); None when there is nothing to start.
+
+        Only at approval: once approved, ``prepare_token`` prepares the token itself.
+        """
         with self.engine.locked(session_id) as state:
             data = issuance_data(state)
-            if data.get("early", {}).get("status") == READY and self.early_work.pin(session_id) is not None:
-                return self.result(state)
-            go_on = self._early_allowed(state)
-            if go_on:
-                stored = self.services.store.token_secret(serial)
-                new_so = stored or SoPin.generate()
-                if stored is None:        # before C_InitToken: never lose it
-                    self.services.store.save_token_secret(serial, new_so)
-                data["early"] = {"status": INITIALISING, "token_serial": serial}
-                label = token_label(self.policy.token_label_prefix, Order.from_dict(data["order"]))
-                self.engine.before_side_effect(state, data, EventKind.EARLY_STARTED, token_serial=serial,
-                                               blank=not present.initialised)
-        if not go_on:
-            return self._after_decision(session_id)
+            early = data.get("early", {})
+            if state.step != APPROVAL or not self._early_allowed(state) or (
+                    early.get("status") == READY and self.early_work.pin(session_id) is not None):
+                return None
+            stored = self.services.store.token_secret(present.serial)
+            new_so = stored or SoPin.generate()
+            if stored is None:        # before C_InitToken: never lose it
+                self.services.store.save_token_secret(present.serial, new_so)
+            data["early"] = {"status": INITIALISING, "token_serial": present.serial}
+            self.engine.before_side_effect(state, data, EventKind.EARLY_STARTED, token_serial=present.serial,
+                                           blank=not present.initialised)
+            return stored, new_so, token_label(self.policy.token_label_prefix, Order.from_dict(data["order"]))
+
+    def _prepare_early(self, session_id: str, present: TokenInfo) -> StepResult:
+        serial = present.serial
+        started = self._start_early(session_id, present)
+        if started is None:
+            state = self.engine.load(session_id)
+            if "rejection" in state.data or state.step in FINAL_STEPS:
+                return self._after_decision(session_id)
+            return self.result(state)             # done already, or approved: prepare_token prepares
+        stored, new_so, label = started
         temp = temporary_pin(self.policy.pin_policy)
         try:
             info = self.c_inittoken(present, stored, new_so, label, temp)

@@ -171,6 +171,17 @@ def _finish_after_keygen(rig: Rig, sid: str) -> None:
     assert rig.issuance.print_receipt(sid).step.value == "done"
 
 
+def test_a_second_prepare_early_keeps_the_ready_key_and_one_after_approval_does_nothing(rig: Rig) -> None:
+    """Defect: a second call (the screen seeing the token again) dropped the temporary PIN of a ready key."""
+    sid = _at_approval(rig)
+    rig.issuance.prepare_early(sid)
+    assert rig.issuance.prepare_early(sid).view.notice == "approval.key_ready"
+    _approve(rig, sid)
+    rig.issuance.prepare_early(sid)                      # after approval prepare_token prepares, not the worker
+    _finish(rig, sid)
+    assert rig.token.calls.count("initialise") == 1 and "set_pin" in rig.token.calls
+
+
 def test_the_temporary_pin_is_never_persisted_journaled_or_shown(rig: Rig) -> None:
     sid = _at_approval(rig)
     rig.issuance.prepare_early(sid)
