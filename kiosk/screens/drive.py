@@ -1,0 +1,437 @@
+"""Drive the real app offscreen on the simulated stack with synthetic touches; screenshot every screen.
+
+``python -m kiosk.screens.drive --out demo-out/screens --size 800x480`` starts the simulated devices
+and the local central (``devices.sim.stack``, as ``kiosk.shell.demo`` does), opens the app in an
+offscreen window (one Window per process: one size per run) and goes through a full issuance and
+each other flow (check, unblock, revocation, renewal) and the error screens (central down, an unpaid
+order, a wrong ID PIN, the printer out of paper), tapping buttons and digits as a person would and
+typing the invoice as a USB scanner does.  Every screen is saved as ``<out>/<size>/NN-<flow>-<screen>.png``
+and inspected in all five languages: ``<out>/<size>/report.json`` lists any label whose text is wider
+or taller than the label (clipped), any text that is a raw message key, and the screen transitions'
+durations.  Exit 1 when a flow did not reach its end or a problem was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kiosk.screens.launch import SIZES, configure_kivy, parse_size, ui_options
+
+FLOWS = ("issuance", "check", "unblock", "revocation", "renewal", "errors")
+RAW_KEY = re.compile(r"\b(screens|error|step|flow|fee|pin|doc|check|renewal|revocation|unblock|receipt|order|done|"
+                     r"device|refusal|consent|language)\.[a-z_]+(\.[a-z_]+)*\b")
+WRONG_PIN = "111111"
+UNPAID_INVOICE = "147314048627"      # the central's demo order with nothing paid
+
+
+class DriveFailed(RuntimeError):
+    pass
+
+
+class Driver:
+    """Synthetic touches and typing on the running app; screenshots and inspection of every screen."""
+
+    def __init__(self, app: Any, out: Path, languages: tuple[str, ...]) -> None:
+        from kivy.base import EventLoop
+        from kivy.core.window import Window
+
+        self.app, self.out, self.languages = app, out, languages
+        self.window, self.loop = Window, EventLoop
+        self.flow = ""
+        self.shots: list[dict[str, Any]] = []
+        self.problems: list[str] = []
+
+    # -- time ---------------------------------------------------------------------------------------------
+    def frames(self, n: int = 2) -> None:
+        for _ in range(n):
+            self.loop.idle()
+
+    def wait(self, *names: str, timeout: float = 60.0, idle: bool = True) -> str:
+        """Run frames until one of ``names`` is the current screen (and the worker is idle, if ``idle``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.loop.idle()
+            current = self.app.manager.current
+            if current in names and not (idle and self.app.worker.busy):
+                self.frames(2)
+                if self.app.manager.current == current:
+                    return str(current)
+            time.sleep(0.005)
+        raise DriveFailed(f"{self.flow}: waited for {names}, the screen is {self.app.manager.current!r}: "
+                          f"{self.texts()[:8]}")
+
+    # -- what is on the screen ---------------------------------------------------------------------------
+    def widgets(self) -> Iterator[Any]:
+        stack = [self.app.manager.current_screen, self.app.status]
+        while stack:
+            widget = stack.pop()
+            yield widget
+            stack.extend(widget.children)
+
+    def texts(self) -> list[str]:
+        from kivy.uix.label import Label
+
+        return [w.text for w in self.widgets() if isinstance(w, Label) and w.text]
+
+    def button(self, text: str) -> Any:
+        from kivy.uix.button import Button
+
+        found = [w for w in self.widgets() if isinstance(w, Button) and w.text == text]
+        if not found:
+            raise DriveFailed(f"{self.flow}: no button {text!r} on {self.app.manager.current}: {self.texts()[:12]}")
+        return found[0]
+
+    # -- touches and typing --------------------------------------------------------------------------------
+    def tap(self, widget: Any) -> None:
+        from kivy.tests.common import UnitTestTouch
+        from kivy.uix.scrollview import ScrollView
+
+        view = next((p for p in self._parents(widget) if isinstance(p, ScrollView)), None)
+        if view is not None:
+            view.scroll_to(widget, padding=0, animate=False)
+            self.frames(2)
+        x, y = widget.to_window(*widget.center)
+        touch = UnitTestTouch(x, y)
+        touch.touch_down()
+        self.frames(1)
+        touch.touch_up()
+        self.frames(3)
+
+    def press(self, key: str, **data: Any) -> None:
+        self.tap(self.button(self.app.t(key, **data)))
+
+    def digits(self, digits: str) -> None:
+        for digit in digits:
+            self.tap(self.button(digit))
+
+    def scan(self, text: str) -> None:
+        """What a USB QR/barcode scanner does: keystrokes into the focused field, then Enter."""
+        self.frames(2)
+        for char in text:
+            self.window.dispatch("on_textinput", char)
+        self.window.dispatch("on_key_down", 13, 40, "\r", [])
+        self.window.dispatch("on_key_up", 13, 40)
+        self.frames(2)
+
+    def clerk(self, call: Callable[[], Any]) -> None:
+        """What the clerk does at the desk, on the kiosk's worker (the clerk's own screens come separately)."""
+        self.app.worker.submit(call, lambda _r: None, self.app.show_error, label="clerk")
+
+    # -- screenshots and inspection -------------------------------------------------------------------------
+    def shot(self, label: str = "") -> None:
+        name = self.app.manager.current
+        self.frames(3)
+        stem = f"{len(self.shots) + 1:02d}-{self.flow}-{name}{'-' + label if label else ''}"
+        saved = Path(self.window.screenshot(name=str(self.out / f"{stem}.png")))
+        target = self.out / f"{stem}.png"
+        saved.replace(target)
+        self.shots.append({"file": target.name, "screen": name, "flow": self.flow})
+        self.inspect(stem, self.app.language)
+        screen = self.app.manager.current_screen
+        if not screen.busy and self.languages:          # the same screen in every language
+            params, shown = dict(screen.params), self.app.language
+            for language in self.languages:
+                if language != shown:
+                    self.app.language = language
+                    screen.show_with(dict(params))
+                    self.frames(3)
+                    self.inspect(stem, language)
+            self.app.language = shown
+            screen.show_with(params)
+            self.frames(3)
+
+    def inspect(self, stem: str, language: str) -> None:
+        from kivy.uix.button import Button
+        from kivy.uix.label import Label
+        from kivy.uix.scrollview import ScrollView
+
+        width, height = self.window.size
+        for widget in self.widgets():
+            if not isinstance(widget, Label) or not widget.text:
+                continue
+            widget.texture_update()
+            tw, th = widget.texture_size
+            where = f"{stem} [{language}] {widget.text[:40]!r}"
+            if tw > widget.width + 2 or th > widget.height + 2:
+                self.problems.append(f"clipped: {where} text {tw:.0f}x{th:.0f} "
+                                     f"in {widget.width:.0f}x{widget.height:.0f}")
+            scrolled = any(isinstance(p, ScrollView) for p in self._parents(widget))
+            x, y = widget.to_window(widget.x, widget.y)
+            if not scrolled and (x < -1 or y < -1 or x + widget.width > width + 1 or y + widget.height > height + 1):
+                self.problems.append(f"off screen: {where} at {x:.0f},{y:.0f}")
+            if isinstance(widget, Button) and widget.height < self.app.theme.touch * 0.75:
+                self.problems.append(f"too small to touch: {where} {widget.width:.0f}x{widget.height:.0f}")
+            if RAW_KEY.search(widget.text):
+                self.problems.append(f"untranslated: {where}")
+
+    @staticmethod
+    def _parents(widget: Any) -> Iterator[Any]:
+        parent = widget.parent
+        while parent is not None and parent is not parent.parent:
+            yield parent
+            parent = parent.parent
+
+
+# -- the visits ---------------------------------------------------------------------------------------------
+def issuance(d: Driver, sim: Any) -> None:
+    app, stack, token = d.app, sim.stack, sim.token
+    d.wait("welcome")
+    d.shot()
+    d.press("flow.issuance")
+    d.wait("consent")
+    d.shot()
+    d.press("screens.consent.accept")
+    d.wait("order")
+    d.shot()
+    d.scan(sim.invoice)
+    d.wait("order_summary")
+    d.shot()
+    stack.remove_card()
+    d.press("screens.button.continue")
+    d.wait("insert_card", idle=False)
+    d.shot()
+    stack.insert_card(sim.holder)
+    d.wait("card_pin")
+    d.digits(WRONG_PIN)
+    d.press("screens.pad.ok")
+    d.wait("card_pin")
+    d.shot("wrong")
+    d.digits(sim.card_pin)
+    d.press("screens.pad.ok")
+    d.wait("approval", idle=False)
+    d.shot()
+    sid = app.session.session_id
+    token.pull()
+    d.clerk(lambda: app.kiosk.issuance.approve(sid, "clerk-demo", app.session.view.documents, by_proxy=False))
+    d.wait("insert_token", idle=False)
+    d.shot()
+    token.insert()
+    d.wait("choose_pin")
+    d.digits(sim.token_pin[:3])
+    d.shot()
+    d.digits(sim.token_pin[3:])
+    d.press("screens.pad.ok")
+    d.wait("choose_pin")
+    d.digits(sim.token_pin)
+    d.shot("again")
+    d.press("screens.pad.ok")
+    d.wait("progress", idle=False)
+    d.shot()
+    d.wait("done")
+    d.shot()
+    d.press("screens.button.finish")
+    d.wait("welcome")
+
+
+def check(d: Driver, sim: Any) -> None:
+    d.press("flow.check")
+    d.wait("token_pin")
+    d.shot()
+    d.digits(sim.token_pin)
+    d.press("screens.pad.ok")
+    d.wait("check_result")
+    d.shot()
+    d.press("screens.button.finish")
+    d.wait("welcome")
+
+
+def unblock(d: Driver, sim: Any) -> None:
+    sim.token.lock_pin = True       # SoftHSM cannot lock a PIN: the fault-injecting adapter does, as a real token
+    d.press("flow.unblock")
+    d.wait("consent")
+    d.press("screens.consent.accept")
+    d.wait("card_pin")
+    d.digits(sim.card_pin)
+    d.press("screens.pad.ok")
+    d.wait("choose_pin")
+    d.shot()
+    for _ in range(2):
+        d.digits(sim.new_token_pin)
+        d.press("screens.pad.ok")
+        d.wait("choose_pin", "done")
+    d.wait("done")
+    d.shot()
+    sim.token_pin = sim.new_token_pin
+    d.press("screens.button.finish")
+    d.wait("welcome")
+
+
+def revocation(d: Driver, sim: Any) -> None:
+    app = d.app
+    d.press("flow.revocation")
+    d.wait("consent")
+    d.press("screens.consent.accept")
+    d.wait("card_pin")
+    d.shot()
+    d.digits(sim.card_pin)
+    d.press("screens.pad.ok")
+    d.wait("revocation_choose")
+    d.shot()
+    from kivy.uix.button import Button
+
+    certificate = [w for w in d.widgets() if isinstance(w, Button) and ("№" in w.text or "No." in w.text)]
+    if not certificate:
+        raise DriveFailed("revocation: no certificate listed")
+    d.tap(certificate[0])
+    d.wait("revocation_choose")
+    d.shot("reason")
+    d.press("revocation.reason.key_compromise")
+    d.wait("approval", idle=False)
+    d.shot()
+    sim.stack.printer.paper = "out"
+    sid = app.session.session_id
+    d.clerk(lambda: app.kiosk.revocation.confirm(sid, "clerk-demo"))
+    d.wait("done")
+    d.shot("paper-out")
+    sim.stack.printer.paper = "ok"
+    d.press("screens.done.reprint")
+    d.wait("done")
+    d.shot("reprinted")
+    d.press("screens.button.finish")
+    d.wait("welcome")
+
+
+def renewal(d: Driver, sim: Any) -> None:
+    from devices.sim.stack import ERDENE
+    from kiosk.i18n import Translator
+    from kiosk.shell.demo import RENEWAL_INVOICE, TOKEN_PIN
+    from kiosk.shell.demo import issue as issue_headless
+
+    stack = sim.stack
+    stack.softhsm.clear()
+    stack.softhsm.add_blank_token()
+    stack.insert_card(ERDENE)
+    with contextlib.redirect_stdout(io.StringIO()):      # a pilot order valid 20 days, issued headless first
+        issue_headless(d.app.kiosk, Translator("mn"), "mn", RENEWAL_INVOICE, sim.card_pin)
+    sim.token_pin = TOKEN_PIN
+    d.press("flow.renewal")
+    d.wait("renewal_notice")
+    d.shot()
+    d.press("screens.renewal.confirm")
+    d.wait("token_pin")
+    d.digits(sim.token_pin)
+    d.press("screens.pad.ok")
+    d.wait("progress", "done", idle=False)
+    d.wait("done")
+    d.shot()
+    d.press("screens.button.finish")
+    d.wait("welcome")
+
+
+def errors(d: Driver, sim: Any) -> None:
+    """The spine's error paths as screens: the central down, an unpaid order."""
+    central = sim.stack.central
+    d.press("flow.issuance")
+    d.wait("consent")
+    d.press("screens.consent.accept")
+    d.wait("order")
+    central.port = int(central.url.rsplit(":", 1)[1])      # back on the same address
+    central.stop()
+    try:
+        d.scan(sim.invoice)
+        d.wait("error")
+        d.shot("central-down")
+    finally:
+        central.start()
+    d.press("screens.button.try_again")
+    d.wait("order")
+    d.scan(UNPAID_INVOICE)
+    d.wait("error")
+    d.shot("unpaid")
+    d.press("screens.button.start_over")
+    d.wait("welcome")
+
+
+VISITS: dict[str, Callable[[Driver, Any], None]] = {"issuance": issuance, "check": check, "unblock": unblock,
+                                                    "revocation": revocation, "renewal": renewal, "errors": errors}
+
+
+class Simulation:
+    """The simulated stack and the kiosk over it, with what the scripted applicant knows."""
+
+    def __init__(self, workdir: Path) -> None:
+        from devices.sim.faults import PullableToken
+        from devices.sim.stack import ARIUN, CARD_PIN, DEMO_INVOICE, SimulatedStack, apply_env
+        from devices.token import Pkcs11Token
+        from kiosk.shell.demo import NEW_TOKEN_PIN, TOKEN_PIN
+
+        self.stack = SimulatedStack(workdir)
+        self.stack.start()
+        apply_env(self.stack)
+        from kiosk.shell import app, config
+
+        self.config = config.load(self.stack.config_path)
+        self.token = PullableToken(Pkcs11Token(str(self.config.token.module), rescan=self.config.token.rescan))
+        self.kiosk = app.start(self.config, token=self.token)
+        self.holder, self.invoice, self.card_pin = ARIUN, DEMO_INVOICE, CARD_PIN
+        self.token_pin, self.new_token_pin = TOKEN_PIN, NEW_TOKEN_PIN
+        self.stack.insert_card(ARIUN)
+
+    def close(self) -> None:
+        self.kiosk.close()
+        self.stack.stop()
+
+
+def drive(out: Path, size: str, flows: tuple[str, ...], languages: tuple[str, ...]) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="tamga-drive-"))
+    configure_kivy(parse_size(size), fullscreen=False, home=workdir / "kivy", offscreen=True)
+    from kiosk.screens.app import KioskApp
+
+    out.mkdir(parents=True, exist_ok=True)
+    sim = Simulation(workdir / "sim")
+    started = time.monotonic()
+    report: dict[str, Any] = {"size": size, "flows": {}, "problems": []}
+    try:
+        app = KioskApp(sim.kiosk, ui_options(sim.config))
+        app._run_prepare()
+        d = Driver(app, out, languages)
+        for flow in flows:
+            d.flow = flow
+            begun = time.monotonic()
+            try:
+                VISITS[flow](d, sim)
+                report["flows"][flow] = {"ok": True, "s": round(time.monotonic() - begun, 2)}
+            except DriveFailed as err:
+                report["flows"][flow] = {"ok": False, "error": str(err)}
+                app.go_home()
+                d.frames(3)
+        report.update(shots=d.shots, problems=d.problems, transitions_ms=app.transitions_ms,
+                      total_s=round(time.monotonic() - started, 2))
+        app.stop()
+    finally:
+        sim.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kiosk.screens.drive", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("demo-out/screens"))
+    parser.add_argument("--size", choices=SIZES, default="800x480")
+    parser.add_argument("--flows", default=",".join(FLOWS), help=f"comma-separated, of {', '.join(FLOWS)}")
+    parser.add_argument("--languages", default="mn,kk,ky,ru,en", help="inspect every screen in these ('' none)")
+    args = parser.parse_args(argv)
+    flows = tuple(f for f in args.flows.split(",") if f)
+    report = drive(args.out / args.size, args.size, flows, tuple(x for x in args.languages.split(",") if x))
+    for flow, outcome in report["flows"].items():
+        print(f"{flow:11} {'ok' if outcome['ok'] else 'FAILED ' + outcome['error']}")
+    for problem in report["problems"]:
+        print(f"problem: {problem}")
+    print(f"{len(report['shots'])} screenshots in {args.out / args.size}/ ({report['total_s']} s)")
+    return 0 if all(o["ok"] for o in report["flows"].values()) and not report["problems"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
