@@ -1,5 +1,6 @@
-"""``python -m kiosk``: technician commands for a kiosk (the touchscreen app comes with its own issue).
+"""``python -m kiosk``: the touchscreen app (``run``) and the technician commands for a kiosk.
 
+``run``    the touchscreen app on the configured devices (``--size 800x480|1024x600``, ``--fullscreen``).
 ``check``  load the configuration and ask every device and the central service whether it is ready.
 ``config`` print the effective configuration (defaults merged with the kiosk's file).
 ``diagnose`` write one archive for support (no personal data, no secret).
@@ -20,7 +21,7 @@ from kiosk.shell import audit_cli, clerk_cli, config, diagnose
 def cmd_config(path: Path | None) -> int:
     cfg = config.load(path, check_files=False)
     print(f"# {cfg.source}")
-    for section in ("kiosk", "central", "idcard", "token", "printer"):
+    for section in ("kiosk", "central", "idcard", "token", "printer", "ui"):
         print(f"[{section}]")
         for key, value in vars(getattr(cfg, section)).items():
             print(f"{key} = {value!r}")
@@ -81,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="check the configuration, the devices and the central service")
     sub.add_parser("config", help="print the effective configuration")
+    run = sub.add_parser("run", help="the touchscreen app on the configured devices")
+    run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="kiosk.toml (as before the command)")
+    run.add_argument("--size", choices=("800x480", "1024x600"), help="window size (default: ui.size)")
+    run.add_argument("--fullscreen", action="store_true", default=None,
+                     help="full screen, no cursor, no decorations (default: ui.fullscreen)")
     diagnose.add_parser(sub)
     audit_cli.add_parser(sub)
     clerk_cli.add_parser(sub)
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             return audit_cli.run(args.config)
         if args.command == "clerk":
             return clerk_cli.run(args)
+        if args.command == "run":
+            from kiosk.screens import launch
+
+            return launch.run(args.config, args.size, args.fullscreen)
         return cmd_check(args.config) if args.command == "check" else cmd_config(args.config)
     except ConfigError as err:
         print(f"configuration error: {err.detail} (setting {err.data.get('setting')})", file=sys.stderr)

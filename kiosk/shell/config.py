@@ -116,6 +116,14 @@ class PrinterSettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    idle_timeout_s: float
+    size: str
+    fullscreen: bool
+    large_text: bool
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     kiosk: KioskSettings
@@ -128,6 +136,7 @@ class Config:
     log_level: str
     calendar: WorkCalendar
     renewal_notice_days: int
+    ui: UiSettings
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -262,6 +271,13 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
     if not 1 <= notice_days <= 90:
         raise ConfigError("calendar.renewal_notice_days must be 1 to 90", setting="calendar.renewal_notice_days")
     identity = _identity_settings(r, country, check_files)
+    idle = float(r.get("ui.idle_timeout_s", (int, float)))
+    if not 10 <= idle <= 3600:
+        raise ConfigError("ui.idle_timeout_s must be 10 to 3600 seconds", setting="ui.idle_timeout_s")
+    size = r.text("ui.size")
+    width, sep, height = size.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ConfigError(f"ui.size must be WIDTHxHEIGHT (800x480), not {size!r}", setting="ui.size")
     return Config(
         source=source,
         kiosk=KioskSettings(
@@ -293,6 +309,8 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
         log_level=r.choice("log.level", ("DEBUG", "INFO", "WARNING", "ERROR")),
         calendar=calendar,
         renewal_notice_days=notice_days,
+        ui=UiSettings(idle_timeout_s=idle, size=size, fullscreen=r.get("ui.fullscreen", bool),
+                      large_text=r.get("ui.large_text", bool)),
     )
 
 
