@@ -21,15 +21,22 @@ I/O is outside it.  The worker merges only its own keys into the state it loads 
 approval in between is never lost; ``approve``/``reject`` decide under the same lock, so exactly one side
 destroys an early key:
 
-* ``reject`` before the worker made a key: the session ends at once (``approval.refused``, final); a
-  worker still running here sees the rejection at its next write and stops (a token initialised under a
-  PIN nobody knows and without a key is clean: the next preparation initialises it again);
-* ``reject`` while this process's worker runs: the rejection is committed (``approval.refused``) and the
-  worker, when its key is made, removes it and ends the session (``approval.rejection_completed``);
+* ``reject`` with no early work (or none that may have left a key): the session ends at once
+  (``approval.refused``, final);
+* ``reject`` while this process's worker is on the token: the rejection is committed (``approval.refused``)
+  and the worker, at its next write, stops, removes the key if it made one and ends the session
+  (``approval.rejection_completed``); a token initialised under a PIN nobody knows and holding no key is
+  clean (the next preparation initialises it again);
 * ``reject`` with a key and no worker: the key is removed now (C_DestroyObject under the temporary PIN,
-  or, when a crash lost that PIN, C_InitToken with the kept SO PIN), then the session ends.
+  or, when a crash lost that PIN, C_InitToken with the kept SO PIN), then the session ends;
+* ``cancel`` at approval or token: the same, by ``before_cancel`` or by the worker.
 
 A rejection committed and not yet completed (power cut, token pulled) is finished by ``resume``.
+``prepare_early`` starts only at approval; called again, or once approved, it does nothing.
+
+For the screens: at approval ``view.notice`` is ``approval.key_preparing`` while the worker runs,
+``approval.key_ready`` once the key is made, ``approval.rejected_pending`` while a rejection waits for the
+key to go; ``view.reasons`` lists the RejectReason values (the applicant reads ``refusal.<value>``).
 """
 
 from __future__ import annotations
