@@ -14,6 +14,7 @@ BENCHMARKS = [
     ["-m", "bench.bench_wait"],
     ["bench/bench_offline_lookup.py"],
     ["bench/bench_sync_idle.py"],
+    ["bench/bench_drain.py"],
 ]
 
 
