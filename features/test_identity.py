@@ -17,6 +17,7 @@ from devices.sim.national_ca import NationalIdCa
 from devices.sim.national_ca_services import OcspMode
 from devices.sim.stack import ARIUN, CARD_PIN
 from kiosk.i18n import Translator
+from kiosk.identity import card_status_lines
 
 scenarios("identity.feature")
 
@@ -61,8 +62,9 @@ def _journaled(driver: Any, key: str) -> None:
 def _grace_shown(driver: Any) -> None:
     card = driver.result.view.card
     assert card.revocation == "crl" and card.grace_used and card.crl_next_update is not None
-    text = Translator("mn")("identity.status.grace", next_update=Translator("mn").date(card.crl_next_update.date()))
-    assert "хөнгөлөлтийн хугацаанд" in text
+    lines = card_status_lines(card, Translator("mn"))
+    assert lines[0].startswith("Үнэмлэхний төлөвийг хүчингүй гэрчилгээний жагсаалт №")
+    assert "хөнгөлөлтийн хугацаанд" in lines[1] and lines[2].startswith("Баталгаажуулалтын нотолгоо: crl ")
 
 
 def _evidence(driver: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from kiosk import register
 from kiosk.engine import Flow, StepResult
 from kiosk.errors import CardChanged, CertificateInvalid, ConsentRequired, HolderMismatch, KioskError, WrongStep
 from kiosk.events import EventKind
+from kiosk.i18n import Translator
 from kiosk.pin import Pin
 from kiosk.ports import CardIdentity, ChallengeSignature, RevocationStatus, SessionState
 from kiosk.views import CardView
@@ -63,7 +64,20 @@ def card_view(data: Mapping[str, Any]) -> CardView | None:
     return CardView(card["name"], card["serial_number"], bool(card["verified"]),
                     revocation=revocation.get("method", ""), grace_used=bool(revocation.get("grace_used")),
                     crl_next_update=dt.datetime.fromisoformat(next_update) if next_update else None,
-                    evidence=summary)
+                    crl_number=revocation.get("crl_number"), evidence=summary)
+
+
+def card_status_lines(card: CardView, t: Translator) -> list[str]:
+    """What the clerk reads of the card's revocation check and its evidence, in ``t``'s language."""
+    if not card.revocation:
+        return []
+    lines = [t("identity.status.crl", crl_number=card.crl_number)
+             if card.revocation == "crl" else t(f"identity.status.{card.revocation}")]
+    if card.grace_used and card.crl_next_update is not None:
+        lines.append(t("identity.status.grace", next_update=t.date(card.crl_next_update.date())))
+    if card.evidence:
+        lines.append(t("identity.evidence", evidence=card.evidence))
+    return lines
 
 
 def _b64(data: bytes) -> str:

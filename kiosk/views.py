@@ -44,6 +44,7 @@ class CardView:
     revocation: str = ""        # ocsp / crl / none; "" before the card is read
     grace_used: bool = False    # offline: a CRL past its nextUpdate decided, within the configured grace
     crl_next_update: dt.datetime | None = None   # when grace_used: the CRL's nextUpdate that passed
+    crl_number: int | None = None                 # when revocation is crl: the CRL that decided
     evidence: str = ""          # short summary of the stored evidence, e.g. "ocsp ecdsa-p256-sha256 3f2a…"
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from kiosk.errors import KioskError
 from kiosk.i18n import LANGUAGES, Translator
+from kiosk.identity import card_status_lines
 from kiosk.pin import Pin
 from kiosk.shell import log as kiosk_log
 
@@ -73,6 +74,8 @@ def issue(kiosk: Any, t: Translator, language: str, invoice: str, card_pin: str,
     r = flow.read_card(r.session_id)
     r = flow.verify_card_pin(r.session_id, Pin(card_pin))
     say(f"  {r.view.card.name} ({r.view.card.serial_number})")
+    for line in card_status_lines(r.view.card, t):        # what the clerk sees of the revocation check
+        say(f"  {line}")
     say(t("step.approval"))
     r = flow.approve(r.session_id, "clerk-demo", r.view.documents, by_proxy=False)
     say(t("step.token"))
