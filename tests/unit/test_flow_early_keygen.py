@@ -219,6 +219,8 @@ def test_approve_during_keygen_on_the_real_kiosk_store_from_two_threads(tmp_path
         sid = _at_approval(rig)
         thread, _ = _worker(rig, sid)
         assert slow.inside.wait(5)
+        assert rig.token.slot is not None
+        temporary = rig.token.slot.user_pin
         _approve(rig, sid)
         slow.release.set()
         thread.join(5)
@@ -226,6 +228,8 @@ def test_approve_during_keygen_on_the_real_kiosk_store_from_two_threads(tmp_path
         kinds = [json.loads(row["event"])["kind"] for row in store.journal(sid)]
         assert kinds.index("approval.given") < kinds.index("early.key_generated") < kinds.index("token.pin_changed")
         assert store.audit.verify().intact
+        on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+        assert temporary.encode() not in on_disk and TOKEN_PIN.encode() not in on_disk
     finally:
         store.close()
 
