@@ -54,6 +54,7 @@ class NationalIdServices:
         self.crl_available = True
         self.crl_age = dt.timedelta(0)              # how old thisUpdate of the CRL served is
         self.crl_lifetime = dt.timedelta(days=1)    # nextUpdate - thisUpdate
+        self.crl_replay: bytes | None = None        # served instead of a new CRL: an attacker replaying an old one
         self.ocsp_requests = 0
         self.crl_requests = 0
         self._responder, self._responder_key = ca.ocsp_responder()
@@ -198,7 +199,7 @@ def _handler(services: NationalIdServices) -> type[BaseHTTPRequestHandler]:
             if not services.crl_available:
                 self.close_connection = True
                 return
-            self._send(200, "application/pkix-crl", services.current_crl())
+            self._send(200, "application/pkix-crl", services.crl_replay or services.current_crl())
 
         def do_POST(self) -> None:
             if self.path != OCSP_PATH:

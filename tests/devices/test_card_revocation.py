@@ -48,6 +48,7 @@ def _responder_answers(services: NationalIdServices) -> None:
     services.ocsp_mode = OcspMode.GOOD
     services.crl_available = True
     services.crl_age = dt.timedelta(0)
+    services.crl_replay = None
 
 
 def _card(ca: NationalIdCa, services: NationalIdServices) -> CardPersonalisation:
@@ -197,6 +198,28 @@ def test_refresh_fetches_only_the_crls_that_are_due(tmp_path: Path, ca: National
     assert again.crl_number is not None and first.crl_number is not None and again.crl_number > first.crl_number
     services.crl_available = False
     assert _checker(tmp_path, ca).refresh(force=True)[services.crl_url].startswith("failed")
+
+
+def test_a_replayed_older_crl_or_an_edited_cache_never_unrevokes_a_card(
+        tmp_path: Path, ca: NationalIdCa, services: NationalIdServices) -> None:
+    card = _card(ca, services)
+    services.ocsp_mode = OcspMode.DOWN
+    old = services.current_crl()                          # before the revocation
+    ca.revoke(card.certificate)
+    with pytest.raises(CardRevoked):
+        _checker(tmp_path, ca).check(card.certificate, ca.issuing)
+    services.crl_replay = old                             # two days on, the DP answers with the old CRL
+    with pytest.raises(CardRevoked):
+        _checker(tmp_path, ca, shift=dt.timedelta(days=2)).check(card.certificate, ca.issuing)
+    assert _checker(tmp_path, ca, shift=dt.timedelta(days=2)).refresh()[services.crl_url].startswith("failed")
+    (cached,) = (tmp_path / "crl-cache").glob("*.crl")
+    edited = bytearray(cached.read_bytes())
+    edited[-1] ^= 0x01                                    # a cache changed on disk is not trusted
+    cached.write_bytes(bytes(edited))
+    services.crl_available = False
+    with pytest.raises(RevocationUnknown) as refused:
+        _checker(tmp_path, ca).check(card.certificate, ca.issuing)
+    assert refused.value.data["reason"] == "crl_unavailable"
 
 
 # --- what OpenSSL says ---------------------------------------------------------------------------------
