@@ -26,8 +26,9 @@ adapter signs in :meth:`agreement_signer`.  How the issuance flow takes it in (t
    ``data["agreement"]["sent"]`` false (the central went away between issuance and the agreement)
    must still be offered to it, and kept from the retention purge until sent.
 
-Session data: ``agreement = {"sha256", "signed_at", "sent", "pdf"}`` (``pdf``: base64 of the signed
-PDF, dropped once the central has it).
+Session data: ``agreement = {"sha256", "signed_at", "sent", "pdf", "refused"}`` (``pdf``: base64 of the
+signed PDF, dropped once the central has it; ``refused``: the central's reason when it refused it, which
+is not retried: the PDF stays for the clerk).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any, ClassVar
 
 from kiosk import register
 from kiosk.engine import Flow, StepResult
-from kiosk.errors import CentralRejected, CentralUnavailable, InvalidPin, PinBlocked
+from kiosk.errors import CentralRejected, CentralUnavailable, InvalidPin, KioskError, PinBlocked
 from kiosk.events import EventKind
 from kiosk.i18n import Translator
 from kiosk.order import Order
@@ -102,14 +103,18 @@ class AgreementSteps(Flow):
         digest = hashlib.sha256(pdf).hexdigest()
         data["agreement"] = {"sha256": digest, "signed_at": at.isoformat(), "sent": False,
                              "pdf": base64.b64encode(pdf).decode("ascii")}
-        error = None
+        error: KioskError | None = None
         try:
             data = self._send(data)
         except CentralUnavailable as err:
             error = err            # queued: the PDF waits in the session
+        except CentralRejected as err:
+            error = err            # kept for the clerk, not sent again: the certificate is issued all the same
+            data["agreement"] = dict(data["agreement"], refused=err.data.get("reason", ""))
         return self.result(self.advance(state, self.after_agreement, data, EventKind.AGREEMENT_SIGNED,
                                         serial=data["certificate"]["serial"], agreement_sha256=digest,
-                                        sent=data["agreement"]["sent"]), error)
+                                        sent=data["agreement"]["sent"],
+                                        reason=data["agreement"].get("refused")), error)
 
     def _send(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` with the agreement sent (its PDF dropped); raises CentralUnavailable, CentralRejected.
@@ -130,15 +135,22 @@ class AgreementSteps(Flow):
     def queued_agreement(self, state: SessionState) -> Callable[[], StepResult] | None:
         """The call that sends a signed agreement the central did not get yet, or None."""
         agreement = state.data.get("agreement")
-        if not agreement or agreement.get("sent"):
+        if not agreement or agreement.get("sent") or agreement.get("refused"):
             return None
         return lambda: self.send_agreement(state.id)
 
     def send_agreement(self, session_id: str) -> StepResult:
         """Send the session's signed agreement (the sync daemon's queued call); raises CentralUnavailable."""
         state = self.engine.load(session_id)
-        if not state.data.get("agreement") or state.data["agreement"].get("sent"):
+        if self.queued_agreement(state) is None:
             return self.result(state)
-        data = self._send(dict(state.data))
+        data = dict(state.data)
+        try:
+            data = self._send(data)
+        except CentralRejected as err:
+            data["agreement"] = dict(data["agreement"], refused=err.data.get("reason", ""))
+            return self.result(self.record(state, data, EventKind.AGREEMENT_SENT, serial=data["certificate"]["serial"],
+                                           agreement_sha256=data["agreement"]["sha256"],
+                                           reason=data["agreement"]["refused"]), err)
         return self.result(self.record(state, data, EventKind.AGREEMENT_SENT, serial=data["certificate"]["serial"],
                                        agreement_sha256=data["agreement"]["sha256"]))

@@ -17,7 +17,7 @@ import pytest
 from devices.certificates import X509Reader
 from kiosk.agreement import AgreementSteps, agreement_facts
 from kiosk.engine import Engine, FlowKind, KioskPolicy, Services
-from kiosk.errors import CentralUnavailable, InvalidPin
+from kiosk.errors import CentralRejected, CentralUnavailable, InvalidPin
 from kiosk.i18n import catalogue
 from kiosk.pin import Pin
 from kiosk.ports import AgreementSigner, ReceiptLineStyle
@@ -133,6 +133,18 @@ def test_an_agreement_the_central_already_keeps_counts_as_sent(desk: Desk) -> No
     result = desk.flow.sign_agreement(sid, Pin(TOKEN_PIN))
     assert result.error is None and desk.store.load(sid).data["agreement"]["sent"] is True
     assert desk.central.agreements[serial] == FakeAgreementSigner.MAGIC + b"the first one"
+
+
+def test_a_refusal_keeps_the_pdf_and_is_not_retried(desk: Desk) -> None:
+    """A refusal cannot be fixed by sending again; the certificate is issued all the same: the visit goes on."""
+    sid = desk.begin()
+    desk.central.by_serial.pop(desk.issued["certificate"]["serial"].upper())
+    result = desk.flow.sign_agreement(sid, Pin(TOKEN_PIN))
+    assert result.step is Step.RECEIPT and isinstance(result.error, CentralRejected)
+    state = desk.store.load(sid)
+    assert state.data["agreement"]["refused"] == "certificate_not_found" and state.data["agreement"]["pdf"]
+    assert desk.flow.queued_agreement(state) is None
+    assert desk.flow.send_agreement(sid).error is None and desk.central.calls.count("submit_agreement") == 1
 
 
 def test_facts_follow_the_holders_country_and_the_language(desk: Desk) -> None:
