@@ -1,9 +1,8 @@
 """The kiosk and the central service: is it there, does it accept this kiosk, what does the kiosk trust.
 
-:func:`enroll` is the one function the offline-sync issue replaces: today the central issues a
-bearer token (``python -m central add-kiosk KIOSK_ID``) that the technician brings on a file;
-then the kiosk will trade a one-time code for a client certificate.  Everything else here only
-reads from the central.
+:func:`enroll` trades the one-time code of ``python -m central add-kiosk KIOSK_ID --office OFFICE``
+for this kiosk's client certificate (its key made here, never sent), and proves it with a call that
+needs the certificate.  Every HTTPS call trusts only the central's CA file (its ``tls-ca.pem``).
 """
 
 from __future__ import annotations
@@ -18,19 +17,22 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from kiosk.errors import KioskError
+from kiosk.i18n import Translator
 from provisioning.steps import StepFailed
+from sync import kiosk_identity
 
 API = "/api/v1"
 TIMEOUT_S = 10.0
 
 
-def _get(url: str, token: str | None = None) -> requests.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def _get(url: str, verify: str | bool = True, cert: tuple[str, str] | None = None) -> requests.Response:
     try:
-        return requests.get(url, headers=headers, timeout=TIMEOUT_S)
+        return requests.get(url, timeout=TIMEOUT_S, verify=verify, cert=cert)
     except requests.exceptions.SSLError as err:
         raise StepFailed(f"TLS to {url} failed: {err}",
-                         "the kiosk's clock (a wrong date breaks TLS) and the central's certificate") from err
+                         "the central CA file (--central-ca: the central's tls-ca.pem), the central URL's host "
+                         "name, the kiosk's clock (a wrong date breaks TLS)") from err
     except requests.exceptions.ConnectionError as err:
         raise StepFailed(f"cannot connect to {url}",
                          "the network cable or Wi-Fi, the central URL (--central-url), "
@@ -40,10 +42,12 @@ def _get(url: str, token: str | None = None) -> requests.Response:
                          "the network (a proxy or firewall may swallow the request), the central's load") from err
 
 
-def health(central_url: str) -> str:
-    """``GET /api/v1/health`` answers ``{"status": "ok"}``; returns what answered."""
+def health(central_url: str, central_ca: Path) -> str:
+    """``GET /api/v1/health`` over HTTPS that chains to ``central_ca`` answers ``{"status": "ok"}``."""
+    if not central_url.startswith("https://"):
+        raise StepFailed(f"{central_url} is not an https URL", "the central URL: https://HOST:PORT (mutual TLS)")
     url = central_url.rstrip("/") + f"{API}/health"
-    response = _get(url)
+    response = _get(url, verify=str(central_ca))
     try:
         body = response.json()
     except ValueError:
@@ -56,53 +60,61 @@ def health(central_url: str) -> str:
 
 @dataclass(frozen=True)
 class Credential:
-    """What the kiosk authenticates with; ``token`` is written to central.token_file (mode 0600)."""
+    """This kiosk's client certificate and key (PEM), to be written 0600; the key never leaves the kiosk."""
 
-    kind: str          # "bearer" today; "certificate" with the offline-sync issue
-    token: str
+    kind: str          # "certificate"
+    subject: str
+    not_after: dt.datetime
+    certificate_pem: bytes
+    key_pem: bytes
     escrow_key_id: str
 
     def __repr__(self) -> str:
-        return f"Credential(kind={self.kind!r}, token=***, escrow_key_id={self.escrow_key_id!r})"
+        return (f"Credential(kind={self.kind!r}, subject={self.subject!r}, not_after={self.not_after:%Y-%m-%d}, "
+                f"key=***, escrow_key_id={self.escrow_key_id!r})")
 
 
-def enroll(central_url: str, kiosk_id: str, token_file: Path) -> Credential:
-    """This kiosk's credential at the central: the bearer token in ``token_file``, checked by an authenticated call.
+def enroll(central_url: str, kiosk_id: str, office: str, code: str, central_ca: Path, tmp_dir: Path) -> Credential:
+    """Exchange the one-time ``code`` for this kiosk's client certificate and check it with an authenticated call.
 
-    The check asks for the SO PIN escrow key (``GET /api/v1/escrow-key``): it changes nothing and
-    only a kiosk the central knows may read it.  Replace this function (same result) when the
-    central issues client certificates for a one-time code.
+    The check asks for the SO PIN escrow key (``GET /api/v1/escrow-key``): it changes nothing and only
+    a kiosk the central knows may read it.  ``tmp_dir`` (owner only) holds the key for that one call.
     """
+    if not code.strip():
+        raise StepFailed("no enrollment code", f"ask the central operator for `python -m central add-kiosk "
+                         f"{kiosk_id} --office {office}` and give its code (--enrollment-code)")
     try:
-        token = token_file.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise StepFailed(f"cannot read the central token file {token_file}: {err}",
-                         f"the file's path (--central-token-file); the central operator makes it with "
-                         f"`python -m central add-kiosk {kiosk_id}`") from err
-    if not token:
-        raise StepFailed(f"{token_file} is empty", f"ask the central operator for `python -m central add-kiosk "
-                         f"{kiosk_id}` and save its one line in the file")
-    url = central_url.rstrip("/") + f"{API}/escrow-key"
-    response = _get(url, token)
+        key, certificate = kiosk_identity.request_certificate(central_url, code.strip(), office, central_ca,
+                                                             kiosk_id=kiosk_id, timeout_s=TIMEOUT_S)
+    except KioskError as err:
+        raise StepFailed(f"the central did not enroll this kiosk ({err.data.get('reason', err.key)})",
+                         Translator("en")(err.key, **err.data)) from err
+    key_pem, certificate_pem = kiosk_identity.pem_files(key, certificate)
+    check = kiosk_identity.KioskIdentity.in_directory(tmp_dir, central_ca)
+    kiosk_identity.store(check, key, certificate)
+    try:
+        url = central_url.rstrip("/") + f"{API}/escrow-key"
+        response = _get(url, verify=str(central_ca), cert=(str(check.certificate), str(check.key)))
+    finally:
+        check.key.unlink(missing_ok=True)
+        check.certificate.unlink(missing_ok=True)
     if response.status_code == 401:
-        raise StepFailed("the central refused this kiosk's token (401)",
-                         f"the token expired, was revoked or belongs to another central: ask for a new one "
-                         f"(`python -m central add-kiosk {kiosk_id}`)")
+        raise StepFailed("the central refused this kiosk's new certificate (401)",
+                         "the central's log; that the kiosk was not revoked meanwhile")
     try:
         key_id = str(response.json()["key_id"])
     except (ValueError, KeyError, TypeError) as err:
         raise StepFailed(f"{url} answered {response.status_code} without an escrow key",
                          "the central's version and log (the escrow key is made at its first start)") from err
-    if response.status_code != 200:
-        raise StepFailed(f"{url} answered {response.status_code}", "the central's log")
-    return Credential("bearer", token, key_id)
+    return Credential("certificate", certificate.subject.rfc4514_string(), certificate.not_valid_after_utc,
+                      certificate_pem, key_pem, key_id)
 
 
 # --- trust material ---------------------------------------------------------------------------------
-def load_certificates(source: str, what: str) -> list[x509.Certificate]:
-    """PEM certificates from a file or an http(s) URL."""
+def load_certificates(source: str, what: str, central_ca: Path | None = None) -> list[x509.Certificate]:
+    """PEM certificates from a file or an http(s) URL (https: trusting ``central_ca`` when given)."""
     if source.startswith(("http://", "https://")):
-        response = _get(source)
+        response = _get(source, verify=str(central_ca) if central_ca else True)
         if response.status_code != 200:
             raise StepFailed(f"{source} answered {response.status_code}", f"the URL of the {what}")
         data = response.content
@@ -155,11 +167,11 @@ def check_ca_certificates(certs: list[x509.Certificate], what: str, chain: bool,
                              "with the root")
 
 
-def confirm_at_central(central_url: str, certs: list[x509.Certificate]) -> int:
+def confirm_at_central(central_url: str, certs: list[x509.Certificate], central_ca: Path) -> int:
     """Each CA certificate is the one the central's CA serves (``GET /ca/issuer/{serial}.der``); returns how many."""
     for cert in certs:
         url = central_url.rstrip("/") + f"/ca/issuer/{cert.serial_number:X}.der"
-        response = _get(url)
+        response = _get(url, verify=str(central_ca))
         if response.status_code != 200:
             raise StepFailed(f"the central does not serve {cert.subject.rfc4514_string()} ({url}: "
                              f"{response.status_code})", "that the CA chain file belongs to this central")

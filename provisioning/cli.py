@@ -30,7 +30,9 @@ from provisioning import central, discovery, install
 from provisioning.steps import Progress, StepFailed, StepSkipped
 
 CONFIG = "/etc/tamga/kiosk.toml"
-TOKEN_FILE = "/etc/tamga/central-token"
+CENTRAL_CA = "/etc/tamga/central-ca.pem"
+IDENTITY_CERTIFICATE = "/var/lib/tamga/kiosk-identity.pem"
+IDENTITY_KEY = "/var/lib/tamga/kiosk-identity.key"
 SO_PIN_FILE = "/etc/tamga/token-factory-so-pin"
 NATIONAL_ROOTS = "/etc/tamga/national-id-root.pem"
 NATIONAL_INTERMEDIATES = "/etc/tamga/national-id-intermediates.pem"
@@ -41,7 +43,7 @@ CONFIGURATION_STEP = 7     # nothing is written before it
 MODULE_PREFERENCE = {"vendor": 0, "softhsm": 1, "opensc": 2}   # OpenSC also shows the ID card as a token
 STATUS_NAMES = ("central", "reader", "token", "printer")
 SELF_TEST_HINTS = {
-    "central": "the network cable and the central token (step 5)",
+    "central": "the network cable and the kiosk's certificate (step 5)",
     "reader": "insert an ID card (any) into the reader: the self-test reads it; the reader's USB cable",
     "token": "the eToken in its slot (a blank one is fine), its USB cable",
     "printer": "the printer's paper, cover and power",
@@ -84,7 +86,9 @@ class Plan:
     office: str = ""
     language: str = ""
     central_url: str = ""
-    token_source: Path | None = None
+    central_ca: Path | None = None        # the central's tls-ca.pem as the technician brought it
+    office_code: str = "main"             # the office at the central, as add-kiosk --office named it
+    enrollment_code: str = ""
     reader: str = ""
     module: Path | None = None
     module_kind: str = ""
@@ -247,20 +251,31 @@ def step_printer(plan: Plan, args: argparse.Namespace, ask: Asker, progress: Pro
 
 
 def step_central(plan: Plan) -> str:
-    return central.health(plan.central_url)
+    assert plan.central_ca is not None
+    if not plan.central_ca.is_file():
+        raise StepFailed(f"no central CA file {plan.central_ca}", "the central's tls-ca.pem, copied from the "
+                         "central (--central-ca FILE)")
+    return central.health(plan.central_url, plan.central_ca)
 
 
 def step_enroll(plan: Plan) -> str:
-    assert plan.token_source is not None
-    plan.credential = central.enroll(plan.central_url, plan.kiosk_id, plan.token_source)
-    return f"the central accepts kiosk {plan.kiosk_id} ({plan.credential.kind} credential; escrow key " \
-           f"{plan.credential.escrow_key_id[:16]}…)"
+    assert plan.central_ca is not None
+    if not plan.enrollment_code and plan.path(IDENTITY_CERTIFICATE).is_file() and plan.path(IDENTITY_KEY).is_file():
+        raise StepSkipped("already enrolled: the kiosk's certificate is kept (give --enrollment-code to enroll again)")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tamga-enroll-") as tmp:
+        plan.credential = central.enroll(plan.central_url, plan.kiosk_id, plan.office_code, plan.enrollment_code,
+                                         plan.central_ca, Path(tmp))
+    return f"the central enrolled kiosk {plan.kiosk_id} of office {plan.office_code}: {plan.credential.subject}, " \
+           f"valid until {plan.credential.not_after:%Y-%m-%d} (escrow key {plan.credential.escrow_key_id[:16]}…)"
 
 
 def step_trust(plan: Plan, args: argparse.Namespace, progress: Progress) -> str:
     parts = []
     if args.national_id_root:
-        roots = [c for src in args.national_id_root for c in central.load_certificates(src, "national ID root")]
+        roots = [c for src in args.national_id_root
+                 for c in central.load_certificates(src, "national ID root", plan.central_ca)]
         central.check_ca_certificates(roots, "national ID root", chain=False)
         plan.national_roots = central.pem(roots)
         parts.append(f"{len(roots)} national ID root(s)")
@@ -271,14 +286,15 @@ def step_trust(plan: Plan, args: argparse.Namespace, progress: Progress) -> str:
                          "authority's root CA, PEM, as the registration office received it)")
     if args.national_id_intermediate:
         inters = [c for src in args.national_id_intermediate
-                  for c in central.load_certificates(src, "national ID intermediate")]
+                  for c in central.load_certificates(src, "national ID intermediate", plan.central_ca)]
         central.check_ca_certificates(inters, "national ID intermediate", chain=False)
         plan.national_intermediates = central.pem(inters)
         parts.append(f"{len(inters)} intermediate(s)")
     if args.ca_chain:
-        chain = central.load_certificates(args.ca_chain, "central CA chain")
+        assert plan.central_ca is not None
+        chain = central.load_certificates(args.ca_chain, "central CA chain", plan.central_ca)
         central.check_ca_certificates(chain, "central CA chain", chain=True)
-        confirmed = central.confirm_at_central(plan.central_url, chain)
+        confirmed = central.confirm_at_central(plan.central_url, chain, plan.central_ca)
         for cert in chain:
             progress.note(f"central CA: {cert.subject.rfc4514_string()} (serial {cert.serial_number:X})")
         plan.ca_chain = central.pem(chain)
@@ -311,10 +327,14 @@ def _render_toml(doc: dict[str, dict[str, Any]]) -> str:
 
 def planned_files(plan: Plan) -> tuple[list[install.PlannedFile], str]:
     """Every file of the configuration (kiosk.toml last) and the kiosk.toml text."""
-    assert plan.credential is not None and plan.module is not None
+    assert plan.module is not None and plan.central_ca is not None
     files: list[install.PlannedFile] = []
-    files.append(install.PlannedFile(plan.path(TOKEN_FILE), (plan.credential.token + "\n").encode("ascii"),
-                                     0o600, secret=True))
+    if plan.credential is not None:      # a new enrollment; else the kiosk keeps the certificate it has
+        files.append(install.PlannedFile(plan.path(IDENTITY_KEY), plan.credential.key_pem, 0o600, secret=True))
+        files.append(install.PlannedFile(plan.path(IDENTITY_CERTIFICATE), plan.credential.certificate_pem, 0o600,
+                                         secret=True))
+    if plan.central_ca != plan.path(CENTRAL_CA):
+        files.append(install.PlannedFile(plan.path(CENTRAL_CA), plan.central_ca.read_bytes(), 0o644))
     if plan.so_pin is not None:
         files.append(install.PlannedFile(plan.path(SO_PIN_FILE), (plan.so_pin + "\n").encode("utf-8"), 0o600,
                                          secret=True))
@@ -334,7 +354,9 @@ def planned_files(plan: Plan) -> tuple[list[install.PlannedFile], str]:
     put("kiosk", id=plan.kiosk_id, office=plan.office, data_dir=str(plan.path(DATA_DIR)))
     if plan.language:
         put("kiosk", language=plan.language)
-    put("central", url=plan.central_url, token_file=str(plan.path(TOKEN_FILE)))
+    put("central", url=plan.central_url, ca_chain=str(plan.path(CENTRAL_CA)),
+        client_certificate=str(plan.path(IDENTITY_CERTIFICATE)), client_key=str(plan.path(IDENTITY_KEY)))
+    doc["central"].pop("token_file", None)       # a configuration of before mutual TLS
     has_inters = plan.national_intermediates is not None or plan.path(NATIONAL_INTERMEDIATES).is_file()
     put("idcard", reader=plan.reader, trust_anchors=[str(plan.path(NATIONAL_ROOTS))],
         intermediates=[str(plan.path(NATIONAL_INTERMEDIATES))] if has_inters else [])
@@ -470,9 +492,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kiosk-id", help="this kiosk's name at the central (as given to add-kiosk)")
     p.add_argument("--office", help="the registration office, printed on receipts")
     p.add_argument("--language", help="the language a session starts in (mn, kk, ky, ru, en)")
-    p.add_argument("--central-url", help="the central service, http(s)://HOST:PORT")
-    p.add_argument("--central-token-file", type=Path,
-                   help="the kiosk's token from `python -m central add-kiosk KIOSK_ID` (one line)")
+    p.add_argument("--central-url", help="the central service, https://HOST:PORT")
+    p.add_argument("--central-ca", type=Path,
+                   help="the CA the central's HTTPS certificate chains to (the central's tls-ca.pem)")
+    p.add_argument("--office-code", help="the kiosk's office at the central, as add-kiosk --office named it "
+                                         "(default: main)")
+    p.add_argument("--enrollment-code", help="the one-time code of `python -m central add-kiosk KIOSK_ID "
+                                             "--office OFFICE` (default: keep the kiosk's certificate)")
     p.add_argument("--reader", help="part of the ID-card reader's name (default: the first reader)")
     p.add_argument("--module", help="the eToken's PKCS#11 module (default: found in the usual paths)")
     p.add_argument("--printer", help="tcp://HOST:PORT (or HOST:PORT), usb://VVVV:PPPP or file:///dev/usb/lp0")
@@ -514,9 +540,12 @@ def main(argv: list[str] | None = None) -> int:
         plan.office = args.office or ask.text("registration office", str(_default(plan, "kiosk.office")))
         plan.language = args.language or str(plan.existing.get("kiosk", {}).get("language", ""))
         plan.central_url = (args.central_url or ask.text("central URL", str(_default(plan, "central.url")))).rstrip("/")
-        token_default = args.central_token_file or plan.path(TOKEN_FILE)
-        plan.token_source = Path(ask.text("central token file", str(token_default))) \
-            if args.central_token_file is None else args.central_token_file
+        ca_default = args.central_ca or plan.path(CENTRAL_CA)
+        plan.central_ca = Path(ask.text("central CA file (its tls-ca.pem)", str(ca_default))) \
+            if args.central_ca is None else args.central_ca
+        plan.office_code = args.office_code or ask.text("office at the central", "main")
+        plan.enrollment_code = args.enrollment_code if args.enrollment_code is not None else \
+            ask.text("one-time enrollment code (Enter: keep the kiosk's certificate)", "")
         if args.factory_so_pin_file is not None:
             plan.so_pin = _read_secret_file(args.factory_so_pin_file, "the factory SO PIN file")
         elif ask.interactive and not plan.path(SO_PIN_FILE).is_file():

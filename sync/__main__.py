@@ -4,18 +4,25 @@
            the central could not be reached.
 ``run``    rounds every ``--interval`` seconds, with backoff after failures (the systemd service).
 ``status`` queue length, the oldest unsynced event's age, last success, last error.
+``enroll`` make this kiosk's key, exchange it and the one-time code of ``python -m central add-kiosk``
+           for its client certificate (``[central] client_certificate``/``client_key``, mode 0600).
+
+``once`` and ``run`` renew the kiosk's certificate when less than a third of its validity is left.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, KioskError
 from kiosk.shell import config
 from kiosk.shell import log as kiosk_log
+
+log = logging.getLogger("tamga.sync")
 
 
 def _age(at: str | None) -> str:
@@ -33,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="rounds until stopped")
     run.add_argument("--interval", type=float, default=30.0, help="seconds between rounds (default 30)")
     sub.add_parser("status", help="queue length, oldest unsynced event, last success and error")
+    enroll = sub.add_parser("enroll", help="get this kiosk's client certificate with a one-time code")
+    enroll.add_argument("--code", required=True, help="the code python -m central add-kiosk printed")
+    enroll.add_argument("--office", required=True, help="the office code the kiosk belongs to (e.g. main)")
     args = parser.parse_args(argv)
     try:
         cfg = config.load(args.config)
@@ -40,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {err.detail} (setting {err.data.get('setting')})", file=sys.stderr)
         return 2
     kiosk_log.setup(cfg.log_level)
+    if args.command == "enroll":
+        return _enroll(cfg, args.code, args.office)
     from kiosk.shell import app
     from sync.daemon import SyncDaemon
+    from sync.kiosk_identity import renew_if_due
 
     kiosk = app.build(cfg)
     try:
@@ -54,8 +67,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"orders feed      {_age(status['orders_feed_at'])} ({status['orders_cached']} orders cached)")
             print(f"certificate feed {_age(status['certificates_feed_at'])}")
             return 0
+        identity = cfg.central.identity()
+
+        def renew_identity() -> None:
+            try:
+                if renew_if_due(kiosk.central, identity):
+                    log.info("kiosk certificate renewed", extra={"not_after": str(
+                        identity.load_certificate().not_valid_after_utc)})
+            except KioskError as err:      # the current certificate stays in use; tried again next round
+                log.warning("kiosk certificate renewal failed", extra={"reason": err.key, **err.data})
+
         daemon = SyncDaemon(kiosk.store, kiosk.central, cfg.kiosk.id, kiosk.engine, feeds=kiosk.central,
-                            retention=dt.timedelta(days=cfg.kiosk.retention_days))
+                            retention=dt.timedelta(days=cfg.kiosk.retention_days), before_round=renew_identity)
         if args.command == "run":
             daemon.run(args.interval)
             return 0
@@ -67,6 +90,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if report.error else 0
     finally:
         kiosk.close()
+
+
+def _enroll(cfg: config.Config, code: str, office: str) -> int:
+    """Enroll and say what happened in the kiosk's language (exit 1 with what to check)."""
+    from kiosk.i18n import Translator
+    from sync.kiosk_identity import enroll
+
+    identity = cfg.central.identity()
+    try:
+        certificate = enroll(cfg.central.url, code, office, identity, kiosk_id=cfg.kiosk.id,
+                             timeout_s=cfg.central.timeout_s)
+    except KioskError as err:
+        t = Translator(cfg.kiosk.language)
+        print(f"enrollment failed ({err.data.get('reason', err.key)}): {t(err.key, **err.data)}", file=sys.stderr)
+        return 1
+    print(f"enrolled: {certificate.subject.rfc4514_string()}, serial {certificate.serial_number:X}, "
+          f"valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    print(f"certificate {identity.certificate}, key {identity.key} (mode 0600)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -130,18 +130,29 @@ def new_key_and_csr(kiosk_id: str = "tamga-kiosk") -> tuple[ec.EllipticCurvePriv
     return key, csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def store(identity: KioskIdentity, key: ec.EllipticCurvePrivateKey, answer: dict[str, Any]) -> x509.Certificate:
-    """Check the central's answer (the certificate is for ``key``) and write key and certificate, 0600."""
+def checked_certificate(key: ec.EllipticCurvePrivateKey, answer: dict[str, Any]) -> x509.Certificate:
+    """The certificate of the central's answer, which must be for ``key``."""
     try:
         certificate = x509.load_pem_x509_certificate(str(answer["certificate"]).encode("ascii"))
     except (KeyError, ValueError, UnicodeEncodeError) as err:
         raise IdentityError("the central's answer has no certificate", reason="malformed_response") from err
     if certificate.public_key() != key.public_key():
         raise IdentityError("the certificate is not for this kiosk's key", reason="malformed_response")
-    _write_private(identity.key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    _write_private(identity.certificate, certificate.public_bytes(serialization.Encoding.PEM))
     return certificate
+
+
+def pem_files(key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> tuple[bytes, bytes]:
+    """(key PEM, certificate PEM) as the identity files hold them."""
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()),
+            certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def store(identity: KioskIdentity, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
+    """Write key and certificate, each 0600 and atomically (key first: a certificate is never without it)."""
+    key_pem, certificate_pem = pem_files(key, certificate)
+    _write_private(identity.key, key_pem)
+    _write_private(identity.certificate, certificate_pem)
 
 
 def _refusal(response: requests.Response, office: str) -> IdentityError:
@@ -159,22 +170,34 @@ def _refusal(response: requests.Response, office: str) -> IdentityError:
                                               **data)
 
 
-def enroll(url: str, code: str, office: str, identity: KioskIdentity, kiosk_id: str = "tamga-kiosk",
-           timeout_s: float = 15.0) -> x509.Certificate:
-    """Exchange the one-time ``code`` for this kiosk's client certificate; write key and certificate."""
+def request_certificate(url: str, code: str, office: str, ca_chain: Path, kiosk_id: str = "tamga-kiosk",
+                        timeout_s: float = 15.0) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Make a key here and exchange the one-time ``code`` and its CSR for a client certificate; write nothing."""
     key, csr = new_key_and_csr(kiosk_id)
-    if not identity.ca_chain.is_file():
-        raise IdentityMissing(f"no CA chain at {identity.ca_chain}", path=str(identity.ca_chain))
+    if not ca_chain.is_file():
+        raise IdentityMissing(f"no CA chain at {ca_chain}", path=str(ca_chain))
     try:
         response = requests.post(url.rstrip("/") + ENROLL_PATH, json={"code": code, "office": office, "csr": csr},
-                                 verify=str(identity.ca_chain), timeout=timeout_s)
+                                 verify=str(ca_chain), timeout=timeout_s)
     except requests.exceptions.SSLError as err:
-        raise CentralNotTrusted(str(err), url=url, ca_chain=str(identity.ca_chain)) from err
+        raise CentralNotTrusted(str(err), url=url, ca_chain=str(ca_chain)) from err
     except requests.RequestException as err:
         raise CentralUnreachable(str(err), url=url) from err
     if response.status_code != 201:
         raise _refusal(response, office)
-    return store(identity, key, response.json())
+    try:
+        answer = response.json()
+    except ValueError as err:
+        raise IdentityError("the central's answer is not JSON", reason="malformed_response") from err
+    return key, checked_certificate(key, answer if isinstance(answer, dict) else {})
+
+
+def enroll(url: str, code: str, office: str, identity: KioskIdentity, kiosk_id: str = "tamga-kiosk",
+           timeout_s: float = 15.0) -> x509.Certificate:
+    """Exchange the one-time ``code`` for this kiosk's client certificate; write key and certificate (0600)."""
+    key, certificate = request_certificate(url, code, office, identity.ca_chain, kiosk_id, timeout_s)
+    store(identity, key, certificate)
+    return certificate
 
 
 def renewal_due(certificate: x509.Certificate, now: dt.datetime | None = None) -> bool:
@@ -194,5 +217,5 @@ def renew_if_due(client: CentralClient, identity: KioskIdentity, now: dt.datetim
         return False
     kiosk_id = current.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     key, csr = new_key_and_csr(str(kiosk_id[0].value) if kiosk_id else "tamga-kiosk")
-    store(identity, key, client.renew_identity(csr))
+    store(identity, key, checked_certificate(key, client.renew_identity(csr)))
     return True

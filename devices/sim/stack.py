@@ -94,12 +94,10 @@ class SimulatedStack:
         assert self.pcscd and self.national_ca and self.softhsm and self.printer and self.central
         secrets_dir = self.workdir / "secrets"
         secrets_dir.mkdir(exist_ok=True)
-        token_file = secrets_dir / "central-token"
-        token_file.write_text(self.central.token + "\n")
         so_pin_file = secrets_dir / "token-factory-so-pin"
         so_pin_file.write_text(FACTORY_SO_PIN + "\n")
-        for path in (token_file, so_pin_file):
-            path.chmod(0o600)
+        so_pin_file.chmod(0o600)
+        identity = self.central.identity      # the demo kiosk, enrolled when the central started
         anchors = ", ".join(f'"{p}"' for p in self.national_ca.trust_anchor_paths)
         inters = ", ".join(f'"{p}"' for p in self.national_ca.intermediate_paths)
         self.config_path.write_text(f"""# Written by devices.sim: the kiosk on simulated devices.
@@ -111,7 +109,9 @@ data_dir = "{self.workdir / 'kiosk-data'}"
 
 [central]
 url = "{self.central.url}"
-token_file = "{token_file}"
+ca_chain = "{identity.ca_chain}"
+client_certificate = "{identity.certificate}"
+client_key = "{identity.key}"
 
 [idcard]
 reader = "{self.pcscd.reader_names[0]}"
@@ -134,7 +134,7 @@ kind = "network"
 address = "127.0.0.1:{self.printer.port}"
 
 [receipt]
-qr_template = "{self.central.url}/verify/{{serial}}"   # the central's verification page
+qr_template = "{self.central.public_url}/verify/{{serial}}"   # the central's verification page (public HTTP)
 """, encoding="utf-8")
 
     # -- the applicant's card --------------------------------------------------------------------------

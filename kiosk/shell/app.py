@@ -151,7 +151,7 @@ def build(cfg: Config, token: TokenPort | None = None,
     """
     data_dir = cfg.kiosk.data_dir
     store = KioskStore.open(data_dir)
-    central = CentralClient(cfg.central.url, cfg.central.token(), cfg.central.timeout_s)
+    central = CentralClient(cfg.central.url, cfg.central.identity(), cfg.central.timeout_s)
     idcard = id_card_reader(cfg)
     adapter: TokenPort = token if token is not None else Pkcs11Token(str(cfg.token.module), rescan=cfg.token.rescan)
     printer = EscPosPrinter(printer_target(cfg), width_px=cfg.printer.width_px)

@@ -170,7 +170,7 @@ def _file_facts(path: Path) -> str:
 
 def configuration(cfg: Any) -> str:
     lines = [f"# {cfg.source}"]
-    secret_files = {("central", "token_file"), ("token", "factory_so_pin_file")}
+    secret_files = {("central", "client_key"), ("token", "factory_so_pin_file")}
     for section in ("kiosk", "central", "idcard", "token", "printer"):
         lines.append(f"[{section}]")
         for key, value in vars(getattr(cfg, section)).items():

@@ -33,7 +33,7 @@ class Provisioner:
     """``python -m provisioning`` against ``stack``, as a technician on a prepared image runs it."""
 
     stack: SimulatedStack
-    inputs: Path        # what the technician brings: the token from add-kiosk, the SO PIN, trust anchors
+    inputs: Path        # what the technician brings: the central's CA, the SO PIN, trust anchors
 
     @property
     def env(self) -> dict[str, str]:
@@ -41,12 +41,21 @@ class Provisioner:
         env.pop("TAMGA_CONFIG", None)      # provisioning must not lean on the stack's own kiosk.toml
         return env
 
+    def code(self) -> str:
+        """A fresh one-time enrollment code for the demo kiosk (``add-kiosk``; its earlier code stops working)."""
+        assert self.stack.central is not None
+        return self.stack.central.manage("add-kiosk", "demo-kiosk").strip()
+
     def args(self, root: Path, **override: str | None) -> list[str]:
-        """Every flag (``None`` drops one: the question is asked), then ``--national-id-*``."""
+        """Every flag (``None`` drops one: the question is asked), then ``--national-id-*``.
+
+        Without ``enrollment_code=`` a fresh code is made for the run."""
         s = self.stack
         assert s.central and s.pcscd and s.softhsm and s.printer and s.national_ca
+        if "enrollment_code" not in override:
+            override = {**override, "enrollment_code": self.code()}
         flags = {"--kiosk-id": "demo-kiosk", "--office": "МонПасс СА, Бүртгэлийн нэгж — Дархан",
-                 "--central-url": s.central.url, "--central-token-file": str(self.inputs / "central-token"),
+                 "--central-url": s.central.url, "--central-ca": str(s.central.tls_ca_path), "--office-code": "main",
                  "--reader": s.pcscd.reader_names[0], "--module": str(s.softhsm.module),
                  "--printer": f"127.0.0.1:{s.printer.port}",
                  "--factory-so-pin-file": str(self.inputs / "factory-so-pin"),
@@ -88,7 +97,6 @@ def provisioner(tmp_path_factory: pytest.TempPathFactory, private_pcscd: Private
         assert stack.central is not None
         inputs = workdir / "technician"
         inputs.mkdir()
-        (inputs / "central-token").write_text(stack.central.token + "\n")
         (inputs / "factory-so-pin").write_text(FACTORY_SO_PIN + "\n")
         stack.insert_card()       # the self-test reads a card
         yield Provisioner(stack, inputs)

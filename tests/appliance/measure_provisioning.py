@@ -35,7 +35,6 @@ def main(runs: int) -> int:
             env = {**os.environ, **s.env}
             env.pop("TAMGA_CONFIG")
             (work / "in").mkdir()
-            (work / "in/token").write_text(s.central.token + "\n")
             (work / "in/sopin").write_text(FACTORY_SO_PIN + "\n")
 
             central, pcscd, softhsm, printer, national_ca = s.central, s.pcscd, s.softhsm, s.printer, s.national_ca
@@ -43,7 +42,9 @@ def main(runs: int) -> int:
             def command(root: Path) -> list[str]:
                 args = [sys.executable, "-m", "provisioning", "--non-interactive", "--root", str(root),
                         "--kiosk-id", "demo-kiosk", "--central-url", central.url,
-                        "--central-token-file", str(work / "in/token"), "--reader", pcscd.reader_names[0],
+                        "--central-ca", str(central.tls_ca_path),
+                        "--enrollment-code", central.manage("add-kiosk", "demo-kiosk").strip(),
+                        "--reader", pcscd.reader_names[0],
                         "--module", str(softhsm.module), "--printer", f"127.0.0.1:{printer.port}",
                         "--factory-so-pin-file", str(work / "in/sopin"), "--ca-chain", str(central.ca_chain_path)]
                 for path in national_ca.trust_anchor_paths:

@@ -79,7 +79,8 @@ def test_the_archive_holds_no_personal_data_and_no_secret(demo: tuple[Path, Path
     members = extracted(archive)
     assert {"MANIFEST.txt", "versions.json", "config.txt", "devices.json", "sync.json", "logs/journal.txt",
             "logs/01-kiosk.log", "logs/02-central.log"} <= set(members)
-    secrets = [(workdir / "secrets" / name).read_text().strip() for name in ("central-token", "token-factory-so-pin")]
+    secrets = [(workdir / "secrets" / "token-factory-so-pin").read_text().strip(),
+               (workdir / "central" / "demo-kiosk" / "kiosk-identity.key").read_text().strip()]
     secrets.append((data_dir / "kiosk.key").read_text().strip())
     for name, text in members.items():
         for needle in PERSONAL_EXACT:
@@ -103,7 +104,7 @@ def test_the_archive_says_what_a_technician_needs(demo: tuple[Path, Path, Path],
     softhsm = next(p for p in devices["pkcs11"] if p["kind"] == "softhsm")
     assert softhsm["token"]["initialised"] and softhsm["token"]["label_is_kiosk"] and softhsm["token"]["serial"]
     assert "label" not in softhsm["token"]
-    assert "contents not included" in members["config.txt"] and "token_file = " in members["config.txt"]
+    assert "contents not included" in members["config.txt"] and "client_key = " in members["config.txt"]
     assert "Бүртгэлийн нэгж" in members["config.txt"]          # the office is not scrubbed from the config
     assert "issued" in members["logs/02-central.log"]          # logs keep their technical content
 

@@ -40,10 +40,12 @@ def test_provisions_a_kiosk_that_passes_its_self_test_and_prints_a_test_receipt(
 
     cfg = config.load(root / "etc/tamga/kiosk.toml")          # written, and it loads with every file in place
     assert cfg.kiosk.id == "demo-kiosk" and cfg.kiosk.office.endswith("Дархан")
-    assert cfg.central.token() == provisioner.stack.central.token        # type: ignore[union-attr]
+    assert cfg.central.ca_chain == root / "etc/tamga/central-ca.pem"
+    identity = cfg.central.identity()
+    assert identity.load_certificate().subject.rfc4514_string().startswith("CN=demo-kiosk")
     assert cfg.kiosk.data_dir == root / "var/lib/tamga"
-    for secret in ("central-token", "token-factory-so-pin"):
-        assert stat.S_IMODE((root / "etc/tamga" / secret).stat().st_mode) == 0o600
+    for secret in (root / "etc/tamga/token-factory-so-pin", identity.key, identity.certificate):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert stat.S_IMODE(cfg.kiosk.data_dir.stat().st_mode) == 0o700
     assert "python -m kiosk check: all ready" in out.stdout
 
@@ -116,15 +118,15 @@ def test_a_wrong_module_stops_at_step_2_and_writes_nothing(provisioner: Provisio
     assert files_under(root) == []
 
 
-def test_a_refused_token_says_to_ask_for_a_new_one_and_writes_nothing(provisioner: Provisioner,
-                                                                       tmp_path: Path) -> None:
-    stale = tmp_path / "old-token"
-    stale.write_text("revoked-or-expired-token\n")
+def test_a_used_code_says_to_ask_for_a_new_one_and_writes_nothing(provisioner: Provisioner,
+                                                                    tmp_path: Path) -> None:
+    used = provisioner.code()
+    provisioner.code()               # a newer code replaces it, as if it had been used
     root = tmp_path / "root"
-    out = provisioner.run(root, central_token_file=str(stale))
+    out = provisioner.run(root, enrollment_code=used)
     assert out.returncode == 1
-    assert "the central refused this kiosk's token (401)" in out.stdout
-    assert "python -m central add-kiosk demo-kiosk" in out.stdout
+    assert "the central did not enroll this kiosk (code_used)" in out.stdout
+    assert "ask the central's operator for a new code" in out.stdout
     assert files_under(root) == []
 
 
@@ -134,7 +136,8 @@ def test_help_names_every_flag_and_the_console_script_is_declared() -> None:
 
     out = subprocess.run([sys.executable, "-m", "provisioning", "--help"], capture_output=True, text=True,
                          check=True, timeout=60)
-    for flag in ("--non-interactive", "--office", "--central-url", "--central-token-file", "--reader", "--module",
+    for flag in ("--non-interactive", "--office", "--central-url", "--central-ca", "--enrollment-code",
+                 "--office-code", "--reader", "--module",
                  "--printer", "--root", "--no-units", "--national-id-root", "--ca-chain", "--factory-so-pin-file"):
         assert flag in out.stdout
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]

@@ -93,7 +93,7 @@ def test_find_order_by_invoice(central_client: CentralClient) -> None:
 
 def test_order_json_is_exactly_the_kiosk_shape_plus_fees(central_server: CentralServer) -> None:
     response = requests.get(f"{central_server.url}/api/v1/orders", params={"invoice": ARIUN_INVOICE},
-                            headers={"Authorization": f"Bearer {central_server.token}"}, timeout=10)
+                            **central_server.tls, timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
@@ -139,19 +139,11 @@ def test_malformed_query_is_rejected(central_client: CentralClient) -> None:
     assert info.value.data["reason"] == "invalid_query"
 
 
-def test_wrong_token_is_rejected(central_server: CentralServer) -> None:
-    with CentralClient(central_server.url, "tamga_not-a-token") as client, \
-            pytest.raises(CentralRejected) as info:
-        find(client, ARIUN_INVOICE)
-    assert info.value.data == {"reason": "unauthorized", "status": 401}
-
-
-def test_no_token_is_401_json(central_server: CentralServer) -> None:
+def test_no_client_certificate_is_401_json(central_server: CentralServer) -> None:
     response = requests.get(f"{central_server.url}/api/v1/orders", params={"invoice": ARIUN_INVOICE},
-                            timeout=10)
+                            timeout=10, verify=central_server.verify)
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert response.json()["error"] == "unauthorized"
+    assert response.json()["error"] == "kiosk_certificate_required"
 
 
 @pytest.mark.parametrize(("method", "path", "headers", "status", "code"), [
@@ -161,21 +153,17 @@ def test_no_token_is_401_json(central_server: CentralServer) -> None:
 ])
 def test_errors_are_json_never_html(central_server: CentralServer, method: str, path: str,
                                     headers: dict[str, str], status: int, code: str) -> None:
-    response = requests.request(method, central_server.url + path, timeout=10, headers={
-        "Authorization": f"Bearer {central_server.token}", **headers})
+    response = requests.request(method, central_server.url + path, timeout=10, headers=headers,
+                                **central_server.tls)
     assert response.status_code == status
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["error"] == code
 
 
-def test_add_kiosk_token_works_and_rotates(central_server: CentralServer) -> None:
-    first = central_server.manage("add-kiosk", "kiosk-ub-01").strip()
-    with CentralClient(central_server.url, first) as client:
+def test_an_added_kiosk_enrolls_and_works(central_server: CentralServer, tmp_path: Path) -> None:
+    identity = central_server.enroll_kiosk("kiosk-ub-01", directory=tmp_path)
+    with central_server.client(identity=identity) as client:
         assert find(client, ARIUN_INVOICE).invoice == ARIUN_INVOICE
-    second = central_server.manage("add-kiosk", "kiosk-ub-01").strip()
-    assert second != first
-    with CentralClient(central_server.url, first) as client, pytest.raises(CentralRejected):
-        find(client, ARIUN_INVOICE)
 
 
 # --- enrollment -----------------------------------------------------------------------------------
@@ -280,7 +268,7 @@ def test_same_idempotency_key_returns_the_same_certificate(
     pem = x509.load_der_x509_csr(csr).public_bytes(serialization.Encoding.PEM).decode()
     response = requests.post(f"{central_server.url}/api/v1/orders/{order.id}/enrollments",
                              json={"csr": pem, "idempotency_key": key_id},
-                             headers={"Authorization": f"Bearer {central_server.token}"}, timeout=10)
+                             **central_server.tls, timeout=10)
     assert response.status_code == 200
     assert response.json()["certificate"] == first.certificate_pem
 
@@ -291,7 +279,7 @@ def test_new_enrollment_answers_201(central_server: CentralServer, central_clien
     pem = x509.load_der_x509_csr(make_csr(make_key("p256"))).public_bytes(serialization.Encoding.PEM).decode()
     response = requests.post(f"{central_server.url}/api/v1/orders/{order.id}/enrollments",
                              json={"csr": pem, "idempotency_key": idem()},
-                             headers={"Authorization": f"Bearer {central_server.token}"}, timeout=10)
+                             **central_server.tls, timeout=10)
     assert response.status_code == 201
     assert set(response.json()) == {"certificate", "chain", "serial", "not_before", "not_after"}
 
@@ -442,7 +430,7 @@ def test_unknown_order_on_enroll_is_rejected(central_client: CentralClient) -> N
 
 
 def test_calls_are_counted(central_server: CentralServer) -> None:
-    with CentralClient(central_server.url, central_server.token) as client:
+    with CentralClient(central_server.url, central_server.identity) as client:
         find(client, ARIUN_INVOICE)
         find(client, ARIUN_INVOICE)
         assert client.call_count == 2
@@ -507,7 +495,7 @@ def _call(client: CentralClient, which: str) -> object:
 def test_failing_central_is_unavailable(canned_central: type[_Canned], which: str, status: int, body: bytes,
                                         content_type: str, cause: str) -> None:
     canned_central.status, canned_central.body, canned_central.content_type = status, body, content_type
-    with CentralClient(canned_central.url, "token") as client:  # type: ignore[attr-defined]
+    with CentralClient(canned_central.url, None) as client:  # type: ignore[attr-defined]
         with pytest.raises(CentralUnavailable) as info:
             _call(client, which)
         assert info.value.data == {"status": status, "cause": cause}
@@ -517,7 +505,7 @@ def test_failing_central_is_unavailable(canned_central: type[_Canned], which: st
 
 def test_timeout_is_retried_once_then_unavailable(canned_central: type[_Canned]) -> None:
     canned_central.delay_s = 1.0
-    with CentralClient(canned_central.url, "token", timeout_s=0.2) as client:  # type: ignore[attr-defined]
+    with CentralClient(canned_central.url, None, timeout_s=0.2) as client:  # type: ignore[attr-defined]
         started = time.perf_counter()
         with pytest.raises(CentralUnavailable) as info:
             client.find_order("invoice", ARIUN_INVOICE)
@@ -534,7 +522,7 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("which", ["find", "enroll"])
 def test_central_not_running_is_unavailable(which: str) -> None:
-    with CentralClient(f"http://127.0.0.1:{_closed_port()}", "token", timeout_s=2) as client:
+    with CentralClient(f"https://127.0.0.1:{_closed_port()}", None, timeout_s=2) as client:
         with pytest.raises(CentralUnavailable) as info:
             _call(client, which)
         assert info.value.data == {"status": None, "cause": "connection"}
@@ -556,12 +544,12 @@ def test_server_stops_cleanly(tmp_path: Path) -> None:
         pid = server.pid
         assert pid is not None
         assert server.ca_chain_path.read_text(encoding="ascii").count("BEGIN CERTIFICATE") == 2
-        health = requests.get(f"{server.url}/api/v1/health", timeout=10)
+        health = requests.get(f"{server.url}/api/v1/health", timeout=10, verify=server.verify)
         assert health.json() == {"status": "ok"}
     assert server.pid is None
     assert server.returncode == 0
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"{server.url}/api/v1/health", timeout=2)
+        requests.get(f"{server.url}/api/v1/health", timeout=2, verify=server.verify)
     # A second start reuses the CA hierarchy.
     chain = server.ca_chain_path.read_text(encoding="ascii")
     with CentralServer(tmp_path / "central", demo_data=False) as again:
@@ -580,7 +568,7 @@ def test_start_failure_reports_the_server_log(tmp_path: Path) -> None:
 
 def test_a_real_server_error_is_a_json_500(tmp_path: Path) -> None:
     """The issuing CA's key goes missing: the service answers 500 JSON, the client CentralUnavailable."""
-    with CentralServer(tmp_path / "central") as server, CentralClient(server.url, server.token) as client:
+    with CentralServer(tmp_path / "central") as server, CentralClient(server.url, server.identity) as client:
         order = find(client, ARIUN_INVOICE)
         keys = server.data_dir / "ca-keys"
         keys.rename(tmp_path / "ca-keys-elsewhere")
@@ -614,9 +602,8 @@ def test_openapi_describes_what_the_service_answers(central_server: CentralServe
         assert set(schemas[name]["required"]) <= set(schemas[name]["properties"])
         return set(schemas[name]["properties"])
 
-    headers = {"Authorization": f"Bearer {central_server.token}"}
     order = requests.get(f"{central_server.url}/api/v1/orders", params={"invoice": ARIUN_INVOICE},
-                         headers=headers, timeout=10).json()
+                         timeout=10, **central_server.tls).json()
     assert set(order) == keys("Order") == set(schemas["Order"]["required"])
     assert set(order["holder"]) == keys("Holder")
     assert set(order["organisation"]) == keys("Organisation")
@@ -629,10 +616,11 @@ def test_openapi_describes_what_the_service_answers(central_server: CentralServe
     request = {"csr": pem, "idempotency_key": idem()}
     assert set(request) | {"token_serial", "so_pin_escrow", "escrow_key_id"} == keys("EnrollmentRequest")
     enrollment = requests.post(f"{central_server.url}/api/v1/orders/{placed.id}/enrollments", json=request,
-                               headers=headers, timeout=10).json()
+                               timeout=10, **central_server.tls).json()
     assert set(enrollment) == keys("Enrollment")
 
     codes = set(schemas["Error"]["properties"]["error"]["enum"])
-    assert codes >= {"unauthorized", "invalid_query", "order_not_found", "csr_signature_invalid",
-                     "order_not_payable", "key_reused", "idempotency_conflict", "internal_error"}
+    assert codes >= {"kiosk_certificate_required", "kiosk_certificate_refused", "invalid_query", "order_not_found",
+                     "csr_signature_invalid", "order_not_payable", "key_reused", "idempotency_conflict",
+                     "internal_error"}
     assert set(schemas["Error"]["properties"]["reason"]["enum"]) == {r.value for r in OrderRefusal}

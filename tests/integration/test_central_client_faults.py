@@ -122,7 +122,7 @@ def test_fault_injected_garbled_enrollment_is_malformed_response(
     body, _ = good_enrollment()
     GARBLINGS[garbling](body)
     handler.answer = staticmethod(lambda m, p, b: (201, body))
-    with CentralClient(url, "token") as client, pytest.raises(CentralUnavailable) as info:
+    with CentralClient(url, None) as client, pytest.raises(CentralUnavailable) as info:
         client.enroll("1", b"csr", "key-1")
     assert info.value.data == {"status": 201, "cause": "malformed_response"}
     assert info.value.recoverable
@@ -134,7 +134,7 @@ def test_fault_injected_good_enrollment_gives_the_public_key_digest(
     body, leaf = good_enrollment()
     body["serial"] = body["serial"].lower()          # hex case is not a mismatch
     handler.answer = staticmethod(lambda m, p, b: (201, body))
-    with CentralClient(url, "token") as client:
+    with CentralClient(url, None) as client:
         issued = client.enroll("1", b"csr", "key-1")
     spki = leaf.public_key().public_bytes(serialization.Encoding.DER,
                                           serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -181,7 +181,7 @@ def test_fault_injected_escrow_key_is_fetched_once_and_again_when_the_central_ch
         return 201, enrollment
 
     handler.answer = staticmethod(answer)
-    with CentralClient(url, "token") as client:
+    with CentralClient(url, None) as client:
         client.enroll("1", b"csr", "k1", token_serial="TK1", so_pin=SoPin("0123456789abcdef"))
         client.enroll("1", b"csr", "k2", token_serial="TK1", so_pin=SoPin("0123456789abcdef"))
         assert [p for _, p, _ in handler.requests].count("/api/v1/escrow-key") == 1
@@ -221,6 +221,6 @@ def test_fault_injected_garbled_answers_to_the_other_calls_are_malformed_respons
         "revocation": lambda c: c.revoke("AB", RevocationReason.SUPERSEDED, "НЭ80000000", "k"),
         "void": lambda c: c.void_enrollment("k"),
     }
-    with CentralClient(url, "token") as client, pytest.raises(CentralUnavailable) as info:
+    with CentralClient(url, None) as client, pytest.raises(CentralUnavailable) as info:
         calls[which](client)
     assert info.value.data == {"status": 200, "cause": "malformed_response"}

@@ -1,12 +1,13 @@
 """Hostile requests get a JSON refusal with a reason, never a 500 or a server's plain-text page.
 
-Each case goes over real HTTP to the running central (waitress + Django), as a kiosk or an attacker
+Each case goes over real HTTPS to the running central (cheroot + Django), as a kiosk or an attacker
 would send it.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import uuid
 from urllib.parse import urlsplit
 
@@ -40,10 +41,6 @@ def csr_on_curve(curve_oid: str, point_len: int = 29) -> bytes:
         "signature": b"\x30\x06\x02\x01\x01\x02\x01\x01"}).dump())
 
 
-def auth(server: CentralServer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {server.token}"}
-
-
 def assert_json_error(response: requests.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text[:300]
     assert response.headers["Content-Type"].startswith("application/json"), response.text[:300]
@@ -64,23 +61,25 @@ def test_csr_on_an_unsupported_curve_is_key_unsupported(central_server: CentralS
 def test_deeply_nested_json_is_invalid_request(central_server: CentralServer) -> None:
     order_id = "1"
     response = requests.post(f"{central_server.url}/api/v1/orders/{order_id}/enrollments",
-                             data="[" * 1000, headers={**auth(central_server),
-                                                       "Content-Type": "application/json"}, timeout=10)
+                             data="[" * 1000, headers={"Content-Type": "application/json"}, timeout=10,
+                             **central_server.tls)
     assert_json_error(response, 400, "invalid_request")
 
 
 @pytest.mark.parametrize("size", [300 * 1024, 3 * 1024 * 1024])
 def test_a_too_large_body_is_a_json_413(central_server: CentralServer, size: int) -> None:
-    """Above Django's limit Django refuses it; far above, waitress refuses it — both as JSON."""
+    """Above Django's limit Django refuses it; far above, cheroot refuses it — both as JSON."""
     response = requests.post(f"{central_server.url}/api/v1/orders/1/enrollments",
                              data=b'{"csr": "' + b"A" * size + b'"}',
-                             headers={**auth(central_server), "Content-Type": "application/json"}, timeout=30)
+                             headers={"Content-Type": "application/json"}, timeout=30, **central_server.tls)
     assert_json_error(response, 413, "request_too_large")
 
 
-def _raw(url: str, request: bytes) -> bytes:
+def _raw(url: str, request: bytes, ca: str) -> bytes:
     parts = urlsplit(url)
-    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as plain:
+        sock = ssl.create_default_context(cafile=ca).wrap_socket(plain, server_hostname=parts.hostname) \
+            if parts.scheme == "https" else plain
         sock.sendall(request)
         chunks = []
         while chunk := sock.recv(65536):
@@ -88,10 +87,12 @@ def _raw(url: str, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_a_malformed_http_request_is_answered_as_json(central_server: CentralServer) -> None:
-    """waitress's own refusals (here a broken chunked body) are JSON too."""
-    answer = _raw(central_server.url, b"POST /api/v1/orders/1/enrollments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nxx\r\n0\r\n\r\n")
+@pytest.mark.parametrize("listener", ["url", "public_url"])
+def test_a_malformed_http_request_is_answered_as_json(central_server: CentralServer, listener: str) -> None:
+    """cheroot's own refusals (here a broken chunked body) are JSON too, over HTTPS and plain HTTP."""
+    answer = _raw(getattr(central_server, listener),
+                  b"POST /api/v1/orders/1/enrollments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nxx\r\n0\r\n\r\n", central_server.verify)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), answer[:200]
     assert b"content-type: application/json" in head.lower()

@@ -14,18 +14,18 @@ def test_revoked_demo_kiosk_stays_revoked_and_data_is_owner_only(tmp_path: Path)
     data = tmp_path / "central"
     data.mkdir(mode=0o755)               # as an installer might create it
     with CentralServer(data) as server:
-        token = server.token
-        url = server.url
-        ok = requests.get(f"{url}/api/v1/orders", params={"invoice": "147314016754"},
-                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        certificate = server.identity.certificate.read_bytes()
+        ok = requests.get(f"{server.url}/api/v1/orders", params={"invoice": "147314016754"}, timeout=10,
+                          **server.tls)
         assert ok.status_code == 200
         server.manage("revoke-kiosk", "demo-kiosk")
     with CentralServer(data) as again:
-        assert again.token == token       # no new demo credential minted on restart
-        refused = requests.get(f"{again.url}/api/v1/orders", params={"invoice": "147314016754"},
-                               headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        assert refused.status_code == 401
+        assert again.identity.certificate.read_bytes() == certificate   # no new demo enrollment on restart
+        assert not (data / "demo-enrollment-code").exists()
+        refused = requests.get(f"{again.url}/api/v1/orders", params={"invoice": "147314016754"}, timeout=10,
+                               **again.tls)
+        assert refused.status_code == 401 and refused.json()["error"] == "kiosk_certificate_refused"
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     for path in data.iterdir():
-        if path.is_file() and path.name.startswith(("central.sqlite3", "secret-key", "kiosk-token")):
+        if path.is_file() and path.name.startswith(("central.sqlite3", "secret-key", "demo-enrollment-code")):
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path.name

@@ -25,10 +25,6 @@ from sync.central_client import CentralClient, csr_pem
 from tests.integration.test_central import NewOrder, find, idem, make_csr, make_key
 
 
-def auth(server: CentralServer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {server.token}"}
-
-
 def token_serial() -> str:
     return f"TK{secrets.token_hex(6).upper()}"
 
@@ -44,7 +40,7 @@ def issue(client: CentralClient, new_order: NewOrder, token: str = "", so_pin: S
 
 # --- SO PIN escrow -----------------------------------------------------------------------------------
 def test_escrow_key_is_published_and_kept_owner_only(central_server: CentralServer) -> None:
-    response = requests.get(f"{central_server.url}/api/v1/escrow-key", headers=auth(central_server), timeout=10)
+    response = requests.get(f"{central_server.url}/api/v1/escrow-key", **central_server.tls, timeout=10)
     assert response.status_code == 200
     body = response.json()
     key = serialization.load_pem_public_key(body["public_key"].encode())
@@ -54,7 +50,8 @@ def test_escrow_key_is_published_and_kept_owner_only(central_server: CentralServ
                     "algorithm": "RSA-OAEP-SHA256"}
     path = central_server.data_dir / "escrow-key.pem"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert requests.get(f"{central_server.url}/api/v1/escrow-key", timeout=10).status_code == 401
+    assert requests.get(f"{central_server.url}/api/v1/escrow-key", timeout=10,
+                        verify=central_server.verify).status_code == 401
 
 
 def test_escrowed_so_pin_is_released_to_the_holder_of_a_certificate_on_that_token(
@@ -83,7 +80,7 @@ def test_so_pin_answer_is_encrypted_to_the_kiosks_key(central_server: CentralSer
     mine = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = mine.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    response = requests.post(f"{central_server.url}/api/v1/tokens/{token}/so-pin", headers=auth(central_server),
+    response = requests.post(f"{central_server.url}/api/v1/tokens/{token}/so-pin", **central_server.tls,
                              json={"certificate_serial": issued.serial_hex,
                                    "register_number": placed["holder"]["register_number"], "public_key": pem},
                              timeout=10)
@@ -114,13 +111,13 @@ def test_so_pin_refusals(central_server: CentralServer, central_client: CentralC
     assert refusal(without_escrow_token(central_client, plain), plain.serial_hex,
                    without_escrow["holder"]["register_number"]) == {"reason": "so_pin_not_escrowed", "status": 404}
     assert refusal(token, "ABCDEF0123", number) == {"reason": "certificate_not_found", "status": 404}
-    response = requests.post(f"{central_server.url}/api/v1/tokens/{token}/so-pin", headers=auth(central_server),
+    response = requests.post(f"{central_server.url}/api/v1/tokens/{token}/so-pin", **central_server.tls,
                              json={"certificate_serial": issued.serial_hex, "register_number": number,
                                    "public_key": "not a key"}, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    response = requests.post(f"{central_server.url}/api/v1/tokens/{token}/so-pin", headers=auth(central_server),
+    response = requests.post(f"{central_server.url}/api/v1/tokens/{token}/so-pin", **central_server.tls,
                              json={"certificate_serial": issued.serial_hex, "register_number": number,
                                    "public_key": small}, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "key_unsupported"
@@ -136,12 +133,12 @@ def test_a_garbled_escrow_is_refused_and_nothing_issued(central_server: CentralS
     request = {"csr": csr_pem(make_csr(make_key("p256"))), "idempotency_key": idem(), "token_serial": "TK1",
                "so_pin_escrow": base64.b64encode(b"\x00" * 384).decode()}
     url = f"{central_server.url}/api/v1/orders/{order.id}/enrollments"
-    response = requests.post(url, json=request, headers=auth(central_server), timeout=10)
+    response = requests.post(url, json=request, **central_server.tls, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "so_pin_escrow_invalid"
-    response = requests.post(url, json={**request, "escrow_key_id": "00" * 32}, headers=auth(central_server),
+    response = requests.post(url, json={**request, "escrow_key_id": "00" * 32}, **central_server.tls,
                              timeout=10)
     assert response.status_code == 409 and response.json()["error"] == "escrow_key_changed"
-    response = requests.post(url, json={**request, "token_serial": ""}, headers=auth(central_server), timeout=10)
+    response = requests.post(url, json={**request, "token_serial": ""}, **central_server.tls, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
     assert find(central_client, order.invoice).status is OrderStatus.PAID
 
@@ -223,10 +220,10 @@ def test_certificate_lookup_and_refusals(central_server: CentralServer, central_
         with pytest.raises(CentralRejected) as info:
             central_client.certificate(serial)
         assert info.value.data == {"reason": "certificate_not_found", "status": 404}
-    response = requests.get(f"{central_server.url}/api/v1/certificates", headers=auth(central_server),
+    response = requests.get(f"{central_server.url}/api/v1/certificates", **central_server.tls,
                             params={"register": "x"}, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "invalid_query"
-    response = requests.get(f"{central_server.url}/api/v1/certificates", headers=auth(central_server), timeout=10)
+    response = requests.get(f"{central_server.url}/api/v1/certificates", **central_server.tls, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "invalid_query"
 
 
@@ -242,7 +239,7 @@ def test_a_pilot_order_certificate_is_valid_validity_days(central_client: Centra
 def crl_serials(central_server: CentralServer) -> set[int]:
     chain = central_server.ca_chain_path.read_text(encoding="ascii")
     issuing = x509.load_pem_x509_certificates(chain.encode())[0]
-    response = requests.get(f"{central_server.url}/ca/crl/{issuing.serial_number:X}/", timeout=10)
+    response = requests.get(f"{central_server.public_url}/ca/crl/{issuing.serial_number:X}/", timeout=10)
     assert response.status_code == 200, response.text[:200]
     crl = x509.load_der_x509_crl(response.content) if not response.content.startswith(b"-----") \
         else x509.load_pem_x509_crl(response.content)
@@ -292,7 +289,7 @@ def test_revocation_refusals(central_server: CentralServer, central_client: Cent
     for body in ({"reason": "unspecified", "register_number": number, "idempotency_key": idem()},
                  {"reason": "superseded", "register_number": "nobody", "idempotency_key": idem()},
                  {"reason": "superseded", "register_number": number}):
-        response = requests.post(url, json=body, headers=auth(central_server), timeout=10)
+        response = requests.post(url, json=body, **central_server.tls, timeout=10)
         assert response.status_code == 400 and response.json()["error"] == "invalid_request", body
 
 

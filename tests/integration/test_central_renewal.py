@@ -29,10 +29,6 @@ UB = ZoneInfo("Asia/Ulaanbaatar")
 ERDENE_PILOT_INVOICE = "147314100021"
 
 
-def auth(server: CentralServer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {server.token}"}
-
-
 def sign(key: PrivateKey, data: bytes) -> bytes:
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
@@ -109,7 +105,7 @@ def test_renewal_terms_refusals(central_server: CentralServer, central_client: C
     holder = Holder(central_client, new_order)
     url = f"{central_server.url}/api/v1/certificates/{holder.serial}/renewal"
     for params in ({}, {"term_years": "3"}, {"term_years": "x"}):
-        response = requests.get(url, params=params, headers=auth(central_server), timeout=10)
+        response = requests.get(url, params=params, **central_server.tls, timeout=10)
         assert response.status_code == 400 and response.json()["error"] == "invalid_query", params
     assert refusal(lambda: central_client.renewal_terms("ABCDEF01", 1)) == \
         {"reason": "certificate_not_found", "status": 404}
@@ -175,8 +171,8 @@ def test_repeated_renewal_answers_200(central_server: CentralServer, central_cli
             "signature": base64.b64encode(sign(holder.key, data)).decode(),
             "csr": csr_pem(make_csr(make_key("p256"))), "idempotency_key": idem()}
     url = f"{central_server.url}/api/v1/certificates/{holder.serial}/renewals"
-    first = requests.post(url, json=body, headers=auth(central_server), timeout=10)
-    again = requests.post(url, json=body, headers=auth(central_server), timeout=10)
+    first = requests.post(url, json=body, **central_server.tls, timeout=10)
+    again = requests.post(url, json=body, **central_server.tls, timeout=10)
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json() == again.json()
     assert set(first.json()) == {"certificate", "chain", "serial", "not_before", "not_after"}
@@ -298,7 +294,7 @@ def test_a_holiday_tomorrow_moves_the_deadline(tmp_path: Path, monkeypatch: pyte
     while not calendar.is_working_day(holiday):
         holiday += dt.timedelta(days=1)
     monkeypatch.setenv("TAMGA_EXTRA_HOLIDAYS", f"2030-01-02, {holiday.isoformat()}")
-    with CentralServer(tmp_path / "central") as server, CentralClient(server.url, server.token) as client:
+    with CentralServer(tmp_path / "central") as server, CentralClient(server.url, server.identity) as client:
         placed: dict[str, Any] = {
             "invoice": "900000000001",
             "holder": {"father_name": "Баатар", "given_name": "Ариун", "register_number": "НЭ12121212"},
@@ -335,10 +331,10 @@ def test_renewal_request_refusals(central_server: CentralServer, central_client:
                        ({**good, "signature": 5}, "invalid_request"),
                        ({**good, "csr": "nope"}, "csr_invalid"),
                        ({**good, "idempotency_key": ""}, "invalid_request")):
-        response = requests.post(url, json=body, headers=auth(central_server), timeout=10)
+        response = requests.post(url, json=body, **central_server.tls, timeout=10)
         assert response.status_code == 400 and response.json()["error"] == code, body
     not_json = b"not json"
-    response = requests.post(url, headers=auth(central_server), timeout=10, json={
+    response = requests.post(url, **central_server.tls, timeout=10, json={
         **good, "application": base64.b64encode(not_json).decode(),
         "signature": base64.b64encode(sign(holder.key, not_json)).decode()})
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"

@@ -21,6 +21,7 @@ from central.runner import CentralServer
 from kiosk.audit import AuditEntry
 from sync.central_client import CentralClient
 from sync.daemon import SyncDaemon
+from sync.kiosk_identity import KioskIdentity
 from sync.store import KioskStore, load_or_create_key
 
 WRITERS = 6
@@ -29,16 +30,15 @@ WRITERS = 6
 Post = Callable[[str, dict[str, Any]], requests.Response]
 
 
-def _poster(server: CentralServer, token: str) -> Post:
+def _poster(server: CentralServer, identity: KioskIdentity) -> Post:
     def post(path: str, body: dict[str, Any]) -> requests.Response:
-        return requests.post(f"{server.url}{path}", json=body, timeout=30,
-                             headers={"Authorization": f"Bearer {token}"})
+        return requests.post(f"{server.url}{path}", json=body, timeout=30, **identity.requests_options())
     return post
 
 
 def _new_kiosk(server: CentralServer) -> tuple[str, Post]:
     kiosk_id = f"once-{secrets.token_hex(4)}"
-    return kiosk_id, _poster(server, server.manage("add-kiosk", kiosk_id).strip())
+    return kiosk_id, _poster(server, server.enroll_kiosk(kiosk_id))
 
 
 def _chain(length: int) -> list[dict[str, Any]]:
@@ -73,12 +73,12 @@ def test_concurrent_replays_of_one_journal_batch_apply_each_event_once(either_ce
 
 def test_the_daemon_drains_the_journal_and_the_chain_once(either_central: CentralServer, tmp_path: Path) -> None:
     kiosk_id = f"once-{secrets.token_hex(4)}"
-    token = either_central.manage("add-kiosk", kiosk_id).strip()
+    identity = either_central.enroll_kiosk(kiosk_id)
     store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
     for i in range(50):
         s = store.create(f"drain-{i}", "issuance", "consent", "mn", {})
         store.transition(s, "order", {}, {"kind": "consent.given"})
-    with CentralClient(either_central.url, token, timeout_s=30.0) as client:
+    with CentralClient(either_central.url, identity, timeout_s=30.0) as client:
         first = SyncDaemon(store, client, kiosk_id, batch=20).once()
         again = SyncDaemon(store, client, kiosk_id, batch=20).once()
     assert first.error is None and first.pushed == 50 and first.audit_sent == 100

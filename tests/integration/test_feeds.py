@@ -70,7 +70,7 @@ def test_feed_pages_follow_the_cursor(central_client: CentralClient, new_order: 
                                                ({"after": "9" * 20}, "after")])
 def test_bad_feed_queries_get_a_reason(central_server: CentralServer, query: dict[str, str], field: str) -> None:
     answer = requests.get(f"{central_server.url}/api/v1/feeds/orders", params=query,
-                          headers={"Authorization": f"Bearer {central_server.token}"}, timeout=10)
+                          **central_server.tls, timeout=10)
     assert (answer.status_code, answer.json()["error"], answer.json()["field"]) == (400, "invalid_query", field)
 
 
@@ -142,7 +142,7 @@ def test_a_tokens_certificate_for_its_offices_kiosk_and_for_its_holder(
 
     def holder(serial: str, key_digest: str) -> requests.Response:
         return requests.get(f"{central_server.url}/api/v1/holder/tokens/{serial}/certificate",
-                            params={"public_key_sha256": key_digest}, timeout=10)
+                            params={"public_key_sha256": key_digest}, timeout=10, verify=central_server.verify)
 
     answer = holder(token_serial, digest)
     assert answer.status_code == 200 and answer.json()["serial"] == issued.serial_hex

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import requests
 
 from central.runner import CentralServer
 
@@ -72,3 +73,13 @@ def test_a_late_commit_with_a_lower_number_is_not_skipped(either_central: Centra
     finally:
         connection.close()
     assert feed(either_central, cursor)["items"] == [(number, early), (number + 1, late)]
+
+
+def test_a_cursor_beyond_the_centrals_changes_is_refused_with_its_head(central_server: CentralServer) -> None:
+    """A central restored from an older backup: the kiosk's cursor is ahead; it is told to read from 0."""
+    with central_server.client(timeout_s=10.0) as client:
+        head = client.order_feed("0", 1).cursor
+        answer = requests.get(f"{central_server.url}/api/v1/feeds/orders", params={"after": str(10**12)},
+                              timeout=10, **central_server.tls)
+    assert (answer.status_code, answer.json()["error"]) == (409, "cursor_ahead")
+    assert int(answer.json()["head"]) >= int(head)

@@ -17,7 +17,7 @@ from sync.store import KioskStore, load_or_create_key
 
 def _post(server: CentralServer, events: list[dict[str, object]]) -> requests.Response:
     return requests.post(f"{server.url}/api/v1/events", json={"events": events}, timeout=10,
-                         headers={"Authorization": f"Bearer {server.token}"})
+                         **server.tls)
 
 
 def test_the_daemon_pushes_the_journal_once_even_when_replayed(central_server: CentralServer,
@@ -52,7 +52,7 @@ def test_a_kiosk_cannot_write_another_kiosks_journal(central_client: CentralClie
                                   {"events": [{}] * 501}])
 def test_malformed_batches_are_refused_with_a_reason(central_server: CentralServer, body: object) -> None:
     answer = requests.post(f"{central_server.url}/api/v1/events", json=body, timeout=10,
-                           headers={"Authorization": f"Bearer {central_server.token}"})
+                           **central_server.tls)
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
 
 
@@ -60,17 +60,17 @@ def test_the_central_keeps_the_kiosks_audit_chain_whole(central_server: CentralS
     """The daemon pushes the chain; a replay is acknowledged, a gap and a changed entry are refused."""
     from kiosk.audit import AuditEntry
 
-    token = central_server.manage("add-kiosk", "audit-kiosk").strip()
+    identity = central_server.enroll_kiosk("audit-kiosk", directory=tmp_path / "identity")
 
     def post(entries: list[dict[str, object]]) -> requests.Response:
         return requests.post(f"{central_server.url}/api/v1/audit", json={"entries": entries}, timeout=10,
-                             headers={"Authorization": f"Bearer {token}"})
+                             **identity.requests_options())
 
     store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
     for i in range(30):
         s = store.create(f"audit-{i}", "issuance", "consent", "mn", {})
         store.transition(s, "order", {}, {"kind": "consent.given"})
-    with CentralClient(central_server.url, token, timeout_s=10.0) as client:
+    with CentralClient(central_server.url, identity, timeout_s=10.0) as client:
         report = SyncDaemon(store, client, "audit-kiosk", batch=25).once()
     assert report.error is None and report.audit_sent == 60 and store.audit.unsent(10) == []
     chain = [e.to_dict() for e in store.audit.entries()]

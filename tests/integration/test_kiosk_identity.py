@@ -15,6 +15,7 @@ import sqlite3
 import ssl
 import stat
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def new_identity(central: CentralServer, tmp_path: Path) -> KioskIdentity:
 
 
 CODES = ("enroll", "used", "replaced-old", "replaced-new", "expired", "not-chain", "wrong-office", "revoked",
-         "renewal")
+         "renewal", "cli")
 KIOSK_IDS = {name: kiosk_name() for name in CODES if not name.startswith("replaced")} | dict.fromkeys(
     ("replaced-old", "replaced-new"), kiosk_name())
 
@@ -214,6 +215,41 @@ def test_each_refusal_tells_the_technician_what_to_check(language: str) -> None:
     assert "office-w" in texts[3] and "main" in texts[3]
     assert "https://central.example:8750" in texts[4] and "/etc/tamga/central-ca.pem" in texts[5]
     assert not any("{" in text for text in texts)
+
+
+def test_python_m_sync_enroll_as_the_technician_runs_it(central_server: CentralServer, codes: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    (tmp_path / "so-pin").write_text("87654321\n")
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f"""[kiosk]
+id = "{KIOSK_IDS['cli']}"
+language = "ru"
+data_dir = "{tmp_path / 'data'}"
+[central]
+url = "{central_server.url}"
+ca_chain = "{central_server.tls_ca_path}"
+client_certificate = "{tmp_path / 'data' / 'kiosk-identity.pem'}"
+client_key = "{tmp_path / 'data' / 'kiosk-identity.key'}"
+[idcard]
+trust_anchors = ["{central_server.ca_chain_path}"]
+[token]
+factory_so_pin_file = "{tmp_path / 'so-pin'}"
+""")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sync", "--config", str(config), "enroll", *args],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    wrong = run("--code", codes["cli"], "--office", "office-x")
+    assert wrong.returncode == 1
+    assert "wrong_office" in wrong.stderr and "office-x" in wrong.stderr
+    assert "Код выдан для отделения main" in wrong.stderr          # the kiosk's language (ru)
+    done = run("--code", codes["cli"], "--office", "main")
+    assert done.returncode == 0, done.stderr
+    assert f"CN={KIOSK_IDS['cli']}" in done.stdout
+    assert stat.S_IMODE((tmp_path / "data" / "kiosk-identity.key").stat().st_mode) == 0o600
+    again = run("--code", codes["cli"], "--office", "main")
+    assert again.returncode == 1 and "code_used" in again.stderr
 
 
 # --- the kiosk refuses -------------------------------------------------------------------------------------

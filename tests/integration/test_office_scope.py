@@ -20,9 +20,9 @@ from tests.integration.test_central import NewOrder, idem, make_csr, make_key, s
 UNKNOWN_INVOICE = "999999999999"
 
 
-def get(server: CentralServer, token: str, path: str, **params: str) -> requests.Response:
-    return requests.get(f"{server.url}/api/v1/{path}", params=params,
-                        headers={"Authorization": f"Bearer {token}"}, timeout=10)
+def get(server: CentralServer, path: str, **params: str) -> requests.Response:
+    """GET as the demo kiosk (office main)."""
+    return requests.get(f"{server.url}/api/v1/{path}", params=params, timeout=10, **server.tls)
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ def test_another_offices_order_is_not_found_by_invoice_or_register(
 def test_another_offices_order_answers_exactly_as_an_unknown_one(
         central_server: CentralServer, new_order: NewOrder) -> None:
     order = new_order(office=OFFICE_B)
-    theirs = get(central_server, central_server.token, "orders", invoice=order["invoice"])
-    unknown = get(central_server, central_server.token, "orders", invoice=UNKNOWN_INVOICE)
+    theirs = get(central_server, "orders", invoice=order["invoice"])
+    unknown = get(central_server, "orders", invoice=UNKNOWN_INVOICE)
     assert (theirs.status_code, theirs.json()) == (unknown.status_code, unknown.json()) == (
         404, {"error": "order_not_found", "message": "no such order"})
 
@@ -84,11 +84,10 @@ def test_another_offices_certificates_are_not_found(
     register_number = order["holder"]["register_number"]
     assert [c.serial_hex for c in office_b_client.certificates(register_number)] == [issued.serial_hex]
     assert central_client.certificates(register_number) == []
-    token = central_server.token
     for path, params in ((f"certificates/{issued.serial_hex}", {}),
                          (f"certificates/{issued.serial_hex}/renewal", {"term_years": "1"}),
                          (f"tokens/{b_issued.token_serial}/certificate", {})):
-        answer = get(central_server, token, path, **params)
+        answer = get(central_server, path, **params)
         assert (answer.status_code, answer.json()["error"]) == (404, "certificate_not_found"), path
     with pytest.raises(CentralRejected) as refused:
         central_client.revoke(issued.serial_hex, RevocationReason.KEY_COMPROMISE, register_number, idem())
@@ -103,6 +102,6 @@ def test_another_offices_token_so_pin_is_not_released(
         f"{central_server.url}/api/v1/tokens/{b_issued.token_serial}/so-pin",
         json={"certificate_serial": issued.serial_hex, "register_number": order["holder"]["register_number"],
               "public_key": "x"},
-        headers={"Authorization": f"Bearer {central_server.token}"}, timeout=10)
+        **central_server.tls, timeout=10)
     assert (answer.status_code, answer.json()["error"]) == (404, "certificate_not_found")
 

@@ -38,7 +38,7 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KioskStor
     tmp_path = tmp_path_factory.mktemp("offline")
     store = KioskStore(tmp_path / "kiosk" / "kiosk.db", load_or_create_key(tmp_path / "kiosk" / "kiosk.key"))
     central = CentralServer(tmp_path / "central").start()
-    client = CentralClient(central.url, central.token, timeout_s=5.0)
+    client = CentralClient(central.url, central.identity, timeout_s=5.0)
     try:
         report = SyncDaemon(store, client, "demo-kiosk", feeds=client).once()
         assert report.error is None and report.orders_pulled == store.orders.count() > 0

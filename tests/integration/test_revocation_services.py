@@ -96,7 +96,7 @@ def revoke(server: CentralServer, serial: str, register_number: str) -> None:
     response = requests.post(f"{server.url}/api/v1/certificates/{serial}/revocation",
                              json={"reason": "key_compromise", "register_number": register_number,
                                    "idempotency_key": f"rev-{uuid.uuid4()}"},
-                             headers={"Authorization": f"Bearer {server.token}"}, timeout=20)
+                             **server.tls, timeout=20)
     assert response.status_code in (200, 201), response.text
 
 

@@ -25,7 +25,7 @@ def issue(client: CentralClient, new_order: NewOrder) -> tuple[dict[str, object]
 
 
 def get(server: CentralServer, serial: str, **headers: str) -> requests.Response:
-    return requests.get(f"{server.url}/verify/{serial}", headers=headers, timeout=10)
+    return requests.get(f"{server.public_url}/verify/{serial}", headers=headers, timeout=10)
 
 
 def test_valid_certificate_page_shows_only_what_the_receipt_shows(
@@ -67,7 +67,7 @@ def test_language_from_accept_language(central_server: CentralServer, central_cl
 def test_lang_parameter_overrides_the_browser(central_server: CentralServer, central_client: CentralClient,
                                               new_order: NewOrder) -> None:
     _, serial = issue(central_client, new_order)
-    response = requests.get(f"{central_server.url}/verify/{serial}", params={"lang": "en"},
+    response = requests.get(f"{central_server.public_url}/verify/{serial}", params={"lang": "en"},
                             headers={"Accept-Language": "ru"}, timeout=10)
     assert response.headers["Content-Language"] == "en" and "Status: valid" in response.text
 
@@ -90,7 +90,7 @@ def test_too_many_requests_from_one_address_get_a_429_page(tmp_path: Path,
         assert response.headers["Retry-After"] == "60" and "Too many requests" in response.text
         assert re.search(r"<html lang=\"en\">", response.text)
         # The API is not limited by the page's limit.
-        assert requests.get(f"{server.url}/api/v1/health", timeout=10).status_code == 200
+        assert requests.get(f"{server.public_url}/api/v1/health", timeout=10).status_code == 200
 
 
 def expire_in_database(server: CentralServer, serial: str) -> None:

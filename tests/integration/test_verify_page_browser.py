@@ -88,7 +88,7 @@ def test_valid_certificate_in_mongolian_then_english(central_server: CentralServ
 
     placed, serial = issue(central_client, new_order)
     driver = browser("mn,en")
-    driver.get(f"{central_server.url}/verify/{serial}")
+    driver.get(f"{central_server.public_url}/verify/{serial}")
     assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "mn"
     assert text(driver, "status") == "Төлөв: хүчинтэй"
     assert text(driver, "holder") == "Б.Ариун"
@@ -114,10 +114,10 @@ def test_revoked_certificate_in_kazakh(central_server: CentralServer, central_cl
     response = requests.post(f"{central_server.url}/api/v1/certificates/{serial}/revocation",
                              json={"reason": "key_compromise", "register_number": placed["holder"]["register_number"],
                                    "idempotency_key": f"browser-{uuid.uuid4()}"},
-                             headers={"Authorization": f"Bearer {central_server.token}"}, timeout=20)
+                             **central_server.tls, timeout=20)
     assert response.status_code in (200, 201)
     driver = browser("kk-KZ,kk,ru")
-    driver.get(f"{central_server.url}/verify/{serial}")
+    driver.get(f"{central_server.public_url}/verify/{serial}")
     assert text(driver, "status") == f"Күйі: {KK_REVOKED}"
     assert driver.find_element("id", "status").get_attribute("data-status") == "revoked"
     assert text(driver, "revoked-at")
@@ -127,7 +127,7 @@ def test_revoked_certificate_in_kazakh(central_server: CentralServer, central_cl
 def test_unknown_serial_is_a_calm_not_found_page(central_server: CentralServer, browser: Browser,
                                                  tmp_path: Path) -> None:
     driver = browser("ru")
-    driver.get(f"{central_server.url}/verify/ABCDEF0123")
+    driver.get(f"{central_server.public_url}/verify/ABCDEF0123")
     assert text(driver, "message") == "Такой сертификат не найден. Проверьте номер на квитанции."
     driver.save_screenshot(str(tmp_path / "verify-not-found-ru.png"))
 
@@ -139,7 +139,7 @@ def test_expired_certificate_in_kyrgyz(central_server: CentralServer, central_cl
     _, serial = issue(central_client, new_order)
     expire_in_database(central_server, serial)
     driver = browser("ky")
-    driver.get(f"{central_server.url}/verify/{serial}")
+    driver.get(f"{central_server.public_url}/verify/{serial}")
     assert driver.find_element("id", "status").get_attribute("data-status") == "expired"
     assert text(driver, "status") == f"Абалы: {KY_EXPIRED}"
     driver.save_screenshot(str(tmp_path / "verify-expired-ky.png"))

@@ -41,6 +41,7 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     ('[token]\nkey_algorithm = "rsa1024"\n', "token.key_algorithm"),
     ('[token]\nrescan = "yes"\n', "token.rescan"),
     ('[central]\nurl = "ftp://x"\n', "central.url"),
+    ('[central]\nurl = "http://central.example"\n', "central.url"),     # mutual TLS: https only
     ('[central]\ntimeout_s = true\n', "central.timeout_s"),
     ('[kiosk]\ntimezone = "Mars/Base"\n', "kiosk.timezone"),
     ('[receipt]\nqr_template = "{nope}"\n', "receipt.qr_template"),
@@ -55,8 +56,8 @@ def test_wrong_setting_is_named(tmp_path: Path, text: str, setting: str) -> None
 
 def test_missing_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        config.load(write(tmp_path, '[central]\ntoken_file = "nope"\n'))
-    assert err.value.data["setting"] == "central.token_file"
+        config.load(write(tmp_path, '[central]\nca_chain = "nope"\n'))
+    assert err.value.data["setting"] == "central.ca_chain"
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

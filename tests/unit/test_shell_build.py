@@ -22,14 +22,13 @@ def _config(tmp_path: Path) -> config.Config:
             .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
             .sign(key, hashes.SHA256()))
     (tmp_path / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "token").write_text("t\n")
     (tmp_path / "so").write_text("\n")
     text = f"""
 [kiosk]
 data_dir = "{tmp_path / 'data'}"
 retention_days = 1
 [central]
-token_file = "{tmp_path / 'token'}"
+ca_chain = "{tmp_path / 'root.pem'}"
 [idcard]
 trust_anchors = ["{tmp_path / 'root.pem'}"]
 [token]
