@@ -94,6 +94,14 @@ def test_agreement_signed_on_the_token_validates_with_pyhanko(softhsm: SoftHsmSt
     assert b"/ETSI.CAdES.detached" in pdf
     embedded = {c.dump() for c in status.validation_path}          # type: ignore[attr-defined]
     assert key.certificate_der in embedded and key.chain_der[0] in embedded
+    # PAdES baseline B-B (ETSI EN 319 142-1 §5.2): the signing-certificate-v2 attribute binds the certificate;
+    # no CMS signing-time (the time is the signature dictionary's /M).
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    signer_info = PdfFileReader(io.BytesIO(pdf)).embedded_signatures[0].signer_info
+    attributes = {a["type"].native for a in signer_info["signed_attrs"]}
+    assert {"content_type", "message_digest", "signing_certificate_v2"} <= attributes
+    assert "signing_time" not in attributes
     assert USER_PIN.reveal().encode() not in pdf
     with token_adapter.session(key.token_serial, USER_PIN) as session:
         assert session.key_attributes(KEY_ID)["extractable"] is False
