@@ -275,8 +275,8 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
     if not 10 <= idle <= 3600:
         raise ConfigError("ui.idle_timeout_s must be 10 to 3600 seconds", setting="ui.idle_timeout_s")
     size = r.text("ui.size")
-    width, sep, height = size.partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
+    ui_width, sep, ui_height = size.partition("x")
+    if not (sep and ui_width.isdigit() and ui_height.isdigit()):
         raise ConfigError(f"ui.size must be WIDTHxHEIGHT (800x480), not {size!r}", setting="ui.size")
     return Config(
         source=source,
