@@ -77,6 +77,7 @@ class SyncDaemon:
     batch: int = BATCH
     sleep: Callable[[float], None] = time.sleep
     jitter: Callable[[float, float], float] = random.uniform
+    before_round: Callable[[], object] | None = None   # e.g. the kiosk certificate's renewal when due
     failures: int = field(default=0, init=False)
 
     def key(self, outbox_id: int) -> str:
@@ -155,6 +156,8 @@ class SyncDaemon:
     def once(self) -> RoundReport:
         """One round; a central that cannot be reached ends it early with the error in the report."""
         report = RoundReport()
+        if self.before_round is not None:
+            self.before_round()
         try:
             report.pushed = self.push()
             report.orders_pulled = self.pull("orders")

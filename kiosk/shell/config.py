@@ -13,7 +13,7 @@ import zoneinfo
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk.errors import ConfigError
 from kiosk.i18n import LANGUAGES
@@ -22,6 +22,10 @@ from kiosk.ports import KeyAlgorithm
 from kiosk.workdays import WorkCalendar, default_calendar
 
 DEFAULT_PATH = Path("/etc/tamga/kiosk.toml")
+
+
+if TYPE_CHECKING:
+    from sync.kiosk_identity import KioskIdentity
 
 
 @dataclass(frozen=True)
@@ -40,17 +44,16 @@ class KioskSettings:
 @dataclass(frozen=True)
 class CentralSettings:
     url: str
-    token_file: Path
+    ca_chain: Path
+    client_certificate: Path
+    client_key: Path
     timeout_s: float
 
-    def token(self) -> str:
-        try:
-            value = self.token_file.read_text().strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read {self.token_file}: {err.strerror}", setting="central.token_file") from err
-        if not value:
-            raise ConfigError(f"{self.token_file} is empty", setting="central.token_file")
-        return value
+    def identity(self) -> KioskIdentity:
+        """The kiosk's TLS identity: the CA chain it trusts, its certificate and key (``python -m sync enroll``)."""
+        from sync.kiosk_identity import KioskIdentity
+
+        return KioskIdentity(ca_chain=self.ca_chain, certificate=self.client_certificate, key=self.client_key)
 
 
 @dataclass(frozen=True)
@@ -244,8 +247,8 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
     if retention < 1:
         raise ConfigError("kiosk.retention_days must be at least 1", setting="kiosk.retention_days")
     url = r.text("central.url")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"central.url must be an http(s) URL, not {url!r}", setting="central.url")
+    if not url.startswith("https://"):
+        raise ConfigError(f"central.url must be an https URL (mutual TLS), not {url!r}", setting="central.url")
     printer_kind = r.choice("printer.kind", ("network", "usb", "file"))
     address = r.text("printer.address")
     host, _, port = address.rpartition(":")
@@ -275,8 +278,8 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
     if not 10 <= idle <= 3600:
         raise ConfigError("ui.idle_timeout_s must be 10 to 3600 seconds", setting="ui.idle_timeout_s")
     size = r.text("ui.size")
-    ui_width, sep, ui_height = size.partition("x")
-    if not (sep and ui_width.isdigit() and ui_height.isdigit()):
+    width, sep, height = size.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
         raise ConfigError(f"ui.size must be WIDTHxHEIGHT (800x480), not {size!r}", setting="ui.size")
     return Config(
         source=source,
@@ -285,7 +288,9 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
             data_dir=r.path("kiosk.data_dir"), timezone=timezone, country=country,
             currency=r.choice("kiosk.currency", ("MNT", "KZT", "KGS")), retention_days=retention,
         ),
-        central=CentralSettings(url=url.rstrip("/"), token_file=r.path("central.token_file", check_files),
+        central=CentralSettings(url=url.rstrip("/"), ca_chain=r.path("central.ca_chain", check_files),
+                                client_certificate=r.path("central.client_certificate"),
+                                client_key=r.path("central.client_key"),
                                 timeout_s=float(r.get("central.timeout_s", (int, float)))),
         idcard=IdCardSettings(
             reader=r.text("idcard.reader", allow_empty=True), profile=r.choice("idcard.profile", ("piv",)),
