@@ -130,17 +130,27 @@ def setting_digests(cfg: Config) -> dict[str, str]:
             for section in AUDITED_SECTIONS for key, value in sorted(vars(getattr(cfg, section)).items())}
 
 
-def id_card_reader(cfg: Config) -> IdCardReader:
-    """The ID-card reader with the trust anchors of the accepted country profiles and the revocation
-    checker (CRL cache in the data dir; ``reader.revocation.refresh()`` is what the sync daemon calls)."""
+def _trust(cfg: Config) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """(trust anchors of the accepted country profiles, intermediates) from the configuration."""
     anchors = load_certificates(cfg.idcard.trust_anchors, "idcard.trust_anchors")
     anchors += load_certificates(cfg.identity.anchors(), "identity.trust_anchors")
-    intermediates = load_certificates(cfg.idcard.intermediates, "idcard.intermediates")
+    return anchors, load_certificates(cfg.idcard.intermediates, "idcard.intermediates")
+
+
+def revocation_checker(cfg: Config) -> RevocationChecker:
+    """The ID-card revocation checker, its CRL cache in the data dir: ``refresh()`` is what the sync daemon
+    calls to fetch again the cached CRLs past their nextUpdate."""
+    anchors, intermediates = _trust(cfg)
     policy = RevocationPolicy(RevocationMode(cfg.identity.revocation), dt.timedelta(days=cfg.identity.crl_grace_days),
                               cfg.identity.ocsp_timeout_s)
-    checker = RevocationChecker(cfg.kiosk.data_dir / "crl-cache", policy, issuers=[*intermediates, *anchors])
+    return RevocationChecker(cfg.kiosk.data_dir / "crl-cache", policy, issuers=[*intermediates, *anchors])
+
+
+def id_card_reader(cfg: Config) -> IdCardReader:
+    """The ID-card reader with the trust anchors of the accepted country profiles and the revocation checker."""
+    anchors, intermediates = _trust(cfg)
     return IdCardReader(cfg.idcard.reader, anchors, intermediates, cfg.idcard.profile, card_timeout=cfg.idcard.wait_s,
-                        revocation=checker, rsa_padding=cfg.identity.rsa_padding)
+                        revocation=revocation_checker(cfg), rsa_padding=cfg.identity.rsa_padding)
 
 
 def build(cfg: Config, token: TokenPort | None = None,

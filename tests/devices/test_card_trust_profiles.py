@@ -19,7 +19,7 @@ from devices.sim.national_ca_services import NationalIdServices, OcspMode
 from devices.sim.vcard import VirtualPivCard
 from kiosk.errors import CardIssuerUnknown, ConfigError
 from kiosk.shell import config
-from kiosk.shell.app import id_card_reader
+from kiosk.shell.app import id_card_reader, revocation_checker
 
 InsertCard = Callable[..., VirtualPivCard]
 KAZAKH = CardHolder(given_name="Айгерім", surname="Сейітқали", register_number="900101300017", country="KZ")
@@ -78,6 +78,8 @@ def test_the_crl_cache_is_in_the_data_dir_and_private(tmp_path: Path, reader_nam
     cache = tmp_path / "data" / "crl-cache"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in cache.iterdir())
+    # what the sync daemon runs: the CRL it cached is fresh, so nothing is fetched again
+    assert set(revocation_checker(_config(tmp_path, reader_name, authorities)).refresh().values()) == {"fresh"}
 
 
 @pytest.mark.parametrize(("setting", "value"), [
