@@ -130,7 +130,15 @@ class SyncDaemon:
         read = self.feeds.order_feed if name == "orders" else self.feeds.certificate_feed
         cursor, pulled = self.store.sync_state_value(f"feed.{name}.cursor") or "0", 0
         while True:
-            page = read(cursor, self.batch)
+            try:
+                page = read(cursor, self.batch)
+            except CentralRejected as err:
+                if err.data.get("reason") != "cursor_ahead" or cursor == "0":
+                    raise
+                log.warning("the central's %s feed is behind the kept cursor (restored?): reading it again", name,
+                            extra={"cursor": cursor})
+                cursor = "0"
+                continue
             if name == "orders":
                 self.store.orders.put_many(page.items, dt.datetime.now(dt.UTC))
             pulled += len(page.items)

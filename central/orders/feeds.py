@@ -25,7 +25,7 @@ from django_ca.models import Certificate
 
 from central.orders.api import api_view, json_response, office_of, order_body
 from central.orders.errors import ApiError
-from central.orders.models import Enrollment, Order
+from central.orders.models import FEED_COUNTER, ChangeCounter, Enrollment, Order
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -34,12 +34,21 @@ RENEWAL_NOTICE = dt.timedelta(days=30)
 
 
 def parse_page(request: HttpRequest) -> tuple[int, int]:
-    """``after`` (a cursor, default 0) and ``limit`` (1 to 500, default 100); 400 ``invalid_query``."""
+    """``after`` (a cursor, default 0) and ``limit`` (1 to 500, default 100); 400 ``invalid_query``.
+
+    A cursor beyond every change this central has made (its database was restored or replaced) is
+    409 ``cursor_ahead`` with ``head``: the kiosk reads again from 0 rather than wait for numbers
+    that may never come.
+    """
     unknown = set(request.GET) - {"after", "limit"}
     if unknown:
         raise ApiError(400, "invalid_query", f"unknown parameter {sorted(unknown)[0]}")
     after = _number(request.GET.get("after", "0"), "after", 0, MAX_CURSOR)
     limit = _number(request.GET.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+    head = int(ChangeCounter.objects.values_list("value", flat=True).get(name=FEED_COUNTER))
+    if after > head:
+        raise ApiError(409, "cursor_ahead", "the cursor is ahead of this central's changes: read again from 0",
+                       head=str(head))
     return after, limit
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kiosk.errors import CentralUnavailable
+from kiosk.errors import CentralRejected, CentralUnavailable
 from kiosk.order import Order, OrderStatus
 from sync.central_client import FeedPage
 from sync.daemon import SyncDaemon
@@ -82,3 +82,20 @@ def test_a_central_lost_mid_feed_resumes_after_the_last_page_it_answered(store: 
     feeds.asked.clear()
     assert daemon.once().orders_pulled == 2
     assert feeds.asked[0] == ("orders", "7") and store.orders.count() == 6
+
+
+def test_a_central_behind_the_kept_cursor_is_read_again_from_the_start(store: KioskStore) -> None:
+    """The central's database was restored: its change numbers start below the kiosk's cursor (409 cursor_ahead)."""
+    feeds = Feeds(orders(2), [])
+    store.set_sync_state("feed.orders.cursor", "900")
+    real = feeds.order_feed
+
+    def restored(after: str = "0", limit: int = 100) -> FeedPage:
+        if int(after) > 3:
+            raise CentralRejected("ahead (fake)", reason="cursor_ahead", status=409)
+        return real(after, limit)
+
+    feeds.order_feed = restored  # type: ignore[method-assign]
+    report = SyncDaemon(store, feeds, "k1", feeds=feeds).once()
+    assert (report.error, report.orders_pulled) == (None, 2)
+    assert store.sync_state_value("feed.orders.cursor") == "3"
