@@ -23,8 +23,9 @@ from zoneinfo import ZoneInfo
 
 from cryptography.x509.oid import NameOID
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 
 from central.orders import agreements, certificates
 from central.orders.errors import ApiError
@@ -159,9 +160,8 @@ def agreement(request: HttpRequest, serial: str) -> HttpResponse:
     language = choose_language(request)
     context = _context(language, serial[:64])
     if request.method != "POST":
-        response = HttpResponse(status=405)
-        response["Allow"] = "POST"
-        return _headers(response, language)
+        # The refusal page's language links (?lang=…) and a reload land here: back to the page.
+        return _headers(HttpResponseRedirect(f"{reverse('verify', args=[serial[:64]])}?lang={language}"), language)
     limit = max(3, settings.TAMGA_VERIFY_RATE_PER_MINUTE // 3)
     if not AGREEMENT_LIMITER.allow(request.META.get("REMOTE_ADDR", ""), limit):
         response = render(request, "verify/message.html", {**context, "message": context["t"]["too_many"]},

@@ -209,6 +209,9 @@ def test_the_form_refuses_alike_and_reveals_nothing(holder: Holder, central_serv
     right = post_form(central_server, a, holder.serial)
     assert right.status_code == 200 and right.headers["Content-Type"] == "application/pdf"
     assert right.content == kept and "attachment" in right.headers["Content-Disposition"]
+    # The refusal page's language links (GET ?lang=) lead back to the certificate's page in that language.
+    back = requests.get(f"{central_server.public_url}/verify/{a}/agreement?lang=ru", allow_redirects=False, timeout=10)
+    assert back.status_code == 302 and back.headers["Location"] == f"/verify/{a}?lang=ru"
 
 
 # --- the holder downloads it in a real browser ----------------------------------------------------------
@@ -248,6 +251,7 @@ def test_holder_downloads_the_agreement_with_the_token_serial(holder: Holder, ce
 
     chromium.get(f"{central_server.public_url}/verify/{serial}")
     assert chromium.find_element(By.TAG_NAME, "h2").text == words["agreement.verify.heading"]
+    chromium.save_screenshot(str(tmp_path / "agreement-form.png"))
     chromium.find_element(By.ID, "token-serial").send_keys("WRONG-SERIAL")
     chromium.find_element(By.ID, "agreement-download").click()
     assert chromium.find_element(By.ID, "message").text == words["agreement.verify.refused"]
