@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from central import DATA_DIR_ENV
 
@@ -92,11 +93,20 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
     from django.core.wsgi import get_wsgi_application
 
     from central import serving
-    from central.orders import clerk, crls, escrow, kiosk_identity, pki
 
     application = get_wsgi_application()
     public = serving.create_http_server(application, args.host, args.public_port, args.threads)
     public.prepare()
+    try:     # prepare() started the listener's worker threads: stop them however serving ends
+        return _serve(args, data_dir, application, public)
+    finally:
+        public.stop()
+
+
+def _serve(args: argparse.Namespace, data_dir: Path, application: Any, public: Any) -> int:
+    from central import serving
+    from central.orders import clerk, crls, escrow, kiosk_identity, pki
+
     public_port = public.bind_addr[1]
 
     # The URLs in certificates (CRL, OCSP, CA issuers) name --public-host, else the plain HTTP address bound now.
@@ -109,7 +119,11 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
         clerk.load_orders_file(DEMO_ORDERS)
         _ensure_demo_kiosk(data_dir)
     server = serving.create_https_server(application, args.host, args.port, args.threads, tls_files)
-    server.prepare()
+    try:
+        server.prepare()
+    except OSError as err:
+        print(f"cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr, flush=True)
+        return 1
 
     crls.refresh()
     refresher = crls.CrlRefresher()
@@ -141,7 +155,6 @@ def cmd_serve(args: argparse.Namespace, data_dir: Path) -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        public.stop()
         server.stop()
     return 0
 

@@ -75,11 +75,15 @@ def test_a_too_large_body_is_a_json_413(central_server: CentralServer, size: int
     assert_json_error(response, 413, "request_too_large")
 
 
-def _raw(url: str, request: bytes, ca: str) -> bytes:
+def _raw(url: str, request: bytes, server: CentralServer) -> bytes:
+    """Send ``request`` as it is; over HTTPS with the demo kiosk's certificate."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as plain:
-        sock = ssl.create_default_context(cafile=ca).wrap_socket(plain, server_hostname=parts.hostname) \
-            if parts.scheme == "https" else plain
+        sock = plain
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=server.verify)
+            context.load_cert_chain(str(server.identity.certificate), str(server.identity.key))
+            sock = context.wrap_socket(plain, server_hostname=parts.hostname)
         sock.sendall(request)
         chunks = []
         while chunk := sock.recv(65536):
@@ -87,13 +91,18 @@ def _raw(url: str, request: bytes, ca: str) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.parametrize("listener", ["url", "public_url"])
-def test_a_malformed_http_request_is_answered_as_json(central_server: CentralServer, listener: str) -> None:
-    """cheroot's own refusals (here a broken chunked body) are JSON too, over HTTPS and plain HTTP."""
-    answer = _raw(getattr(central_server, listener),
-                  b"POST /api/v1/orders/1/enrollments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nxx\r\n0\r\n\r\n", central_server.verify)
+@pytest.mark.parametrize(("listener", "request_bytes", "status", "code"), [
+    ("url", b"POST /api/v1/orders/1/enrollments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nxx\r\n0\r\n\r\n", b"400", b"bad_request"),
+    ("public_url", b"NOT A REQUEST LINE\r\n\r\n", b"400", b"bad_request"),
+    ("url", b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+     b"413", b"request_too_large"),
+])
+def test_a_malformed_http_request_is_answered_as_json(central_server: CentralServer, listener: str,
+                                                      request_bytes: bytes, status: bytes, code: bytes) -> None:
+    """cheroot's own refusals (a broken chunked body, a bad request line, oversize headers) are JSON too."""
+    answer = _raw(getattr(central_server, listener), request_bytes, central_server)
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert head.startswith(b"HTTP/1.1 " + status), answer[:200]
     assert b"content-type: application/json" in head.lower()
-    assert b'"error": "bad_request"' in body
+    assert b'"error": "' + code + b'"' in body
