@@ -245,7 +245,7 @@ Feature: Issuing a qualified signature certificate at the registration office
     And the chosen PIN replaced the temporary one on the key made during the review
 
   @refusal
-  Scenario: The clerk rejects while the key is made, and the key is destroyed
+  Scenario: The clerk rejects after the key was made during the review, and the key is destroyed
     Given Ариун's ID card with register number "НЭ80000000" is in the reader
     When the applicant accepts the terms
     And the applicant enters invoice "147314016754"

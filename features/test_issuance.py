@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 from pytest_bdd import scenarios, then, when
@@ -19,6 +20,11 @@ def _prepares_early(driver: Any) -> None:
     flow, sid = driver.kiosk.issuance, driver.session_id
     driver.early_worker = threading.Thread(target=flow.prepare_early, args=(sid,), daemon=True)
     driver.early_worker.start()
+    # The clerk's review lasts at least until the preparation has begun (a real review takes a minute).
+    deadline = time.monotonic() + 30
+    while "early" not in driver.kiosk.store.load(sid).data:
+        assert time.monotonic() < deadline, "the early preparation did not start"
+        time.sleep(0.01)
 
 
 @when("the clerk rejects because the holder is not present")
