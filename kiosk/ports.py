@@ -186,6 +186,43 @@ class TokenPort(Protocol):
         ...
 
 
+# --- holder agreement ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AgreementFacts:
+    """What the certificate-holder agreement is filled in with (seed 000 §5, seed 004 §9)."""
+
+    country: str                 # the certificate profile: "MN", "KZ", "KG"
+    language: str                # mn, kk, ky, ru, en
+    holder_name: str
+    register_number: str         # the holder's, as on the order
+    certificate_serial: str      # upper-case hex
+    token_serial: str
+    signed_on: dt.date           # the office's date
+    office: str
+    paid: str                    # the amount paid, as the language writes money ("88,000 ₮")
+
+
+@dataclass(frozen=True)
+class AgreementKey:
+    """The token key that signs the agreement, and the certificate (with its chain) the central issued for it."""
+
+    token_serial: str
+    key_id: bytes
+    certificate_der: bytes
+    chain_der: tuple[bytes, ...]   # issuing CA first
+
+
+class AgreementSigner(Protocol):
+    """Renders the holder agreement as a PDF and signs it PAdES on the token; the key never leaves it."""
+
+    def sign(self, facts: AgreementFacts, key: AgreementKey, pin: Pin) -> bytes:
+        """The signed PDF.  ``pin`` is used for this one login and not kept.
+
+        Raises InvalidPin(attempts_remaining=…), PinBlocked, DeviceNotReady, TokenError(reason='key_missing').
+        """
+        ...
+
+
 # --- central service ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IssuedCertificate:
@@ -225,43 +262,6 @@ class CertificateRecord:
     register_number: str            # the holder's, canonical (kiosk.register.canonical)
     holder_name: str
     organisation: str
-# --- holder agreement ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AgreementFacts:
-    """What the certificate-holder agreement is filled in with (seed 000 §5, seed 004 §9)."""
-
-    country: str                 # the certificate profile: "MN", "KZ", "KG"
-    language: str                # mn, kk, ky, ru, en
-    holder_name: str
-    register_number: str         # the holder's, as on the order
-    certificate_serial: str      # upper-case hex
-    token_serial: str
-    signed_on: dt.date           # the office's date
-    office: str
-    paid: str                    # the amount paid, as the language writes money ("88,000 ₮")
-
-
-@dataclass(frozen=True)
-class AgreementKey:
-    """The token key that signs the agreement, and the certificate (with its chain) the central issued for it."""
-
-    token_serial: str
-    key_id: bytes
-    certificate_der: bytes
-    chain_der: tuple[bytes, ...]   # issuing CA first
-
-
-class AgreementSigner(Protocol):
-    """Renders the holder agreement as a PDF and signs it PAdES on the token; the key never leaves it."""
-
-    def sign(self, facts: AgreementFacts, key: AgreementKey, pin: Pin) -> bytes:
-        """The signed PDF.  ``pin`` is used for this one login and not kept.
-
-        Raises InvalidPin(attempts_remaining=…), PinBlocked, DeviceNotReady, TokenError(reason='key_missing').
-        """
-        ...
-
-
     invoice: str
     token_serial: str               # "" when the central does not know it
     certificate_pem: str
@@ -347,6 +347,14 @@ class CentralPort(Protocol):
         """
         ...
 
+    def submit_agreement(self, certificate_serial: str, pdf: bytes) -> str:
+        """Hand the holder agreement signed with the certificate's key to the central; idempotent per serial.
+
+        Returns the SHA-256 (hex) of the PDF the central keeps.  Raises CentralRejected(reason=
+        'agreement_signature_invalid' | 'agreement_signer_mismatch' | 'certificate_not_found' | …).
+        """
+        ...
+
 
 # --- certificates --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -385,14 +393,6 @@ class PrinterStatus(Enum):
     OFFLINE = "offline"
     UNKNOWN = "unknown"   # the backend cannot report status (a file printer)
 
-
-    def submit_agreement(self, certificate_serial: str, pdf: bytes) -> str:
-        """Hand the holder agreement signed with the certificate's key to the central; idempotent per serial.
-
-        Returns the SHA-256 (hex) of the PDF the central keeps.  Raises CentralRejected(reason=
-        'agreement_signature_invalid' | 'agreement_signer_mismatch' | 'certificate_not_found' | …).
-        """
-        ...
 
 @unique
 class ReceiptLineStyle(Enum):
