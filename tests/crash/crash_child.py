@@ -128,6 +128,7 @@ class Person:
             except KioskError as err:
                 message = Translator(self.spec.get("language", "mn")).error(err)
                 return {"session": sid, "step": step, "stopped": err.key, "message": message,
+                        "detail": {k: str(v) for k, v in err.data.items()},
                         "recoverable": err.recoverable, "errors": errors}
             if result.error is not None:
                 errors.append(result.error.key)
@@ -140,7 +141,7 @@ class Person:
 def sync_round(kiosk: Any) -> dict[str, Any]:
     from sync.daemon import SyncDaemon
 
-    report = SyncDaemon(kiosk.store, kiosk.central, kiosk.config.kiosk.id, kiosk.engine).once()
+    report = SyncDaemon(kiosk.store, kiosk.central, kiosk.config.kiosk.id, kiosk.engine, feeds=kiosk.central).once()
     return {"pushed": report.pushed, "audit_sent": report.audit_sent, "queued_sent": report.queued_sent,
             "error": report.error.key if report.error else None}
 

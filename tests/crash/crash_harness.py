@@ -20,8 +20,6 @@ After the session ends the harness checks:
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import itertools
 import json
 import os
@@ -92,7 +90,7 @@ class World:
         self._numbers = itertools.count(secrets.randbelow(10**6) * 100)
         self._visits = itertools.count(1)
         self._pool: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-        self.unreachable_url = "http://127.0.0.1:9"    # discard port: nothing listens, connections are refused
+        self.unreachable_url = "https://127.0.0.1:9"    # discard port: nothing listens, connections are refused
 
     def stop(self) -> None:
         self.central.stop()
@@ -135,17 +133,6 @@ class World:
                                    ensure_ascii=False), encoding="utf-8")
         assert len(self.central.manage("load-orders", str(path)).split()) == count
         self._pool[short_lived] += orders
-
-    def add_kiosk(self, kiosk_id: str) -> str:
-        """A kiosk credential of the main office, written as ``add-kiosk`` writes it (the token's SHA-256)."""
-        token = "tamga_" + secrets.token_urlsafe(32)
-        with self.central_db() as db:
-            office = db.execute("select id from orders_office where code = 'main'").fetchone()[0]
-            db.execute("insert into orders_kioskcredential (kiosk_id, token_sha256, created_at, office_id) "
-                       "values (?, ?, ?, ?)",
-                       (kiosk_id, hashlib.sha256(token.encode()).hexdigest(), dt.datetime.now(dt.UTC).isoformat(),
-                        office))
-        return token
 
     def visit(self, scenario: str) -> Visit:
         return Visit(self, scenario, self.workdir / f"visit-{next(self._visits):03d}")
@@ -197,12 +184,12 @@ class Visit:
         """kiosk.toml of kiosk ``name`` (its own id, credential and data directory) on this visit's devices."""
         if name not in self.kiosks:
             kiosk_id = f"crash-{self.dir.name}-{name}"
-            token_file = self.dir / "secrets" / f"central-token-{name}"
-            token_file.write_text(self.world.add_kiosk(kiosk_id) + "\n")
-            token_file.chmod(0o600)
+            identity = self.world.central.enroll_kiosk(kiosk_id, directory=self.dir / f"identity-{name}")
             text = self.stack.config_path.read_text(encoding="utf-8")
             text = text.replace('id = "demo-kiosk"', f'id = "{kiosk_id}"')
-            text = re.sub(r'^token_file = .*$', f'token_file = "{token_file}"', text, flags=re.M)
+            for setting, value in (("ca_chain", identity.ca_chain), ("client_certificate", identity.certificate),
+                                   ("client_key", identity.key)):
+                text = re.sub(rf'^{setting} = .*$', f'{setting} = "{value}"', text, flags=re.M)
             text = re.sub(r'^data_dir = .*$', f'data_dir = "{self.dir / ("kiosk-" + name)}"', text, flags=re.M)
             path = self.dir / f"kiosk-{name}.toml"
             path.write_text(text, encoding="utf-8")
@@ -259,7 +246,8 @@ class Visit:
 
     def dry_run(self, record: Path) -> dict[str, Any]:
         self.prepare()
-        self.phase(SCENARIOS[self.scenario][-1], None, record)
+        outcome = self.phase(SCENARIOS[self.scenario][-1], None, record)
+        assert outcome["step"] == "done", f"the dry run, killed nowhere, did not finish: {outcome}"
         counts: dict[str, Any] = json.loads(record.read_text())
         return counts
 
@@ -298,6 +286,8 @@ class Visit:
         if outcome.get("step") == "done":
             failures += self.check_token()
             failures += self.check_receipts(jobs_before)
+            if self.scenario == "revocation":
+                failures += self.check_revoked()
         failures += self.check_records()
         return failures
 
@@ -360,6 +350,21 @@ class Visit:
             failures.append(f"central certificates {sorted(issued)} != token's {sorted(on_token)}")
         if voided:
             failures.append(f"voided enrollments at the central: {voided}")
+        return failures
+
+    def check_revoked(self) -> list[str]:
+        """The chosen certificate is revoked at the central, by one request."""
+        serial = (self.certificate_serial or "").upper()
+        with self.world.central_db() as db:
+            requests = db.execute("select count(*) from orders_revocationrequest where upper(certificate_serial) = ?",
+                                  (serial,)).fetchone()[0]
+            revoked = [r[0] for r in db.execute("select revoked from django_ca_certificate where serial = ?",
+                                                (serial.replace(":", ""),))]
+        failures = []
+        if requests != 1:
+            failures.append(f"{requests} revocation requests for {serial}")
+        if revoked != [1]:
+            failures.append(f"certificate {serial} at the central: revoked {revoked}")
         return failures
 
     def check_records(self) -> list[str]:

@@ -5,7 +5,8 @@
  * of one named function by setting environment variables (os.environ -> putenv, read here on every
  * call), so counting starts inside that function only.
  *
- *   TAMGA_SHIM_CALL  = ftruncate | write | send     which call to count (unset: disarmed)
+ *   TAMGA_SHIM_CALL  = ftruncate | write | send     which call to count (unset: disarmed); send counts
+ *                      send() and write() on a TCP socket (TLS records go out with write())
  *   TAMGA_SHIM_MATCH = a path suffix (".object") for ftruncate/write, a TCP peer port for send
  *   TAMGA_SHIM_AT    = N: kill right after the Nth match; 0: only trace
  *   TAMGA_SHIM_TRACE = a file: append one line "<call> <what>" per match (the dry run counts them)
@@ -93,6 +94,7 @@ ssize_t write(int fd, const void *buf, size_t count) {
     if (!real) real = dlsym(RTLD_NEXT, "write");
     ssize_t rv = real(fd, buf, count);
     after("write", fd);
+    after("send", fd);          /* OpenSSL writes TLS records to its socket with write() */
     return rv;
 }
 
