@@ -8,7 +8,7 @@ central's certificate.  Every failure leaves as a :mod:`kiosk.errors` error:
   → :class:`CentralUnavailable` (``data['status']`` is the HTTP status, None without one);
 * a central whose certificate does not chain to the CA chain → ``CentralUnavailable(cause=
   "central_not_trusted")``, and a TLS handshake the central ends (our certificate refused)
-  → ``cause="tls_refused"``; neither is retried;
+  → ``cause="tls_refused"``; neither is retried; no certificate file yet → ``cause="identity_missing"``;
 * 404 ``order_not_found`` on a lookup → :class:`OrderNotFound`;
 * any other 4xx with ``{"error": code}`` → :class:`CentralRejected` (``data['reason']`` = code,
   ``data['status']``, and for ``order_not_payable`` the order's ``refusal`` reason and amounts).
@@ -361,6 +361,9 @@ class CentralClient:
         """Send once, and once more after a connection error or timeout if ``idempotent``."""
         attempts = 2 if idempotent else 1
         headers = {"Accept": "application/json"}
+        if self.identity is not None and not (self.identity.certificate.is_file() and self.identity.key.is_file()):
+            # not enrolled yet (python -m sync enroll): the kiosk works offline until it is
+            raise CentralUnavailable("the kiosk has no client certificate", status=None, cause="identity_missing")
         for attempt in range(1, attempts + 1):
             started = time.perf_counter()
             self.call_count += 1

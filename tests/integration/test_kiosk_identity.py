@@ -266,6 +266,13 @@ def test_the_client_refuses_a_central_whose_certificate_does_not_chain(
     enroll(central_server.url, code, "main", new_identity(central_server, tmp_path))    # the code is not used up
 
 
+def test_a_kiosk_not_yet_enrolled_works_offline(central_server: CentralServer, tmp_path: Path) -> None:
+    with CentralClient(central_server.url, new_identity(central_server, tmp_path)) as client, \
+            pytest.raises(CentralUnavailable) as unavailable:
+        client.find_order("invoice", ARIUN_INVOICE)
+    assert unavailable.value.data["cause"] == "identity_missing"
+
+
 def test_an_unreachable_central_says_so(central_server: CentralServer, tmp_path: Path) -> None:
     with pytest.raises(CentralUnreachable) as refused:
         enroll("https://127.0.0.1:9", "AAAA-BBBB-CCCC-DDDD-EEEE", "main", new_identity(central_server, tmp_path),
