@@ -188,11 +188,11 @@ class ClerkSignInScreen(ClerkScreen):
                                                   partial(self.choose_language, lang),
                                                   kind="primary" if lang == seat.language else "secondary")
                                         for lang in LANGUAGES))
-            self.id_field = KeyboardField(th, "latin", self.typed_id, hint=ct("clerk.sign_in.clerk_id"),
-                                          size_hint_y=None, height=th.touch * 4)
+            self.id_field = KeyboardField(th, "latin", self.typed_id, hint=ct("clerk.sign_in.clerk_id"))
             body += [languages, self.id_field]
             self.frame(ct("clerk.sign_in.title"), *body, buttons=(back, self.cbutton(
-                "clerk.sign_in.button", lambda: self.typed_id(self.id_field.text))))
+                "clerk.sign_in.button", lambda: self.typed_id(self.id_field.text))), scroll=False)
+            Clock.schedule_once(lambda _dt: setattr(self.id_field.field, "focus", True), 0)   # a USB keyboard too
             return
         self.pad = PinPad(th, ct, ct("clerk.sign_in.pin"), self.submit, max_length=CLERK_PIN_POLICY.max_length)
         body += [Text(th, clerk_id, bold=True), self.pad]

@@ -72,6 +72,11 @@ def test_the_clerk_signs_in_approves_rejects_cancels_confirms_and_is_signed_out(
     assert seen["revocation"]["screen"] == "clerk_revocation"
     assert seen["revocation_confirmed"]["step"] in ("receipt", "done")
     assert seen["revocation_confirmed"]["clerk_id"] == CLERK
+    assert seen["reprinted"]["printed"] == 1 and "Түбіртек қайта басылды." in seen["reprinted"]["texts"]
+    assert seen["resumed"]["step"] == "receipt"
+    assert f"Сеанс жалғасты: {kk('step.receipt')}." in seen["resumed"]["texts"]
+    looks = {name: look for name, look in seen.items() if isinstance(look, dict) and "clipped" in look}
+    assert len(looks) >= 10 and {name: look["clipped"] for name, look in looks.items() if look["clipped"]} == {}
     assert seen["expired"]["screen"] == "clerk"
     assert any(t.startswith("Жүйеге кіру мерзіміңіз ") for t in seen["expired"]["texts"]), seen["expired"]["texts"]
     assert {"clerk.signed_in", "clerk.pin_refused", "clerk.locked_out", "clerk.signed_out", "clerk.cancelled",
@@ -96,6 +101,7 @@ def drive(out: Path) -> dict[str, Any]:
     from kivy.uix.label import Label
     from kivy.uix.scrollview import ScrollView
     from kivy.uix.textinput import TextInput
+    from kivy.uix.vkeyboard import VKeyboard
 
     from kiosk.clerk_desk import ClerkDesk
     from kiosk.clerks import ClerkSignIn, ScryptCost
@@ -153,8 +159,20 @@ def drive(out: Path) -> dict[str, Any]:
         settle()
         if shot:
             Window.screenshot(name=str(shots / f"{name}.png"))
-        seen[name] = {"screen": app.manager.current, "texts": texts()}
+        seen[name] = {"screen": app.manager.current, "texts": texts(), "clipped": clipped()}
         return seen[name]
+
+    def clipped() -> list[str]:
+        """Labels of these screens whose text does not fit them (as drive.py's inspection counts it); the
+        on-screen keyboard's keys are the keyboard widget's own (kiosk.screens.widgets.KeyboardField)."""
+        keys = {id(k) for v in app.manager.current_screen.walk() if isinstance(v, VKeyboard) for k in v.walk()}
+        found = []
+        for w in app.manager.current_screen.walk():
+            if isinstance(w, Label) and w.text and id(w) not in keys:
+                w.texture_update()
+                if w.texture_size[0] > w.width + 2 or w.texture_size[1] > w.height + 2:
+                    found.append(w.text)
+        return found
 
     def press(text: str, session_id: str | None = None) -> None:
         settle()                                        # laid out: the button is where it is drawn
@@ -223,6 +241,7 @@ def drive(out: Path) -> dict[str, Any]:
     press(kk("refusal.holder_not_present"))
     look("rejected")["step"] = store.load(second.session_id).step
 
+    done = rig.issue()                                               # finished: its receipt may be reprinted
     stuck = rig.to_token_step()
     issued = rig.to_enrollment_step()
     f.enroll(issued)                                                 # at install: a certificate is issued
@@ -232,13 +251,18 @@ def drive(out: Path) -> dict[str, Any]:
     r.read_card(rsid)
     r.verify_card_pin(rsid, Pin(CARD_PIN))
     r.choose(rsid, r.current(rsid).view.certificates[0].serial, "key_compromise")
+    printed = len(rig.printer.printed)
     app.show("clerk")                                                # the clerk's desk, no applicant waiting
     sign_in_as_clerk()
     look("desk")
+    press(kk("clerk.action.reprint"), done)
+    look("reprinted", shot=False)["printed"] = len(rig.printer.printed) - printed
     press(kk("clerk.action.cancel"), stuck)
     look("cancelled", shot=False)["step"] = store.load(stuck).step
     press(kk("clerk.action.cancel"), issued)
     look("cancel_refused", shot=False)["step"] = store.load(issued).step
+    press(kk("clerk.action.resume"), issued)                         # it was stuck at install: the clerk resumes
+    look("resumed", shot=False)["step"] = store.load(issued).step
     rig.now += dt.timedelta(hours=9)
     press(kk("clerk.desk.refresh"))
     look("expired", shot=False)
