@@ -303,6 +303,9 @@ class ClerkDeskScreen(ClerkScreen):
         desk = self.desk
 
         def resumed(result: StepResult) -> None:
+            if result.error is not None:            # it went on as far as it could (the central is still down)
+                self.app.show("clerk_desk", message=self.said(result.error))
+                return
             step = self.ct(f"step.{result.step.value}") if self.ct.has(f"step.{result.step.value}") else \
                 status_text(self.ct, desk.line(desk.engine.load(result.session_id)).status)
             self.app.show("clerk_desk", message=self.ct("clerk.done.resumed", step_text=step), good=True)

@@ -333,6 +333,37 @@ def test_the_clerk_confirms_a_revocation(d: Desk) -> None:
     assert r.step is RevocationStep.RECEIPT and d.rig.data(sid)["clerk_id"] == CLERK
 
 
+def test_a_revocation_queued_for_the_central_is_listed_as_waiting_and_resumed(d: Desk) -> None:
+    d.rig.issue()
+    f = d.rig.revocation
+    sid = f.begin("mn").session_id
+    f.consent(sid, True)
+    f.read_card(sid)
+    f.verify_card_pin(sid, Pin(CARD_PIN))
+    f.choose(sid, f.current(sid).view.certificates[0].serial, "superseded")
+    clerk = d.clerk()
+    d.rig.central.down = True
+    assert d.desk.confirm_revocation(clerk, sid).step is RevocationStep.REVOKE
+    line = next(ln for ln in d.desk.day(clerk) if ln.session_id == sid)
+    assert line.status is SessionStatus.WAITING_FOR_CENTRAL and line.can_resume
+    d.rig.central.down = False
+    assert d.desk.resume(clerk, sid).step is RevocationStep.RECEIPT
+
+
+def test_a_receipt_the_printer_lost_is_listed_and_reprinted(d: Desk) -> None:
+    d.rig.printer.paper = False
+    sid = d.rig.to_enrollment_step()
+    d.rig.issuance.enroll(sid)
+    d.rig.issuance.install(sid)
+    assert d.rig.issuance.print_receipt(sid).finished
+    clerk = d.clerk()
+    line = next(ln for ln in d.desk.day(clerk) if ln.session_id == sid)
+    assert line.status is SessionStatus.RECEIPT_PENDING and line.can_reprint and not line.can_cancel
+    d.rig.printer.paper = True
+    assert d.desk.reprint(clerk, sid)
+    assert d.desk.line(d.store.load(sid)).status is SessionStatus.DONE
+
+
 def test_the_pin_is_never_in_what_the_desk_audits(d: Desk) -> None:
     clerk = d.clerk()
     d.desk.cancel(clerk, d.rig.to_token_step())
