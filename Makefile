@@ -7,8 +7,12 @@ OUT ?= demo-out
 bootstrap:
 	@scripts/bootstrap.sh
 
+# With a display: the touchscreen app in a window on the simulated devices; without one, the app driven
+# offscreen through every flow, a screenshot of every screen at both sizes in $(OUT)/screens/.
 demo: bootstrap
 	$(PY) -m kiosk.demo --out $(OUT)
+	if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(PY) -m kiosk.screens.drive --window; \
+	else for size in 800x480 1024x600; do $(PY) -m kiosk.screens.drive --out $(OUT)/screens --size $$size || exit 1; done; fi
 
 demo-flows: bootstrap
 	for flow in issuance renewal revocation unblock check; do $(PY) -m kiosk.demo --flow $$flow --out $(OUT)/$$flow || exit 1; done

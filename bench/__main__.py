@@ -15,6 +15,7 @@ BENCHMARKS = [
     ["bench/bench_offline_lookup.py"],
     ["bench/bench_sync_idle.py"],
     ["bench/bench_drain.py"],
+    ["bench/bench_screens.py"],
 ]
 
 

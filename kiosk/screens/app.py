@@ -99,6 +99,7 @@ class KioskApp(App):  # type: ignore[misc]
         self._last_input = time.monotonic()
         self._on_first_frame: list[Callable[[], object]] = []
         self.worker = Worker(self.unexpected)
+        self.background = Worker(self.unexpected)     # work that overlaps a person's wait (early key generation)
         self.manager = ScreenManager(transition=NoTransition())
         self.status = StatusBar(self.theme)
 
@@ -147,6 +148,7 @@ class KioskApp(App):  # type: ignore[misc]
 
     def on_stop(self) -> None:
         self.worker.stop()
+        self.background.stop()
 
     # -- language -------------------------------------------------------------------------------------------
     @property

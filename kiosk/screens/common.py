@@ -3,6 +3,7 @@ the calm error screen and done."""
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
@@ -16,6 +17,7 @@ from kiosk.screens.base import KioskScreen
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets import BigButton, ButtonRow, ProgressPanel, Text
 
+log = logging.getLogger("tamga.screens")
 SERVICES = (FlowKind.ISSUANCE, FlowKind.RENEWAL, FlowKind.REVOCATION, FlowKind.UNBLOCK, FlowKind.CHECK)
 
 
@@ -205,7 +207,19 @@ class ApprovalScreen(KioskScreen):
         else:
             body.append(Text(th, t("screens.approval.at_desk"), color=th.muted))
         self.frame(t("step.approval"), *body, buttons=tuple(buttons))
+        self.busy = True             # the applicant waits for the clerk: not idle
         self._poll = Clock.schedule_interval(lambda _dt: self.poll(), APPROVAL_POLL_S)
+        self.prepare_early(result)
+
+    def prepare_early(self, result: StepResult) -> None:
+        """Issuance: initialise the token and generate the key while the clerk reviews (``prepare_early``),
+        on the app's background thread; whatever it answers, ``prepare_token`` later goes on from there."""
+        flow = self.app.kiosk.engine.flow(result.flow)
+        if result.flow is FlowKind.ISSUANCE and hasattr(flow, "prepare_early"):
+            sid = result.session_id
+            self.app.background.submit(lambda: flow.prepare_early(sid), lambda _r: None,
+                                       lambda err: log.info("early key generation not done: %s", err.key),
+                                       label="prepare_early")
 
     def poll(self) -> None:
         if self.app.manager.current_screen is not self or self.app.worker.busy or "result" not in self.params:

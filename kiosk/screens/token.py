@@ -9,7 +9,7 @@ from typing import Any
 
 from kivy.clock import Clock
 
-from kiosk.engine import StepResult
+from kiosk.engine import FlowKind, StepResult
 from kiosk.errors import DeviceNotReady, InvalidPin, KioskError, PinPolicyViolation
 from kiosk.pin import Pin
 from kiosk.screens.base import KioskScreen
@@ -68,8 +68,8 @@ class InsertTokenScreen(KioskScreen):
             return
         self._poll.cancel()
         result = self.result
-        if result.flow.value in NEW_PIN_CALLS and result.step.value == "token":
-            self.app.show("choose_pin", result=result)     # issuance: the token is initialised with the new PIN
+        if result.flow is FlowKind.ISSUANCE:
+            self.app.show("choose_pin", result=result)     # the token is initialised with the chosen PIN
             return
         sid, flow = result.session_id, self.app.kiosk.engine.flow(result.flow)
         self.run(lambda: flow.read_token(sid))    # type: ignore[attr-defined]
