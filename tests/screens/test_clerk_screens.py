@@ -3,10 +3,11 @@
 The driver (this file run as a script) starts the real app over the flows on in-memory devices and
 a real kiosk store, signs a Kazakh-reading clerk in with a wrong PIN, then into a lockout (both said in
 words), then, after the lockout, approves one application with its checklist, rejects another with a
-reason its Russian-reading applicant reads in Russian, cancels a session from the day's list, is
-refused a cancel with the reason, confirms a revocation and is sent back to sign in once the sign-in
-expired.  It prints what each screen showed as JSON; the test checks it.  Screenshots at 800×480 are
-kept in the test's directory.
+reason its Russian-reading applicant reads in Russian, reprints a receipt, cancels a session from the
+day's list, is refused a cancel with the reason, resumes a stuck session, is sent back to sign in once
+the sign-in expired and confirms a revocation.  It prints what each screen showed as JSON (with any
+clipped label); the test checks it.  Screenshots at 800×480 are kept in the test's directory; with the
+environment the test sets, ``python tests/screens/test_clerk_screens.py DIR 1024x600`` drives the other size.
 """
 
 from __future__ import annotations
@@ -87,11 +88,12 @@ def test_the_clerk_signs_in_approves_rejects_cancels_confirms_and_is_signed_out(
 
 
 # --- the driver, in its own process ---------------------------------------------------------------------
-def drive(out: Path) -> dict[str, Any]:
+def drive(out: Path, size: str = "800x480") -> dict[str, Any]:
     from kivy.config import Config
 
-    Config.set("graphics", "width", "800")
-    Config.set("graphics", "height", "480")
+    width, height = size.split("x")
+    Config.set("graphics", "width", width)
+    Config.set("graphics", "height", height)
     Config.set("graphics", "maxfps", "0")        # frames as fast as they come: the test waits for nothing else
     from kivy.base import EventLoop
     from kivy.core.window import Window
@@ -280,4 +282,4 @@ def drive(out: Path) -> dict[str, Any]:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    print(json.dumps(drive(Path(sys.argv[1])), ensure_ascii=False))
+    print(json.dumps(drive(Path(sys.argv[1]), *sys.argv[2:3]), ensure_ascii=False))   # [WIDTHxHEIGHT]
