@@ -25,7 +25,7 @@ from kiosk.clerk_desk import (
 )
 from kiosk.clerks import ClerkRecord, ClerkSignIn, ScryptCost, SignedInClerk
 from kiosk.engine import FlowKind
-from kiosk.errors import ApplicationRejected, ApprovalIncomplete, CannotCancel, InvalidInput
+from kiosk.errors import ApplicationRejected, ApprovalIncomplete, CannotCancel, InvalidInput, WrongStep
 from kiosk.flows.issuance import IssuanceStep
 from kiosk.flows.revocation import RevocationStep
 from kiosk.i18n import LANGUAGES, Translator
@@ -362,6 +362,16 @@ def test_a_receipt_the_printer_lost_is_listed_and_reprinted(d: Desk) -> None:
     d.rig.printer.paper = True
     assert d.desk.reprint(clerk, sid)
     assert d.desk.line(d.store.load(sid)).status is SessionStatus.DONE
+
+
+def test_a_session_decided_elsewhere_meanwhile_is_said_so(d: Desk) -> None:
+    clerk = d.clerk()
+    sid = d.at_approval()
+    documents = d.rig.issuance.current(sid).view.documents
+    d.rig.issuance.approve(sid, "clerk-2", documents, False)             # another clerk, at another desk
+    with pytest.raises(WrongStep) as err:
+        d.desk.approve(clerk, sid, documents, by_proxy=False)
+    assert clerk_message(Translator("ky"), err.value) == "Бул сеанс кийинки кадамга өттү. Тизме жаңыланды."
 
 
 def test_the_pin_is_never_in_what_the_desk_audits(d: Desk) -> None:
