@@ -329,10 +329,6 @@ def planned_files(plan: Plan) -> tuple[list[install.PlannedFile], str]:
     """Every file of the configuration (kiosk.toml last) and the kiosk.toml text."""
     assert plan.module is not None and plan.central_ca is not None
     files: list[install.PlannedFile] = []
-    if plan.credential is not None:      # a new enrollment; else the kiosk keeps the certificate it has
-        files.append(install.PlannedFile(plan.path(IDENTITY_KEY), plan.credential.key_pem, 0o600, secret=True))
-        files.append(install.PlannedFile(plan.path(IDENTITY_CERTIFICATE), plan.credential.certificate_pem, 0o600,
-                                         secret=True))
     if plan.central_ca != plan.path(CENTRAL_CA):
         files.append(install.PlannedFile(plan.path(CENTRAL_CA), plan.central_ca.read_bytes(), 0o644))
     if plan.so_pin is not None:
@@ -367,6 +363,10 @@ def planned_files(plan: Plan) -> tuple[list[install.PlannedFile], str]:
         printer.pop(key, None)
     printer.update(plan.printer)
     text = _render_toml(doc)
+    if plan.credential is not None:      # a new enrollment (else the kiosk keeps its certificate), after /etc
+        files.append(install.PlannedFile(plan.path(IDENTITY_KEY), plan.credential.key_pem, 0o600, secret=True))
+        files.append(install.PlannedFile(plan.path(IDENTITY_CERTIFICATE), plan.credential.certificate_pem, 0o600,
+                                         secret=True))
     files.append(install.PlannedFile(plan.path(CONFIG), text.encode("utf-8"), 0o640))
     return files, text
 
