@@ -176,6 +176,7 @@ class Visit:
         self.blocked_marker = directory / "token-pin-blocked"
         self.certificate_serial: str | None = None
         self.token_pin = TOKEN_PIN
+        self.failure_log = ""
 
     def close(self) -> None:
         self.stack.stop()
@@ -262,6 +263,9 @@ class Visit:
             if run.kills == 0:
                 run.failures.append("the kill point was not reached")
             run.failures += self.check(run.outcome, jobs_before)
+        except AssertionError as err:          # a child that failed otherwise than killed: in the table
+            run.failures.append(str(err).strip().splitlines()[-1][:300])
+            self.failure_log = str(err)
         finally:
             run.seconds = time.perf_counter() - started
             self.close()
