@@ -82,7 +82,8 @@ def test_the_clerk_signs_in_approves_rejects_cancels_confirms_and_is_signed_out(
     assert any(t.startswith("Жүйеге кіру мерзіміңіз ") for t in seen["expired"]["texts"]), seen["expired"]["texts"]
     assert {"clerk.signed_in", "clerk.pin_refused", "clerk.locked_out", "clerk.signed_out", "clerk.cancelled",
             "clerk.cancel_refused"} <= set(seen["audit"])
-    assert seen["audit"].count("clerk.signed_out") >= 4 and not seen["pin_in_audit"]     # incl. the expiry
+    assert seen["idle"] == {"screen": "welcome", "signed_in": False}             # the idle timeout signs out
+    assert seen["audit"].count("clerk.signed_out") >= 5 and not seen["pin_in_audit"]     # incl. the expiry
     assert {"sign_in.png", "wrong_pin.png", "locked_out.png", "review.png", "desk.png", "revocation.png"} <= \
         {p.name.replace("0001", "") for p in (tmp_path / "screens").iterdir()}
 
@@ -273,6 +274,12 @@ def drive(out: Path, size: str = "800x480") -> dict[str, Any]:
     look("revocation")
     press(kk("clerk.revocation.confirm"))
     seen["revocation_confirmed"] = {"step": store.load(rsid).step, "clerk_id": store.load(rsid).data["clerk_id"]}
+    app.show("clerk")                                                # signed in, then the clerk walks away
+    sign_in_as_clerk()
+    app._last_input -= app.options.idle_timeout_s                    # as long untouched as the timeout
+    app._check_idle(1.0)
+    settle()
+    seen["idle"] = {"screen": app.manager.current, "signed_in": app.screen("clerk").clerk_seat.clerk is not None}
     seen["audit"] = [e.kind for e in audit.entries() if e.kind.startswith("clerk.")]
     seen["pin_in_audit"] = any(CLERK_PIN in json.dumps(e.fields) for e in audit.entries())
     app.worker.stop()
