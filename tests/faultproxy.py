@@ -47,18 +47,21 @@ PASS = Fault()
 
 
 def random_plan(seed: int, drop: float = 0.15, delay: float = 0.1, delay_s: float = 0.05,
-                lifetime: int = 8_000) -> Callable[[int], Fault]:
+                lifetime: int = 30_000, first: tuple[Fault, ...] = ()) -> Callable[[int], Fault]:
     """Faults drawn from a seeded generator: the same seed breaks the same connections.
 
     A client keeps its connection alive across requests, so a connection is not dropped once and then
     trusted: each one that is not dropped outright is reset after a random number of answer bytes
-    (up to ``lifetime``, a few answers), somewhere inside an answer, and the client's next connection
-    draws again.
+    (up to ``lifetime``: the TLS handshake, about 4 KB, and a few answers), somewhere inside an answer or
+    the handshake, and the client's next connection draws again.  ``first``: the faults of the first
+    connections, before the draws (so a short run is sure to meet each kind).
     """
     rng = random.Random(seed)
     lock = threading.Lock()
 
-    def plan(_: int) -> Fault:
+    def plan(number: int) -> Fault:
+        if number < len(first):
+            return first[number]
         with lock:
             if rng.random() < drop:
                 return Fault(drop_request=True)
@@ -83,8 +86,10 @@ def _reset(sock: socket.socket) -> None:
 class FaultProxy:
     """``FaultProxy(upstream_port, plan)`` listening on 127.0.0.1:``port``; a context manager."""
 
-    def __init__(self, upstream_port: int, plan: Callable[[int], Fault] = lambda _: PASS) -> None:
+    def __init__(self, upstream_port: int, plan: Callable[[int], Fault] = lambda _: PASS,
+                 scheme: str = "https") -> None:
         self.upstream = ("127.0.0.1", upstream_port)
+        self.scheme = scheme
         self.plan = plan
         self.counts: Counter[str] = Counter()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -96,7 +101,8 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The proxy's URL; TLS passes through, so the central's certificate (for 127.0.0.1) still matches."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from central.runner import CentralServer
 from sync.central_client import CentralClient
 from sync.daemon import SyncDaemon
 from sync.store import KioskStore, load_or_create_key
-from tests.faultproxy import FaultProxy, random_plan, slow_plan
+from tests.faultproxy import Fault, FaultProxy, random_plan, slow_plan
 
 REPO = Path(__file__).resolve().parents[2]
 # The issue's 10,000 in the long mode; make test drains 1,000 on each database.
@@ -61,13 +62,14 @@ def _expected_keys(store: KioskStore, kiosk_id: str) -> set[str]:
 def test_queued_records_drain_exactly_once_through_a_network_that_drops_and_resets(
         either_central: CentralServer, tmp_path: Path) -> None:
     kiosk_id = f"drain-{secrets.token_hex(4)}"
-    token = either_central.manage("add-kiosk", kiosk_id).strip()
+    identity = either_central.enroll_kiosk(kiosk_id, directory=tmp_path / "identity")
     store = _queued_store(tmp_path, RECORDS)
     expected = _expected_keys(store, kiosk_id)
     assert len(expected) == RECORDS
     port = int(either_central.url.rsplit(":", 1)[1])
-    with FaultProxy(port, random_plan(seed=20261203)) as proxy, \
-            CentralClient(proxy.url, token, timeout_s=5.0) as client:
+    broken_first = (Fault(drop_request=True), Fault(reset_after=300), Fault(reset_after=9000))
+    with FaultProxy(port, random_plan(seed=20261203, first=broken_first)) as proxy, \
+            CentralClient(proxy.url, identity, timeout_s=5.0) as client:
         daemon = SyncDaemon(store, client, kiosk_id, batch=250, sleep=lambda _: None)
         rounds = 0
         while store.sync_status()["queued"] or store.audit.unsent(1):
@@ -85,10 +87,12 @@ import sys
 from pathlib import Path
 from sync.central_client import CentralClient
 from sync.daemon import SyncDaemon
+from sync.kiosk_identity import KioskIdentity
 from sync.store import KioskStore, load_or_create_key
-path, url, token, kiosk_id = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+path, url, kiosk_id, ca_chain = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+identity = KioskIdentity.in_directory(path / "identity", ca_chain)
 store = KioskStore(path / "kiosk.db", load_or_create_key(path / "kiosk.key"))
-with CentralClient(url, token, timeout_s=10.0) as client:
+with CentralClient(url, identity, timeout_s=10.0) as client:
     print("pushing", flush=True)
     SyncDaemon(store, client, kiosk_id, batch=20).push()
 """
@@ -97,14 +101,15 @@ with CentralClient(url, token, timeout_s=10.0) as client:
 def test_a_kiosk_killed_mid_push_sends_the_rest_after_its_restart_and_nothing_twice(
         either_central: CentralServer, tmp_path: Path) -> None:
     kiosk_id = f"killed-{secrets.token_hex(4)}"
-    token = either_central.manage("add-kiosk", kiosk_id).strip()
+    identity = either_central.enroll_kiosk(kiosk_id, directory=tmp_path / "identity")
     store = _queued_store(tmp_path, 600)
     expected = _expected_keys(store, kiosk_id)
     store.close()
     port = int(either_central.url.rsplit(":", 1)[1])
     # Slow answers, so the kill lands while batches are in flight.
     with FaultProxy(port, slow_plan(0.05)) as proxy:
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), proxy.url, token, kiosk_id],
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), proxy.url, kiosk_id,
+                                  str(identity.ca_chain)],
                                  cwd=REPO, stdout=subprocess.PIPE, text=True)
         assert child.stdout is not None and child.stdout.readline().strip() == "pushing"
         deadline = time.monotonic() + 30
@@ -115,7 +120,7 @@ def test_a_kiosk_killed_mid_push_sends_the_rest_after_its_restart_and_nothing_tw
     applied_before = len(_inbox_keys(either_central, kiosk_id))
     assert 100 <= applied_before < len(expected)
     store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
-    with CentralClient(either_central.url, token, timeout_s=10.0) as client:
+    with CentralClient(either_central.url, identity, timeout_s=10.0) as client:
         report = SyncDaemon(store, client, kiosk_id, batch=100).once()
     assert report.error is None and store.sync_status()["queued"] == 0
     keys = _inbox_keys(either_central, kiosk_id)
@@ -123,9 +128,20 @@ def test_a_kiosk_killed_mid_push_sends_the_rest_after_its_restart_and_nothing_tw
     store.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture
 def restartable_central(tmp_path_factory: pytest.TempPathFactory) -> CentralServer:
-    return CentralServer(tmp_path_factory.mktemp("central-restart"), demo_data=False)
+    """A central on fixed ports, as in an office: its listeners get SO_REUSEADDR (cheroot sets it only
+    for a fixed port), so it binds again at once after a crash even while a kiosk's keep-alive
+    connection to the dead process lingers in FIN-WAIT-2."""
+    central = CentralServer(tmp_path_factory.mktemp("central-restart"), port=_free_port(), demo_data=False)
+    central.public_port = _free_port()
+    return central
 
 
 def test_a_central_killed_after_applying_a_batch_whose_answer_was_lost_applies_each_record_once(
@@ -133,11 +149,10 @@ def test_a_central_killed_after_applying_a_batch_whose_answer_was_lost_applies_e
     central = restartable_central.start()
     try:
         kiosk_id = "restart-kiosk"
-        token = central.manage("add-kiosk", kiosk_id).strip()
-        port = int(central.url.rsplit(":", 1)[1])
+        identity = central.enroll_kiosk(kiosk_id, directory=tmp_path / "identity")
         store = _queued_store(tmp_path, 400)
         expected = _expected_keys(store, kiosk_id)
-        with CentralClient(central.url, token, timeout_s=5.0) as client:
+        with CentralClient(central.url, identity, timeout_s=5.0) as client:
             daemon = SyncDaemon(store, client, kiosk_id, batch=50, sleep=lambda _: None)
             # The first batch reaches the central, which applies it; its answer never reaches the kiosk.
             first = store.outbox_batch(50)
@@ -146,8 +161,8 @@ def test_a_central_killed_after_applying_a_batch_whose_answer_was_lost_applies_e
             os.kill(central.pid, signal.SIGKILL)                     # a power cut at the central
             central.stop()
             assert daemon.once().error is not None                   # unreachable: nothing marked sent
-            central.port = port
-            central.start()
+            central.start()                                          # on the same ports: the kiosk's URL
+            assert central.url == client.base_url
             rounds = 0
             while store.sync_status()["queued"]:
                 rounds += 1
