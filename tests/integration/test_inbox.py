@@ -40,6 +40,22 @@ def test_the_daemon_pushes_the_journal_once_even_when_replayed(central_server: C
     assert store.sync_status()["queued"] == 0
 
 
+def test_a_day_of_identity_evidence_goes_out_in_batches_under_the_centrals_body_limit(
+        central_server: CentralServer, central_client: CentralClient, tmp_path: Path) -> None:
+    """Evidence events (the card's certificate, nonce, signature, OCSP answer) are ~3.5 KB each: 200 of
+    them are past the central's 256 KB body limit, which it refuses with 413, so a batch of a fixed
+    number of events would never get through and the kiosk would stop syncing for good."""
+    store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
+    evidence = {"kind": "identity.evidence", "certificate": "M" * 2400, "ocsp_response": "B" * 900}
+    for i in range(240):
+        s = store.create(f"evidence-{i}", "issuance", "identity", "mn", {})
+        store.transition(s, "identity", {}, evidence)
+    report = SyncDaemon(store, central_client, "demo-kiosk").once()
+    assert report.error is None, report.error
+    assert report.pushed == 240 and store.sync_status()["queued"] == 0
+    store.close()
+
+
 def test_a_kiosk_cannot_write_another_kiosks_journal(central_client: CentralClient) -> None:
     event = {"key": "other-kiosk/1", "session_id": "s", "kind": "consent.given", "payload": {},
              "created_at": "2026-12-02T00:00:00+00:00"}
