@@ -33,8 +33,22 @@ from sync.store import KioskStore
 log = logging.getLogger("tamga.sync")
 
 BATCH = 200
+BATCH_BYTES = 192 * 1024
+"""A batch's JSON stays under this, well inside the central's 256 KB body limit (identity evidence is
+~3.5 KB an event, so a day offline can hold many more bytes than ``BATCH`` small events)."""
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 300.0
+
+
+def fitting(items: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The longest prefix of ``items`` whose JSON stays under ``limit`` bytes, never fewer than one item
+    (a single item beyond the limit goes alone; the central says why it refuses it)."""
+    size = 0
+    for count, item in enumerate(items):
+        size += len(json.dumps(item, ensure_ascii=False).encode("utf-8")) + 1
+        if size > limit and count:
+            return items[:count]
+    return items
 
 
 class Inbox(Protocol):
@@ -75,6 +89,7 @@ class SyncDaemon:
     feeds: Feeds | None = None                   # None: pull no feed
     retention: dt.timedelta = dt.timedelta(days=30)
     batch: int = BATCH
+    batch_bytes: int = BATCH_BYTES
     sleep: Callable[[float], None] = time.sleep
     jitter: Callable[[float, float], float] = random.uniform
     before_round: Callable[[], object] | None = None   # e.g. the kiosk certificate's renewal when due
@@ -87,8 +102,10 @@ class SyncDaemon:
         """Push the whole outbox, batch by batch; returns how many events the central acknowledged."""
         pushed = 0
         while rows := self.store.outbox_batch(self.batch):
-            events = [{"key": self.key(r["id"]), "session_id": r["session_id"], "kind": r["kind"],
-                       "payload": json.loads(r["payload"]), "created_at": r["created_at"]} for r in rows]
+            events = fitting([{"key": self.key(r["id"]), "session_id": r["session_id"], "kind": r["kind"],
+                               "payload": json.loads(r["payload"]), "created_at": r["created_at"]} for r in rows],
+                             self.batch_bytes)
+            rows = rows[:len(events)]
             acknowledged = self.inbox.push_events(events)
             done = [r["id"] for r in rows if self.key(r["id"]) in acknowledged]
             self.store.mark_sent(done)
@@ -101,7 +118,9 @@ class SyncDaemon:
         """Push the audit chain's unsent entries in order; the central refuses a gap, so none is skipped."""
         sent = 0
         while entries := self.store.audit.unsent(self.batch):
-            head = self.inbox.push_audit([e.to_dict() for e in entries])
+            batch = fitting([e.to_dict() for e in entries], self.batch_bytes)
+            entries = entries[:len(batch)]
+            head = self.inbox.push_audit(batch)
             self.store.audit.mark_sent(head)
             done = sum(1 for e in entries if e.seq <= head)
             sent += done

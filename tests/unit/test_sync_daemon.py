@@ -180,3 +180,12 @@ def test_the_audit_chain_is_pushed_and_a_refusal_is_shown_without_holding_back_t
     report = SyncDaemon(store, ForkedCentral(), "kiosk-01").once()
     assert report.error is None and report.pushed == 1 and report.audit_sent == 0
     assert store.sync_status()["audit_unsent"] == 2 and "audit_fork" in store.sync_status()["audit_error"]
+
+
+def test_a_batch_is_cut_by_its_size_but_always_carries_at_least_one_event() -> None:
+    from sync.daemon import fitting
+
+    small, big = {"payload": "x" * 10}, {"payload": "x" * 5000}
+    assert fitting([small] * 5, 10_000) == [small] * 5
+    assert len(fitting([big] * 5, 10_000)) == 1 and fitting([big, small], 100) == [big]
+    assert fitting([], 100) == []
