@@ -32,6 +32,8 @@ MAX_REQUEST_BODY = 1 << 20
 """cheroot's body limit; Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is lower and refuses first with 413 JSON."""
 MAX_REQUEST_HEADER = 64 * 1024
 SOCKET_TIMEOUT_S = 30
+HANDSHAKE_TIMEOUT_S = 3
+"""A kiosk's TLS handshake takes milliseconds (two round trips); a silent client is dropped after this."""
 
 _CODES = {400: "bad_request", 404: "not_found", 408: "request_timeout", 411: "length_required",
           413: "request_too_large", 414: "request_too_large", 431: "request_too_large",
@@ -92,10 +94,23 @@ def _server(application: Any, host: str, port: int, threads: int) -> wsgi.Server
     return server
 
 
+class HandshakeTimeoutAdapter(BuiltinSSLAdapter):  # type: ignore[misc]
+    """cheroot's builtin adapter with a short TLS handshake timeout.
+
+    cheroot wraps each accepted socket in its accept loop, so a client that connects and sends nothing
+    holds every other client up for as long as the handshake may take (measured: the socket timeout,
+    30 s); here that is :data:`HANDSHAKE_TIMEOUT_S` (cheroot sets the normal timeout again after it).
+    """
+
+    def wrap(self, sock: Any) -> Any:
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+        return super().wrap(sock)
+
+
 def create_https_server(application: Any, host: str, port: int, threads: int, files: TlsFiles) -> wsgi.Server:
     """The kiosks' listener; call ``prepare()`` to bind (``bind_addr`` then has the port)."""
     server = _server(application, host, port, threads)
-    adapter = BuiltinSSLAdapter(str(files.certificate), str(files.key))
+    adapter = HandshakeTimeoutAdapter(str(files.certificate), str(files.key))
     adapter.context = tls_context(files)
     server.ssl_adapter = adapter
     return server

@@ -16,6 +16,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -325,6 +326,18 @@ def test_curl_and_openssl_see_mutual_tls(central_server: CentralServer) -> None:
                                "-verify_return_error", "-brief"], input="", capture_output=True, text=True,
                               timeout=30, check=False)
     assert "Verification: OK" in s_client.stderr + s_client.stdout, s_client.stderr
+
+
+def test_a_silent_client_holds_the_others_up_only_for_the_handshake_timeout(central_server: CentralServer) -> None:
+    """cheroot does the TLS handshake in its accept loop: a connection that sends nothing delays the next
+    client until the handshake times out (3 s; it was the 30 s socket timeout)."""
+    host, port = central_server.url.removeprefix("https://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10):
+        time.sleep(0.2)
+        started = time.perf_counter()
+        answer = requests.get(f"{central_server.url}/api/v1/health", verify=central_server.verify, timeout=30)
+        waited = time.perf_counter() - started
+    assert answer.status_code == 200 and waited < 8, waited
 
 
 def test_python_ssl_checks_the_server_name(central_server: CentralServer) -> None:
