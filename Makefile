@@ -12,7 +12,8 @@ bootstrap:
 demo: bootstrap
 	$(PY) -m kiosk.demo --out $(OUT)
 	if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(PY) -m kiosk.screens.drive --window; \
-	else for size in 800x480 1024x600; do $(PY) -m kiosk.screens.drive --out $(OUT)/screens --size $$size || exit 1; done; fi
+	else for size in 800x480 1024x600; do for visits in issuance,check,unblock,revocation,idle,errors renewal; do \
+	$(PY) -m kiosk.screens.drive --out $(OUT)/screens --size $$size --flows $$visits || exit 1; done; done; fi
 
 demo-flows: bootstrap
 	for flow in issuance renewal revocation unblock check; do $(PY) -m kiosk.demo --flow $$flow --out $(OUT)/$$flow || exit 1; done
