@@ -29,6 +29,7 @@ from kiosk.errors import CannotCancel, KioskError, SessionNotFound, WrongStep
 from kiosk.events import EventKind
 from kiosk.pin import Pin, PinPolicy, SoPin
 from kiosk.ports import (
+    AgreementSigner,
     CentralPort,
     CertificateReader,
     IdCardPort,
@@ -72,6 +73,7 @@ class KioskPolicy:
     pin_policy: PinPolicy = field(default_factory=PinPolicy)
     calendar: WorkCalendar = field(default_factory=lambda: default_calendar("MN"))
     renewal_notice_days: int = RENEWAL_NOTICE_DAYS
+    holder_agreement: bool = False        # the holder signs the agreement on the token after install
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Services:
     token: TokenPort
     printer: PrinterPort
     certificates: CertificateReader
+    agreement: AgreementSigner | None = None     # signs the holder agreement on the token (kiosk.agreement)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """Issuance: from a paid order to a personalised eToken and a printed receipt (shared seed 000).
 
 Steps, in order: consent → order → identity → approval → token → keygen → enrollment → install →
-receipt → done.  At approval the clerk ticks the documents the order's type needs
+[agreement] → receipt → done.  The agreement step comes when the kiosk's policy has
+``holder_agreement`` and a signer: the holder types the eToken PIN once more and signs the
+certificate-holder agreement on the token with the new key (:mod:`kiosk.agreement`).
+
+At approval the clerk ticks the documents the order's type needs
 (:func:`required_documents`) and approves, or rejects with a reason (``reject``, which ends the
 session).  While the clerk reviews, the screen may run ``prepare_early`` on a worker thread: the token
 is initialised and the key generated under a temporary PIN, so that after approval ``prepare_token``
@@ -36,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import Enum, unique
 from typing import Any
 
+from kiosk.agreement import AgreementSteps
 from kiosk.engine import Engine, FlowKind, StepResult, cannot_cancel
 from kiosk.errors import (
     ApprovalIncomplete,
@@ -53,7 +58,7 @@ from kiosk.flows.issuance_early import EarlySteps, EarlyWork, RejectReason, asci
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
 from kiosk.pin import Pin, SoPin
-from kiosk.ports import IssuedCertificate, Receipt, SessionState, TokenInfo
+from kiosk.ports import AgreementSigner, IssuedCertificate, Receipt, SessionState, TokenInfo
 from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import IssuanceData, issuance_data
@@ -71,6 +76,7 @@ class IssuanceStep(Enum):
     ENROLLMENT = "enrollment"
     PENDING = "pending"          # the visit ended offline: the CSR waits for the central
     INSTALL = "install"
+    AGREEMENT = "agreement"      # the holder signs the agreement with the new key (kiosk.agreement)
     RECEIPT = "receipt"
     DONE = "done"
     CANCELLED = "cancelled"
@@ -120,7 +126,7 @@ S = IssuanceStep
 log = logging.getLogger("tamga.issuance")
 
 
-class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
+class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
     """The issuance steps over the engine's ports.
 
     One caller drives a session's steps; only ``prepare_early`` runs beside ``approve``/``reject``.
@@ -131,6 +137,7 @@ class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
     first_step = IssuanceStep.CONSENT
     after_consent = IssuanceStep.ORDER
     after_identity = IssuanceStep.APPROVAL
+    after_agreement = IssuanceStep.RECEIPT
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
@@ -153,7 +160,7 @@ class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
                                                                 data.get("by_proxy", False))) if at_approval else (),
             reasons=tuple(r.value for r in RejectReason) if at_approval else (),
             notice=self.early_notice(state) if at_approval else "",
-            pin_needed=step in (S.KEYGEN, S.INSTALL) and state.id not in self.pins,
+            pin_needed=step is S.AGREEMENT or (step in (S.KEYGEN, S.INSTALL) and state.id not in self.pins),
             receipt_pending=bool(data.get("receipt_pending", False)),
             timings_ms=dict(data.get("timings_ms", {})),
         )
@@ -177,7 +184,7 @@ class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
     def queued(self, state: SessionState) -> Callable[[], StepResult] | None:
         if state.step == S.PENDING.value:
             return lambda: self.fetch_certificate(state.id)
-        return None
+        return self.queued_agreement(state)
 
     def before_cancel(self, state: SessionState) -> dict[str, Any]:
         """No cancel once a certificate is on its way to the token; at enrollment, void the request first.
@@ -403,9 +410,23 @@ class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
             with self.token_session(state, serial, user_pin) as session:
                 session.install_certificate(bytes.fromhex(data["key_id"]), data["token"]["label"],
                                             pem_to_der(cert["pem"]), [pem_to_der(p) for p in cert["chain"]])
-        self.pins.forget(session_id)   # no further token operation needs it
-        return self.result(self.advance(state, S.RECEIPT, data, EventKind.CERTIFICATE_INSTALLED,
+        self.pins.forget(session_id)   # the agreement, if any, asks for the PIN once more
+        after = S.AGREEMENT if self.policy.holder_agreement and self.services.agreement else S.RECEIPT
+        return self.result(self.advance(state, after, data, EventKind.CERTIFICATE_INSTALLED,
                                         serial=cert["serial"]))
+
+    # -- 8a. the holder agreement (kiosk.agreement) -------------------------------------------------------
+    def agreement_signer(self) -> AgreementSigner:
+        if self.services.agreement is None:
+            raise RuntimeError("no agreement signer configured")
+        return self.services.agreement
+
+    def sign_agreement(self, session_id: str, pin: Pin) -> StepResult:
+        """Sign the agreement (see :class:`AgreementSteps`); the receipt prepared at install then says so."""
+        result = super().sign_agreement(session_id, pin)
+        state = self.engine.load(session_id)
+        self.engine.receipts.prepare(state.id, self.build_receipt(state.language, state.data, reprint=False))
+        return result
 
     # -- 9. receipt -------------------------------------------------------------------------------------
     def receipt_facts(self, data: Mapping[str, Any]) -> ReceiptFacts:
@@ -422,6 +443,7 @@ class IssuanceFlow(IdentitySteps, EarlySteps, ReceiptSteps):
             valid_until=dt.datetime.fromisoformat(cert["not_after"]).astimezone(tz),
             token_serial=data["token"]["serial"],
             qr_payload=self.policy.qr_template.format(serial=cert["serial"], invoice=order.invoice),
+            agreement_signed=bool(data.get("agreement")),
         )
 
     def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:

@@ -17,6 +17,7 @@ from typing import cast
 
 from cryptography import x509
 
+from devices.agreement import Pkcs11AgreementSigner
 from devices.certificates import X509Reader
 from devices.idcard import IdCardReader
 from devices.printer import EscPosPrinter, PrinterTarget
@@ -77,10 +78,15 @@ class Kiosk(FlowAccess):
             key_algorithm=cfg.token.key_algorithm, factory_so_pin=cfg.token.factory_so_pin(),
             token_label_prefix=cfg.token.label_prefix, qr_template=cfg.qr_template, timezone=cfg.tz,
             calendar=cfg.calendar, renewal_notice_days=cfg.renewal_notice_days,
+            holder_agreement=cfg.token.holder_agreement,
         )
         # Order lookups fall back to the cached office orders when the central is unreachable.
         lookup = cast(CentralPort, OfflineCentral(self.central, self.store.orders))
-        services = Services(self.store, lookup, self.idcard, self.token, self.printer, X509Reader())
+        # The holder agreement is signed through the token's own PKCS#11 session (pyHanko).
+        agreement = Pkcs11AgreementSigner(self.token) if cfg.token.holder_agreement and \
+            isinstance(self.token, Pkcs11Token) else None
+        services = Services(self.store, lookup, self.idcard, self.token, self.printer, X509Reader(),
+                            agreement=agreement)
         self.engine = Engine(services, policy, ALL_FLOWS, clock=self.clock)
         audit = self.store.audit
         sign_in = ClerkSignIn(self.store.clerks, audit=lambda kind, fields: audit.append(kind, fields))

@@ -92,6 +92,7 @@ class TokenSettings:
     key_algorithm: KeyAlgorithm
     label_prefix: str
     rescan: bool
+    holder_agreement: bool = False
 
     def factory_so_pin(self) -> SoPin | None:
         try:
@@ -273,14 +274,14 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
     notice_days = r.get("calendar.renewal_notice_days", int)
     if not 1 <= notice_days <= 90:
         raise ConfigError("calendar.renewal_notice_days must be 1 to 90", setting="calendar.renewal_notice_days")
-    identity = _identity_settings(r, country, check_files)
     idle = float(r.get("ui.idle_timeout_s", (int, float)))
     if not 10 <= idle <= 3600:
         raise ConfigError("ui.idle_timeout_s must be 10 to 3600 seconds", setting="ui.idle_timeout_s")
     size = r.text("ui.size")
-    width, sep, height = size.partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
+    ui_width, sep, ui_height = size.partition("x")
+    if not (sep and ui_width.isdigit() and ui_height.isdigit()):
         raise ConfigError(f"ui.size must be WIDTHxHEIGHT (800x480), not {size!r}", setting="ui.size")
+    identity = _identity_settings(r, country, check_files)
     return Config(
         source=source,
         kiosk=KioskSettings(
@@ -304,6 +305,7 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
             factory_so_pin_file=r.path("token.factory_so_pin_file", check_files),
             key_algorithm=KeyAlgorithm(r.choice("token.key_algorithm", tuple(a.value for a in KeyAlgorithm))),
             label_prefix=r.text("token.label_prefix"), rescan=r.get("token.rescan", bool),
+            holder_agreement=r.get("token.holder_agreement", bool),
         ),
         printer=PrinterSettings(
             kind=printer_kind, address=address, usb_vendor=r.get("printer.usb_vendor", int),
