@@ -31,6 +31,7 @@ from central.runner import CentralServer
 from kiosk.errors import CentralRejected, CentralUnavailable
 from kiosk.i18n import Translator
 from sync.central_client import CentralClient
+from sync.daemon import SyncDaemon
 from sync.kiosk_identity import (
     CentralNotTrusted,
     CentralUnreachable,
@@ -43,6 +44,7 @@ from sync.kiosk_identity import (
     renew_if_due,
     renewal_due,
 )
+from sync.store import KioskStore, load_or_create_key
 
 ARIUN_INVOICE = "147314016754"
 LANGUAGES = ("mn", "kk", "ky", "ru", "en")
@@ -57,7 +59,7 @@ def new_identity(central: CentralServer, tmp_path: Path) -> KioskIdentity:
 
 
 CODES = ("enroll", "used", "replaced-old", "replaced-new", "expired", "not-chain", "wrong-office", "revoked",
-         "renewal", "cli")
+         "renewal", "cli", "daemon")
 KIOSK_IDS = {name: kiosk_name() for name in CODES if not name.startswith("replaced")} | dict.fromkeys(
     ("replaced-old", "replaced-new"), kiosk_name())
 
@@ -302,6 +304,21 @@ def test_renewal_when_a_third_of_the_validity_is_left(central_server: CentralSer
     for which in (identity, old_copy):          # the old one stays valid until it ends
         with central_server.client(identity=which) as client:
             assert client.find_order("invoice", ARIUN_INVOICE).invoice == ARIUN_INVOICE
+
+
+def test_the_sync_daemon_renews_before_its_round(central_server: CentralServer, codes: dict[str, str],
+                                                 tmp_path: Path) -> None:
+    identity = new_identity(central_server, tmp_path)
+    first = enroll(central_server.url, codes["daemon"], "main", identity)
+    late = first.not_valid_after_utc - dt.timedelta(days=10)
+    store = KioskStore(tmp_path / "kiosk.db", load_or_create_key(tmp_path / "kiosk.key"))
+    with central_server.client(identity=identity) as client:
+        daemon = SyncDaemon(store, client, KIOSK_IDS["daemon"],
+                            before_round=lambda: renew_if_due(client, identity, now=late))
+        report = daemon.once()
+    store.close()
+    assert report.error is None
+    assert identity.load_certificate().serial_number != first.serial_number
 
 
 def test_renewal_needs_a_client_certificate(central_server: CentralServer) -> None:
