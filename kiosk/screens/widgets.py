@@ -211,7 +211,7 @@ class StatusBar(BoxLayout):
     PARTS = ("reader", "token", "printer", "central", "queue")
 
     def __init__(self, theme: Theme, **kw: Any) -> None:
-        super().__init__(orientation="horizontal", size_hint_y=None, height=theme.small_size * 2.2,
+        super().__init__(orientation="horizontal", size_hint_y=None, height=theme.small_size * 3.2,
                          padding=(theme.padding / 2, 0), spacing=theme.spacing, **kw)
         self._theme = theme
         self.labels: dict[str, Label] = {}
