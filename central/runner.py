@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +63,12 @@ def _environment(database_url: str | None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class CentralServer:
@@ -146,9 +153,14 @@ class CentralServer:
         if self._process is not None:
             raise RuntimeError("already started")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Concrete ports, never 0: cheroot sets SO_REUSEADDR only on a fixed port, and without it a
+        # restart on the same address fails while a kiosk's connection to the old process lingers in
+        # FIN-WAIT-2 (the offline demo and the central-down scenarios restart it so).
+        self.port = self.port or _free_port()
+        self.public_port = self.public_port or _free_port()
         command = [sys.executable, "-m", "central", "serve", "--data-dir", str(self.data_dir),
-                   "--host", "127.0.0.1", "--port", str(self.port or 0),
-                   "--public-port", str(self.public_port or 0), "--exit-on-stdin-eof",
+                   "--host", "127.0.0.1", "--port", str(self.port),
+                   "--public-port", str(self.public_port), "--exit-on-stdin-eof",
                    "--public-host", self.public_host]
         if self.demo_data:
             command.append("--demo-data")

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -128,20 +127,11 @@ def test_a_kiosk_killed_mid_push_sends_the_rest_after_its_restart_and_nothing_tw
     store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def restartable_central(tmp_path_factory: pytest.TempPathFactory) -> CentralServer:
-    """A central on fixed ports, as in an office: its listeners get SO_REUSEADDR (cheroot sets it only
-    for a fixed port), so it binds again at once after a crash even while a kiosk's keep-alive
-    connection to the dead process lingers in FIN-WAIT-2."""
-    central = CentralServer(tmp_path_factory.mktemp("central-restart"), port=_free_port(), demo_data=False)
-    central.public_port = _free_port()
-    return central
+    """A central of its own, to kill; the runner gives it fixed ports, so it binds them again at once
+    after the crash even while the kiosk's connection to the dead process lingers in FIN-WAIT-2."""
+    return CentralServer(tmp_path_factory.mktemp("central-restart"), demo_data=False)
 
 
 def test_a_central_killed_after_applying_a_batch_whose_answer_was_lost_applies_each_record_once(
