@@ -13,7 +13,7 @@ from kiosk.flows.token_check import CheckStep
 from kiosk.flows.unblock import UnblockStep
 from kiosk.pin import Pin
 from kiosk.ports import RevocationReason
-from tests.fakes import CARD_PIN, NOW
+from tests.fakes import CARD_PIN, NOW, FakeTokenState
 from tests.unit.conftest import TOKEN_PIN, Rig
 
 
@@ -231,6 +231,20 @@ def test_unblock_with_the_so_pin_escrowed_at_another_kiosk(rig: Rig) -> None:
     assert rig.store.journal[-1][2]["so_pin_source"] == "central"
     with rig.token.session("TK0001", Pin("509173")):
         pass
+
+
+def test_a_token_wiped_by_a_power_cut_inside_the_unblock_is_said_so_and_ends_the_visit(rig: Rig) -> None:
+    """Found by the crash harness on SoftHSM: a kill inside the PIN write leaves the token blank, with a
+    new serial; the holder must hear that the token lost its key (revoke, issue again), not that
+    another eToken is inserted."""
+    rig.issue()
+    rig.token.slot.tries_left = 0                              # type: ignore[union-attr]
+    sid = _unblock(rig)
+    rig.token.slot = FakeTokenState(serial="TK-BLANK")         # what the power cut left
+    r = rig.unblock.set_pin(sid, Pin("509173"), Pin("509173"))
+    assert r.error is not None and r.error.key == "error.token_wiped"
+    assert r.step is UnblockStep.CANCELLED and rig.store.load(sid).step == "cancelled"
+    assert rig.store.journal[-1][2]["reason"] == "token_wiped"
 
 
 def test_unblock_refused_when_the_card_holder_is_not_the_token_holder(rig: Rig) -> None:
