@@ -257,6 +257,14 @@ class PinRequired(InputRefused):
     key = "error.pin_required"
 
 
+class TokenWiped(TokenError):
+    """The eToken came back blank (a power cut inside its PIN write): its key and certificate are gone,
+    so the certificate must be revoked and a new one issued; ``data['serial']`` is the token it was."""
+
+    key = "error.token_wiped"
+    recoverable = False
+
+
 class WrongToken(TokenError):
     """Another eToken than the one this session prepared is in the slot; ``data['serial']`` is the right one."""
 

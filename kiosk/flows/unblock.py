@@ -13,7 +13,7 @@ from enum import Enum, unique
 from typing import Any
 
 from kiosk.engine import FlowKind, StepResult
-from kiosk.errors import KioskError, WrongToken
+from kiosk.errors import KioskError, TokenWiped, WrongToken
 from kiosk.events import EventKind
 from kiosk.flows.token_check import certificate_view, token_view
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
@@ -83,6 +83,12 @@ class UnblockFlow(IdentitySteps):
         serial = data["token"]["serial"]
         with self.engine.timed(data, U.NEW_PIN):
             present = self.services.token.present()
+            if not present.initialised:
+                # Blank (SoftHSM gives it a new serial): a power cut inside the PIN write wiped it.
+                wiped = TokenWiped(serial=serial)
+                ended = self.advance(state, U.CANCELLED, data, EventKind.UNBLOCK_REFUSED, token_serial=serial,
+                                     reason="token_wiped")
+                return self.result(ended, wiped)
             if present.serial != serial:
                 raise WrongToken(serial=serial, present=present.serial)
             try:

@@ -119,6 +119,7 @@ class Person:
         known = sessions_of(self.kiosk, name)
         sid = known[-1] if known else flow.begin(self.spec.get("language", "mn")).session_id
         errors: list[str] = []
+        messages: list[str] = []          # what the person read of each outcome, in their language
         for _ in range(MAX_ACTIONS):
             step = self.kiosk.store.load(sid).step
             if step in FINAL_STEPS:
@@ -132,8 +133,9 @@ class Person:
                         "recoverable": err.recoverable, "errors": errors}
             if result.error is not None:
                 errors.append(result.error.key)
+                messages.append(Translator(self.spec.get("language", "mn")).error(result.error))
         state = self.kiosk.store.load(sid)
-        return {"session": sid, "step": state.step, "errors": errors,
+        return {"session": sid, "step": state.step, "errors": errors, "messages": messages,
                 "certificate_serial": (state.data.get("certificate") or {}).get("serial"),
                 "sessions": len(sessions_of(self.kiosk, name))}
 

@@ -8,7 +8,7 @@ its own), order(s) at the central and kiosk credentials, so the counts of one po
 
 After the session ends the harness checks:
 
-* the session reached ``done`` (or stopped with an explained error, which the table shows);
+* the session reached ``done`` (or stopped, or was cancelled, with an explained error, which the table shows);
 * exactly one key pair per issuance on the token, one certificate for each key, no certificate
   twice (counted with python-pkcs11 in a child, and again with ``pkcs11-tool -O --login``);
 * the central holds exactly the certificates the token holds for the order (none voided, none extra);
@@ -281,6 +281,11 @@ class Visit:
         if outcome.get("stopped"):
             if not outcome.get("message") or outcome["message"] == outcome["stopped"]:
                 failures.append(f"stopped without an explanation: {outcome['stopped']}")
+        elif outcome.get("step") == "cancelled" and outcome.get("errors"):
+            # The visit ended with its reason (e.g. a token wiped by the power cut): explained if translated.
+            if any(text == key for key, text in zip(outcome["errors"], outcome.get("messages", []), strict=False)) \
+                    or not outcome.get("messages"):
+                failures.append(f"cancelled without an explanation: {outcome['errors']}")
         elif outcome.get("step") != "done":
             failures.append(f"ended at {outcome.get('step')} ({outcome.get('errors')})")
         if outcome.get("sessions", 1) != 1:
