@@ -48,6 +48,7 @@ from kiosk.i18n import Translator
 from kiosk.order import Order
 from kiosk.pin import Pin
 from kiosk.ports import AgreementFacts, AgreementKey, AgreementSigner, SessionState
+from kiosk.token_certificates import pem_to_der
 
 
 def agreement_facts(data: Mapping[str, Any], language: str, office: str, currency: str,
@@ -65,13 +66,8 @@ def agreement_facts(data: Mapping[str, Any], language: str, office: str, currenc
 def agreement_key(data: Mapping[str, Any]) -> AgreementKey:
     cert = data["certificate"]
     return AgreementKey(token_serial=data["token"]["serial"], key_id=bytes.fromhex(data["key_id"]),
-                        certificate_der=_pem_to_der(cert["pem"]),
-                        chain_der=tuple(_pem_to_der(pem) for pem in cert["chain"]))
-
-
-def _pem_to_der(pem: str) -> bytes:
-    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
-    return base64.b64decode(body)
+                        certificate_der=pem_to_der(cert["pem"]),
+                        chain_der=tuple(pem_to_der(pem) for pem in cert["chain"]))
 
 
 class AgreementSteps(Flow):

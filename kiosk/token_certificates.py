@@ -7,6 +7,7 @@ never before its expiry day — and is removed the next time the token is seen a
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass
 
@@ -52,3 +53,9 @@ def superseded(certs: list[TokenCertificate], now: dt.datetime) -> list[TokenCer
     """Expired certificates of a holder who also has a certificate on the token that is still valid."""
     valid = {c.facts.subject_serial_number for c in certs if c.facts.not_before <= now < c.facts.not_after}
     return [c for c in certs if c.facts.not_after <= now and c.facts.subject_serial_number in valid]
+
+
+def pem_to_der(pem: str) -> bytes:
+    """The DER of one PEM certificate (as the central sends them; the token stores DER)."""
+    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
+    return base64.b64decode(body)

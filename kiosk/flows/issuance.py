@@ -62,6 +62,7 @@ from kiosk.ports import AgreementSigner, IssuedCertificate, Receipt, SessionStat
 from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import IssuanceData, issuance_data
+from kiosk.token_certificates import pem_to_der
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
 
 
@@ -448,11 +449,6 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
 
     def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:
         return build_receipt(self.receipt_facts(data), language, self.policy.currency, reprint=reprint)
-
-
-def pem_to_der(pem: str) -> bytes:
-    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
-    return base64.b64decode(body)
 
 
 def pending_receipt_id(session_id: str) -> str:

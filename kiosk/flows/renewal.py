@@ -39,7 +39,6 @@ from kiosk.errors import (
     RenewalNotPossible,
 )
 from kiosk.events import EventKind
-from kiosk.flows.issuance import pem_to_der
 from kiosk.flows.token_check import certificate_view, token_view
 from kiosk.i18n import Translator
 from kiosk.order import FeeItem, FeeLine
@@ -47,7 +46,7 @@ from kiosk.pin import Pin
 from kiosk.ports import CertificateStatus, Receipt, ReceiptLine, ReceiptLineStyle, RenewalTerms, SessionState
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import TermsRecord, renewal_data
-from kiosk.token_certificates import current_certificate
+from kiosk.token_certificates import current_certificate, pem_to_der
 from kiosk.token_steps import TokenSteps
 from kiosk.views import RenewalView, StepView
 from kiosk.workdays import days_left
