@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ MAX_REQUEST_HEADER = 64 * 1024
 SOCKET_TIMEOUT_S = 30
 HANDSHAKE_TIMEOUT_S = 3
 """A kiosk's TLS handshake takes milliseconds (two round trips); a silent client is dropped after this."""
+LINGER_S = 2.0
+"""How long a refused body is read and dropped before the connection closes (nginx's lingering close).
+
+Closing with unread bytes in the receive buffer makes the kernel send a reset, and a client still
+sending its body then gets "connection reset" instead of the 413 written for it."""
 
 _CODES = {400: "bad_request", 404: "not_found", 408: "request_timeout", 411: "length_required",
           413: "request_too_large", 414: "request_too_large", 431: "request_too_large",
@@ -41,7 +47,37 @@ _CODES = {400: "bad_request", 404: "not_found", 408: "request_timeout", 411: "le
 
 
 class JsonRefusalRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
-    """cheroot's own refusals with a JSON body (its ``simple_response``, but application/json)."""
+    """cheroot's own refusals with a JSON body (its ``simple_response``, but application/json).
+
+    A response that closes the connection on a body not yet read (a 413 from cheroot or Django) reads
+    and drops the rest of it first, for at most :data:`LINGER_S`, so the client reads the refusal.
+    """
+
+    def respond(self) -> None:
+        super().respond()
+        if self.close_connection:
+            self._linger(getattr(self.rfile, "remaining", 0) or 0)
+
+    def _unread_declared_body(self) -> int:
+        try:
+            return max(int(self.inheaders.get(b"Content-Length", 0)), 0)
+        except ValueError:
+            return 0
+
+    def _linger(self, unread: int) -> None:
+        if unread <= 0:
+            return
+        deadline = time.monotonic() + LINGER_S
+        try:
+            self.conn.wfile.flush()
+            while unread > 0 and (left := deadline - time.monotonic()) > 0:
+                self.conn.socket.settimeout(left)
+                chunk = self.conn.rfile.read1(min(unread, 1 << 16))
+                if not chunk:
+                    return
+                unread -= len(chunk)
+        except OSError:  # a timeout too
+            return
 
     def simple_response(self, status: Any, msg: Any = "") -> None:
         status = str(status)
@@ -60,6 +96,9 @@ class JsonRefusalRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
         except OSError as err:
             if err.args[0] not in cheroot_errors.socket_errors_to_ignore:
                 raise
+            return
+        if number == 413 and not isinstance(self.rfile, cheroot_server.KnownLengthRFile):
+            self._linger(self._unread_declared_body())
 
 
 class JsonRefusalConnection(cheroot_server.HTTPConnection):  # type: ignore[misc]
