@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from devices.certificates import X509Reader
 from kiosk.engine import Engine, KioskPolicy, Services
 from kiosk.errors import CentralUnavailable, InvalidPin
 from kiosk.flows import ALL_FLOWS
 from kiosk.pin import Pin
+from sync.store import KioskStore
 from tests.fakes import FACTORY_SO, FakeAgreementSigner
 from tests.unit.conftest import TOKEN_PIN, Rig
 
@@ -78,3 +82,29 @@ def test_without_the_policy_install_goes_straight_to_the_receipt(rig: Rig) -> No
     sid = rig.to_enrollment_step()
     rig.issuance.enroll(sid)
     assert rig.issuance.install(sid).step.value == "receipt"
+
+
+def test_an_agreement_still_unsent_when_the_visit_is_done_is_offered_to_the_central_and_kept_from_the_purge(
+        tmp_path: Path) -> None:
+    """The central goes away between the certificate and the agreement: the holder leaves with the receipt, the
+    session is done; the sync daemon must still send the signed PDF, and the retention purge must wait for it."""
+    store = KioskStore(tmp_path / "kiosk.db", Fernet.generate_key())
+    arig = AgreementRig(store=store)          # type: ignore[arg-type]  # the real SQLite store: its purge decides
+    try:
+        sid = arig.to_agreement()
+        arig.central.down = True
+        assert isinstance(arig.issuance.sign_agreement(sid, Pin(TOKEN_PIN)).error, CentralUnavailable)
+        assert arig.issuance.print_receipt(sid).step.value == "done"
+        store.mark_sent([row["id"] for row in store.outbox()])       # every event synced, the agreement not
+        assert store.purge_finished(dt.timedelta(0)) == 0
+        queued = dict(arig.engine.queued_calls())
+        assert sid in queued
+        arig.central.down = False
+        assert queued[sid]().error is None
+        assert store.load(sid).data["agreement"]["sent"] is True
+        assert sid not in dict(arig.engine.queued_calls())
+        store.mark_sent([row["id"] for row in store.outbox()])
+        assert store.purge_finished(dt.timedelta(0)) == 1
+    finally:
+        arig.engine.close()
+        store.close()
