@@ -22,9 +22,10 @@ adapter signs in :meth:`agreement_signer`.  How the issuance flow takes it in (t
 4. ``receipt_facts`` passes ``agreement_signed=bool(data.get("agreement"))`` to
    :class:`kiosk.receipt.ReceiptFacts`, which then prints the agreement lines.
 5. ``queued(state)`` returns ``self.queued_agreement(state)`` when the flow has nothing else queued.
-   The engine offers ``queued`` only for unfinished sessions: a visit that reached ``done`` with
-   ``data["agreement"]["sent"]`` false (the central went away between issuance and the agreement)
-   must still be offered to it, and kept from the retention purge until sent.
+   A visit that reached ``done`` with ``data["agreement"]["sent"]`` false (the central went away between
+   issuance and the agreement) is marked ``awaits_central`` by the engine
+   (:data:`kiosk.engine.AWAITS_CENTRAL`): the sync daemon is still offered its call, and the retention
+   purge keeps the session until the agreement is sent (or refused).
 
 Session data: ``agreement = {"sha256", "signed_at", "sent", "pdf", "refused"}`` (``pdf``: base64 of the
 signed PDF, dropped once the central has it; ``refused``: the central's reason when it refused it, which

@@ -47,6 +47,9 @@ log = logging.getLogger("tamga.engine")
 
 SCHEMA_VERSION = 1         # of the session data every flow persists (``data['schema']``)
 FINAL_STEPS = ("done", "cancelled")
+#: In a finished session's data: it still has a call for the central (``Flow.queued``), e.g. a holder agreement
+#: signed while the central was away.  The sync daemon still runs it; the retention purge waits for it.
+AWAITS_CENTRAL = "awaits_central"
 
 
 @unique
@@ -274,9 +277,10 @@ class Engine:
         return self.flow_of(state).resume(state)
 
     def queued_calls(self) -> list[tuple[str, Callable[[], StepResult]]]:
-        """(session id, call) for every unfinished session waiting only for the central (oldest first)."""
+        """(session id, call) for every session waiting only for the central: the unfinished ones (oldest
+        first), then the finished ones that still await it (:data:`AWAITS_CENTRAL`)."""
         calls = []
-        for state in self.store.unfinished():
+        for state in [*self.store.unfinished(), *self.store.awaiting_central()]:
             call = self.flow_of(state).queued(state)
             if call is not None:
                 calls.append((state.id, call))
@@ -314,6 +318,7 @@ class Engine:
     def advance(self, state: SessionState, to: Enum, data: Mapping[str, Any], event: EventKind,
                 durable: bool = False, **fields: Any) -> SessionState:
         final = to.value in FINAL_STEPS
+        data = self._mark_queued(state, to.value, data) if final else data
         new = self.store.transition(state, to.value, dict(data),
                                     {"kind": event.value, "flow": state.flow, "final": final, **fields}, durable)
         log.info("step %s.%s -> %s", state.flow, state.step, to.value,
@@ -325,8 +330,20 @@ class Engine:
         return new
 
     def record(self, state: SessionState, data: Mapping[str, Any], event: EventKind, **fields: Any) -> SessionState:
-        """Journal an attempt (a refusal, a wrong PIN) without moving the session's step."""
+        """Journal an attempt (a refusal, a wrong PIN, a finished session's queued call) without moving its step."""
+        if state.step in FINAL_STEPS:
+            data = self._mark_queued(state, state.step, data)
         return self.store.transition(state, state.step, dict(data), {"kind": event.value, "flow": state.flow, **fields})
+
+    def _mark_queued(self, state: SessionState, step: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` of a session finished at ``step``, with :data:`AWAITS_CENTRAL` set while its flow still
+        has a call queued for the central."""
+        marked = {k: v for k, v in data.items() if k != AWAITS_CENTRAL}
+        probe = SessionState(id=state.id, flow=state.flow, step=step, version=state.version,
+                             language=state.language, data=marked)
+        if self.flow_of(state).queued(probe) is not None:
+            marked[AWAITS_CENTRAL] = True
+        return marked
 
     def before_side_effect(self, state: SessionState, data: Mapping[str, Any], event: EventKind,
                            to: Enum | None = None, **fields: Any) -> SessionState:

@@ -475,6 +475,11 @@ class SessionStore(Protocol):
     def unfinished(self) -> list[SessionState]:
         ...
 
+    def awaiting_central(self) -> list[SessionState]:
+        """Finished sessions whose data has ``awaits_central`` (kiosk.engine.AWAITS_CENTRAL), oldest first;
+        the retention purge keeps them."""
+        ...
+
     def transition(self, state: SessionState, to_step: str, data: dict[str, Any],
                    event: dict[str, Any], durable: bool = False) -> SessionState:
         """Persist the new step and data, a journal row and an outbox event in one transaction.

@@ -22,6 +22,7 @@ import sqlite_utils
 from cryptography.fernet import Fernet, InvalidToken
 from sqlite_utils.migrations import Migrations
 
+from kiosk.engine import AWAITS_CENTRAL
 from kiosk.errors import ConfigError, StaleSession
 from kiosk.events import EventKind
 from kiosk.pin import SoPin
@@ -187,6 +188,14 @@ class KioskStore:
             rows = list(self.db.table("sessions").rows_where("finished_at is null", order_by="created_at"))
         return [self._state(r) for r in rows]
 
+    def awaiting_central(self) -> list[SessionState]:
+        """Finished sessions that still have a call for the central (``kiosk.engine.AWAITS_CENTRAL``)."""
+        with self._lock:
+            rows = list(self.db.table("sessions").rows_where(
+                "finished_at is not null and json_extract(data, ?) = 1", [f"$.{AWAITS_CENTRAL}"],
+                order_by="created_at"))
+        return [self._state(r) for r in rows]
+
     def sessions_since(self, since: dt.datetime) -> list[SessionState]:
         """Sessions created or moved on at or after ``since``, oldest first (the clerk's day list)."""
         moment = since.astimezone(dt.UTC).isoformat(timespec="milliseconds")
@@ -277,12 +286,14 @@ class KioskStore:
                 "orders_cached": self.orders.count()}
 
     def purge_finished(self, older_than: dt.timedelta) -> int:
-        """Delete personal data of sessions finished before now − ``older_than`` whose events were sent."""
+        """Delete personal data of sessions finished before now − ``older_than`` whose events were sent and
+        which await nothing more from the central (a holder agreement still unsent keeps its session)."""
         cutoff = (dt.datetime.now(dt.UTC) - older_than).isoformat(timespec="milliseconds")
         with self._lock, self.db.atomic():
             ids = [r["id"] for r in self.db.query(
                 "select id from sessions where finished_at is not null and finished_at < ? and not exists "
-                "(select 1 from outbox o where o.session_id = sessions.id and o.sent_at is null)", [cutoff])]
+                "(select 1 from outbox o where o.session_id = sessions.id and o.sent_at is null) and "
+                "coalesce(json_extract(data, ?), 0) != 1", [cutoff, f"$.{AWAITS_CENTRAL}"])]
             for table in ("transitions", "receipts", "outbox"):
                 self.db.execute(f"delete from {table} where session_id in (select value from json_each(?))",  # noqa: S608
                                 [json.dumps(ids)])

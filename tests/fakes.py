@@ -100,6 +100,10 @@ class MemoryStore:
     def unfinished(self) -> list[SessionState]:
         return [self.load(sid) for sid in self.sessions if sid not in self.finished]
 
+    def awaiting_central(self) -> list[SessionState]:
+        return [self.load(sid) for sid in self.sessions
+                if sid in self.finished and self.sessions[sid].data.get("awaits_central")]
+
     def transition(self, state: SessionState, to_step: str, data: dict[str, Any], event: dict[str, Any],
                    durable: bool = False) -> SessionState:
         if event.get("kind") == self.crash_on:
