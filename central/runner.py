@@ -145,6 +145,17 @@ class CentralServer:
         return identity
 
     @property
+    def public_https_url(self) -> str:
+        """The kiosks' HTTPS listener under the public host name (``https://pki.tamga.mn:PORT``).
+
+        The receipt's QR code opens the verification page there; its TLS certificate names the public
+        host, so a client on this machine resolves that name to 127.0.0.1 (``curl --resolve``).
+        """
+        host = self.public_host.rsplit("]", 1)[0] + "]" if self.public_host.startswith("[") \
+            else self.public_host.rsplit(":", 1)[0]
+        return f"https://{host}:{self.url.rsplit(':', 1)[1]}"
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 

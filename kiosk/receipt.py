@@ -67,10 +67,10 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
     ]
     if facts.agreement_signed:
         lines += [ReceiptLine(S.NOTE, t("agreement.receipt.signed")), ReceiptLine(S.NOTE, t("agreement.receipt.where"))]
-    lines += [
-        ReceiptLine(S.QR, t("receipt.qr_caption"), facts.qr_payload),
-        ReceiptLine(S.NOTE, t("receipt.pin_not_printed")),
-    ]
+    lines.append(ReceiptLine(S.QR, t("receipt.qr_caption"), facts.qr_payload))
+    if facts.qr_payload.startswith("https://"):         # the link to type where no camera reads the code
+        lines.append(ReceiptLine(S.NOTE, facts.qr_payload))
+    lines.append(ReceiptLine(S.NOTE, t("receipt.pin_not_printed")))
     return Receipt(language, tuple(lines))
 
 

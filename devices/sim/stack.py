@@ -134,7 +134,7 @@ kind = "network"
 address = "127.0.0.1:{self.printer.port}"
 
 [receipt]
-qr_template = "{self.central.public_url}/verify/{{serial}}"   # the central's verification page (public HTTP)
+qr_template = "{self.central.public_https_url}/verify/{{serial}}"   # the verification page, on the HTTPS listener
 """, encoding="utf-8")
 
     # -- the applicant's card --------------------------------------------------------------------------
