@@ -232,15 +232,13 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
         finally:
             kiosk.close()
         assert stack.printer is not None and stack.central is not None and stack.softhsm is not None
-        issued = result.get("issuance", result)
-        verify_url = cfg.qr_template.format(serial=issued["certificate_serial"], invoice=issued["invoice"])
-        shown = browser and verify_url.startswith("http")
-        if shown and verification_screenshot(verify_url, out / "verify.png", language):
-            result["verification_page"] = verify_url
         jobs = stack.printer.wait_for_jobs(2 if offline else 1)
         shutil.copy(jobs[-1], out / "receipt.png")
         if offline:
             shutil.copy(jobs[0], out / "receipt-pending.png")
+        if browser:     # the issuance receipt, scanned as a phone would
+            result.update(look_at_verification_page(jobs[1 if offline else 0], out / "verify.png", language,
+                                                    stack.central.tls_ca_path))
         shutil.copy(stack.central.ca_chain_path, out / "ca-chain.pem")
         shutil.copytree(stack.softhsm.token_dir, out / "tokens")
     (out / "softhsm2.conf").write_text(
@@ -254,32 +252,18 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
     return result
 
 
-def verification_screenshot(url: str, path: Path, language: str) -> bool:
-    """The page behind the receipt's QR code, as a phone's headless chromium shows it; False without one."""
-    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
-        return False
+def look_at_verification_page(receipt: Path, screenshot: Path, language: str, ca_pem: Path) -> dict[str, Any]:
+    """Scan the receipt's QR code, open its https link trusting the central's CA, save the screenshot."""
+    from kiosk.shell.demo_verification import VerificationUnavailable, scan_receipt
+
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        return False
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    with tempfile.TemporaryDirectory(prefix="tamga-browser-") as profile:
-        for arg in ("--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--disable-gpu", "--window-size=390,844",
-                    f"--user-data-dir={profile}"):
-            options.add_argument(arg)
-        options.add_experimental_option("prefs", {"intl.accept_languages": language})
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-        try:
-            driver.set_page_load_timeout(30)
-            driver.get(url)
-            driver.save_screenshot(str(path))
-        finally:
-            driver.quit()
-    return True
+        page = scan_receipt(receipt, screenshot, language, ca_pem)
+    except VerificationUnavailable as err:
+        say(f"no {screenshot.name}: {err}")
+        return {}
+    say(f"{page.url}: {page.status_text}")
+    return {"verification_page": page.url, "verification_status": page.status,
+            "verification_status_text": page.status_text}
 
 
 def _other_kiosk(config_path: Path, data_dir: Path) -> Any:

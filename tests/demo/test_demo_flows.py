@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+
+from kiosk.i18n import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +37,26 @@ def test_demo_runs_the_flow(flow: str, tmp_path: Path) -> None:
         assert result["so_pin_source"] == "central"
     elif flow == "check":
         assert result["signature_ok"] and result["status"] == "good"
+    assert_scanned_receipt_opens_the_page(result, out, "revoked" if flow == "revocation" else "good")
+
+
+def assert_scanned_receipt_opens_the_page(result: dict[str, object], out: Path, status: str) -> None:
+    """zbar read an https link from the printed receipt; chromium, trusting the central's CA, showed it."""
+    issued = result.get("issuance", result)
+    assert isinstance(issued, dict)
+    url = str(result["verification_page"])
+    assert url.startswith("https://pki.tamga.mn:") and url.endswith(f"/verify/{issued['certificate_serial']}")
+    assert result["verification_status"] == status
+    assert str(result["verification_status_text"]).endswith(catalogue("mn")[f"check.status.{status}"])
+    assert (out / "verify.png").stat().st_size > 10_000
+    # What relying parties fetch stays on plain http (RFC 5280, RFC 6960): only the page is https.
+    cert = x509.load_pem_x509_certificate(str(issued["certificate_pem"]).encode())
+    crl = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+    aia = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+    fetched = [name.value for point in crl for name in point.full_name or ()]
+    fetched += [d.access_location.value for d in aia if d.access_method in (
+        AuthorityInformationAccessOID.OCSP, AuthorityInformationAccessOID.CA_ISSUERS)]
+    assert len(fetched) >= 3 and all(u.startswith("http://pki.tamga.mn:") for u in fetched), fetched
 
 
 @pytest.mark.slow
@@ -45,3 +69,4 @@ def test_offline_demo_prints_a_pending_receipt_then_installs(tmp_path: Path) -> 
     result = json.loads((out / "issuance.json").read_text())
     assert result["offline"] and result["certificate_serial"] and result["receipt_printed"]
     assert (out / "receipt-pending.png").stat().st_size > 1000
+    assert_scanned_receipt_opens_the_page(result, out, "good")      # the receipt printed once it was issued

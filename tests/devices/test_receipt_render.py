@@ -27,6 +27,7 @@ from devices.receipt_render import (
 from kiosk.errors import ConfigError
 from kiosk.i18n import Translator
 from kiosk.ports import Receipt, ReceiptLine, ReceiptLineStyle
+from kiosk.receipt import build_receipt
 
 S = ReceiptLineStyle
 
@@ -216,3 +217,15 @@ def test_png_round_trips_pixel_for_pixel() -> None:
     back = Image.open(io.BytesIO(data))
     assert back.size == img.size
     assert ImageChops.difference(back.convert("L"), img.convert("L")).getbbox() is None
+
+
+@pytest.mark.skipif(shutil.which("zbarimg") is None, reason="zbar-tools is not installed (apt-get install zbar-tools)")
+@pytest.mark.parametrize("language", ["mn", "kk", "ky", "ru", "en"])
+def test_a_qr_decoder_nobody_here_wrote_reads_the_issuance_receipts_https_link(language: str, tmp_path: Path) -> None:
+    from kiosk.shell.demo_verification import read_qr
+    from tests.unit.test_receipt import facts
+
+    link = "https://pki.tamga.mn:8443/verify/39D9EE5FA85A36DF2C0E2AA27BA5ACB10BEE9374"
+    printed = tmp_path / "receipt.png"
+    render_receipt(build_receipt(facts(link), language)).save(printed)
+    assert read_qr(printed) == link
