@@ -18,7 +18,9 @@ Restore refuses to overwrite a kiosk that already has a store unless told ``--re
 store is then kept beside it as ``kiosk.db.before-restore-<time>``), writes files with the modes they
 had (secrets 0600, the data directory 0700) and, as root, the owners they had (by name), opens the
 restored store with the restored key to prove they belong together (every SO PIN decrypts, the
-audit chain verifies), and records ``kiosk.restored`` in the audit trail.
+audit chain verifies), and records ``kiosk.restored`` in the audit trail; a backup records
+``kiosk.backed_up`` (the file's SHA-256) after its snapshot.  As root both open the store as the data
+directory's owner (:func:`provisioning.trail.kiosk_store`), so it leaves no file the kiosk cannot write.
 
 A store restored from a backup older than the kiosk's last sync is behind the central: the central
 then refuses the kiosk's next audit entries as a fork, and ``python -m sync status`` shows it.
@@ -185,6 +187,11 @@ def create(config_path: Path, target: Path, passphrase: str, now: dt.datetime | 
         out.flush()
         os.fsync(out.fileno())
     tmp.replace(target)
+    from provisioning.trail import kiosk_store, sha256
+
+    with kiosk_store(data_dir) as store:     # after the snapshot: the backup itself does not hold this entry
+        store.audit.append("kiosk.backed_up", {"kiosk_id": cfg.kiosk.id, "outcome": "backed_up", "files": count,
+                                               "backup_sha256": sha256(blob)})
     return count
 
 
@@ -249,10 +256,9 @@ def _extract(archive: tarfile.TarFile, members: list[tarfile.TarInfo], prefix: s
 
 def _prove(data_dir: Path, kiosk_id: str, backup_sha256: str) -> tuple[int, int, int]:
     """Open the restored store with the restored key: every SO PIN decrypts and the audit chain verifies."""
-    from sync.store import KioskStore
+    from provisioning.trail import kiosk_store
 
-    store = KioskStore.open(data_dir)
-    try:
+    with kiosk_store(data_dir) as store:     # as the restored directory's owner: no file of root's in it
         serials = [row["token_serial"] for row in store.db.query("select token_serial from token_secrets")]
         for serial in serials:
             if store.token_secret(serial) is None:
@@ -265,8 +271,6 @@ def _prove(data_dir: Path, kiosk_id: str, backup_sha256: str) -> tuple[int, int,
         store.audit.append("kiosk.restored", {"kiosk_id": kiosk_id, "outcome": "restored",
                                               "setting": f"backup sha256 {backup_sha256}"})
         return len(store.unfinished()), len(serials), report.entries + 1
-    finally:
-        store.close()
 
 
 def _passphrase(args: argparse.Namespace, twice: bool) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from kiosk.errors import ConfigError, KioskError
 from provisioning import central, discovery, install
 from provisioning.steps import Progress, StepFailed, StepSkipped
+from provisioning.trail import ProvisioningTrail
 
 CONFIG = "/etc/tamga/kiosk.toml"
 CENTRAL_CA = "/etc/tamga/central-ca.pem"
@@ -560,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     units_dir = Path(args.units_dir) if args.units_dir else install.default_units_dir()
-    progress = Progress(STEPS)
+    trail = ProvisioningTrail(plan)
+    trail.started(ask.interactive)
+    progress = Progress(STEPS, after=trail.step_done)
     steps: list[tuple[str, Callable[[], str]]] = [
         ("Card readers (PC/SC)", lambda: step_readers(plan, args, ask, progress)),
         ("eToken module and token (PKCS#11)", lambda: step_token(plan, args, ask, progress)),
@@ -580,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.report()
         configured = any(r.number == CONFIGURATION_STEP and r.outcome == "ok" for r in progress.results)
         written = "the configuration is written and valid" if configured else "nothing was written"
+        trail.finished("stopped", time.perf_counter() - started, len(progress.results))
         print(f"\ntamga-provision: stopped at step {progress.results[-1].number}; {written}. "
               "Fix what it says and run it again.", file=sys.stderr)
         return 1
@@ -587,5 +591,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\ntamga-provision: stopped", file=sys.stderr)
         return 2
     progress.report()
+    trail.finished("provisioned", time.perf_counter() - started, len(progress.results))
     print(f"\nkiosk {plan.kiosk_id} provisioned in {time.perf_counter() - started:.1f} s")
     return 0

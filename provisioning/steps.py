@@ -42,6 +42,7 @@ class Progress:
     total: int
     out: TextIO = field(default_factory=lambda: sys.stdout)
     results: list[StepResult] = field(default_factory=list)
+    after: Callable[[StepResult], None] | None = None      # told each result (the audit trail)
 
     def note(self, text: str) -> None:
         """A detail line of the running step (what was found), printed at once."""
@@ -60,11 +61,17 @@ class Progress:
             self.results.append(StepResult(number, title, "FAIL", seconds, failed.problem))
             print(f"        FAIL  {seconds:6.2f} s  {failed.problem}", file=self.out)
             print(f"        check: {failed.check}", file=self.out, flush=True)
+            self._tell()
             raise
         seconds = time.perf_counter() - started
         self.results.append(StepResult(number, title, outcome, seconds, summary))
         print(f"        {outcome:4}  {seconds:6.2f} s  {summary}", file=self.out, flush=True)
+        self._tell()
         return self.results[-1]
+
+    def _tell(self) -> None:
+        if self.after is not None:
+            self.after(self.results[-1])
 
     def report(self) -> None:
         """The table of every step run: number, outcome, seconds, title (the figures to compare)."""

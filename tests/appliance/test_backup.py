@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +57,13 @@ def test_a_replacement_kiosk_gets_back_its_sessions_its_so_pins_and_its_audit_ch
     for secret in (HOLDER.encode(), SO_PIN.encode(), b"tamga_secret-credential",
                    (root / "var/lib/tamga/kiosk.key").read_bytes().strip()):
         assert secret not in sealed
+    backed_up = KioskStore.open(root / "var/lib/tamga")      # the kiosk's chain says a backup was made, of what
+    try:
+        last = list(backed_up.audit.entries())[-1]
+    finally:
+        backed_up.close()
+    assert (last.kind, last.fields["backup_sha256"]) == ("kiosk.backed_up", hashlib.sha256(sealed).hexdigest())
+    assert PASSPHRASE not in json.dumps(last.to_dict(), ensure_ascii=False)
 
     _wipe(root)                                         # the SD card died; a fresh image has none of it
     restored = _cli("restore", str(medium), "--config", str(config), stdin=PASSPHRASE + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 import subprocess
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from devices.sim.softhsm import FACTORY_SO_PIN
 from kiosk.shell import config
-from provisioning import install
+from provisioning import install, trail
+from sync.store import KioskStore
 from tests.appliance.conftest import MDWE_WRAPPER, Provisioner
 
 STEP_LINE = re.compile(r"^\s+(\d+)\s+(ok|FAIL|skip)\s+(\d+\.\d+) s\s+(.+)$", re.MULTILINE)
@@ -32,7 +35,8 @@ def test_provisions_a_kiosk_that_passes_its_self_test_and_prints_a_test_receipt(
     assert printer is not None
     printed = len(printer.jobs)
     root = tmp_path / "root"
-    out = provisioner.run(root)
+    code = provisioner.code()
+    out = provisioner.run(root, enrollment_code=code)
     assert out.returncode == 0, out.stdout + out.stderr
     table = steps(out.stdout)
     assert sorted(table) == list(range(1, 11)) and all(o == "ok" for o, _, _ in table.values()), out.stdout
@@ -69,6 +73,35 @@ def test_provisions_a_kiosk_that_passes_its_self_test_and_prints_a_test_receipt(
         sync = subprocess.run([sys.executable, "-m", "sync", "--config", str(root / "etc/tamga/kiosk.toml"), "once"],
                               capture_output=True, text=True, env=provisioner.env, timeout=120, check=False)
     assert sync.returncode == 0 and "pushed 0" in sync.stdout, sync.stdout + sync.stderr
+    # Every step is in the kiosk's audit chain, which the central acknowledged (it keeps only a whole chain).
+    assert f"audit entries {len(provisioning_trail(root, code, identity.key))}" in sync.stdout, sync.stdout
+
+
+def provisioning_trail(root: Path, code: str, identity_key: Path) -> list[str]:
+    """The run's audit entries: one a step in order, in a store with the kiosk's modes, no secret in them."""
+    data_dir = root / "var/lib/tamga"
+    for name in ("kiosk.db", "kiosk.key"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600
+    verify = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(root / "etc/tamga/kiosk.toml"), "audit",
+                             "verify"], capture_output=True, text=True, timeout=60, check=False)
+    assert verify.returncode == 0 and "provisioning.trust 1" in verify.stdout, verify.stdout + verify.stderr
+    store = KioskStore.open(data_dir)
+    try:
+        entries = list(store.audit.entries())
+    finally:
+        store.close()
+    kinds = [e.kind for e in entries]
+    assert kinds == ["provisioning.started", *(f"provisioning.{k}" for k in trail.STEP_KINDS), "provisioning.finished"]
+    assert [e.fields.get("outcome") for e in entries[1:-1]] == ["ok"] * 10
+    assert len({e.session_id for e in entries}) == 1 and [e.at for e in entries] == sorted(e.at for e in entries)
+    enrolled = entries[5].fields
+    assert enrolled["certificate_sha256"] == trail.sha256((root / "var/lib/tamga/kiosk-identity.pem").read_bytes())
+    assert entries[7].fields["config_sha256"] == trail.sha256((root / "etc/tamga/kiosk.toml").read_bytes())
+    text = json.dumps([e.to_dict() for e in entries], ensure_ascii=False)
+    key_body = "".join(identity_key.read_text().splitlines()[1:-1])
+    for secret in (FACTORY_SO_PIN, code, key_body[:40], key_body[-40:]):
+        assert secret not in text
+    return kinds
 
 
 def test_running_it_again_changes_nothing(provisioner: Provisioner, tmp_path: Path) -> None:
@@ -171,6 +204,13 @@ def test_without_a_card_the_self_test_fails_and_says_to_insert_one(provisioner: 
     assert "the configuration is written and valid" in out.stderr
     config.load(tmp_path / "root/etc/tamga/kiosk.toml")
     assert not (tmp_path / "root/etc/systemd").exists()
+    store = KioskStore.open(tmp_path / "root/var/lib/tamga")       # the failed step is in the audit trail
+    try:
+        last = [(e.kind, e.fields.get("outcome")) for e in store.audit.entries()][-3:]
+    finally:
+        store.close()
+    assert last == [("provisioning.configuration", "ok"), ("provisioning.self_test", "FAIL"),
+                    ("provisioning.stopped", "stopped")]
 
 
 def test_no_units_skips_the_last_step(provisioner: Provisioner, tmp_path: Path) -> None:
