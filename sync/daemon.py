@@ -121,7 +121,9 @@ class SyncDaemon:
             batch = fitting([e.to_dict() for e in entries], self.batch_bytes)
             entries = entries[:len(batch)]
             head = self.inbox.push_audit(batch)
-            self.store.audit.mark_sent(head)
+            # Only this batch's entries: the central's head may be ahead of them (a store restored from
+            # an old backup), and entries it has not seen are not sent whatever their numbers.
+            self.store.audit.mark_sent(min(head, entries[-1].seq))
             done = sum(1 for e in entries if e.seq <= head)
             sent += done
             if done < len(entries):
