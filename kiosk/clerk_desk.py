@@ -89,6 +89,7 @@ class SessionStatus(Enum):
     RESUMABLE = "resumable"                          # a call continues it with no new input (after a restart)
     WAITING_FOR_CENTRAL = "waiting_for_central"      # queued for the central service
     RECEIPT_PENDING = "receipt_pending"              # finished, the receipt not confirmed printed
+    REFUSED_BY_CENTRAL = "refused_by_central"        # a request kept offline was refused (SessionLine.refusal)
     DONE = "done"
     CANCELLED = "cancelled"
 
@@ -105,6 +106,9 @@ class SessionLine:
     updated_at: dt.datetime | None
     status: SessionStatus
     language: str
+    refusal: Mapping[str, Any] | None = None     # why the central refused a kept request (issuance data)
+    token_serial: str = ""
+    invoice: str = ""
 
     @property
     def can_resume(self) -> bool:
@@ -200,10 +204,20 @@ class ClerkDesk(FlowAccess):
                       reverse=True)
 
     def line(self, state: SessionState) -> SessionLine:
-        return SessionLine(state.id, FlowKind(state.flow), state.step, holder_name(state.data),
-                           _moment(state.created_at), _moment(state.updated_at), self._status(state), state.language)
+        data = state.data
+        return SessionLine(state.id, FlowKind(state.flow), state.step, holder_name(data),
+                           _moment(state.created_at), _moment(state.updated_at), self._status(state), state.language,
+                           refusal=data.get("refusal"), token_serial=data.get("token", {}).get("serial", ""),
+                           invoice=data.get("order", {}).get("invoice", ""))
+
+    def refused(self) -> list[SessionLine]:
+        """Sessions whose kept request the central refused and whose token has not been back since (oldest first);
+        for ``python -m sync status``, which needs no sign-in."""
+        return [self.line(s) for s in self.engine.store.unfinished() if s.data.get("refusal")]
 
     def _status(self, state: SessionState) -> SessionStatus:
+        if state.data.get("refusal"):
+            return SessionStatus.REFUSED_BY_CENTRAL
         if state.step == "cancelled":
             return SessionStatus.CANCELLED
         if state.step == "done":
@@ -297,6 +311,26 @@ def clerk_message(t: Translator, err: KioskError, timezone: dt.tzinfo = dt.UTC) 
     if err.key.startswith("clerk."):
         return t(err.key, **data)
     return t.error(err)
+
+
+def refusal_text(t: Translator, line: SessionLine, timezone: dt.tzinfo = dt.UTC) -> str:
+    """Why the central refused the session's kept request, and what becomes of the token's unused key."""
+    refusal = dict(line.refusal or {})
+    if refusal.get("reason") == "enrollment_conflict":
+        at = refusal.get("issued_at")
+        issued_on = t.date(dt.datetime.fromisoformat(at).astimezone(timezone).date()) if at else "-"
+        why = t("clerk.refused.enrollment_conflict", invoice=line.invoice, issued_by=refusal.get("issued_by") or "-",
+                issued_on=issued_on)
+    else:
+        code = str(refusal.get("refusal") or refusal.get("reason", ""))     # order_not_payable's own reason first
+        amounts = {k: t.money(v) for k, v in refusal.items() if k in ("total", "paid", "due") and isinstance(v, int)}
+        why = t("clerk.refused.request", invoice=line.invoice,
+                reason_text=t(f"refusal.{code}", **{**refusal, **amounts}) if t.has(f"refusal.{code}") else code)
+    if refusal.get("key_removed_at"):
+        return f"{why} {t('clerk.refused.key_removed', token_serial=line.token_serial)}"
+    if line.step == "refused":
+        return f"{why} {t('clerk.refused.key_waiting', token_serial=line.token_serial)}"
+    return why          # the clerk ended it before the token came back: the key is still on it
 
 
 def status_text(t: Translator, status: SessionStatus) -> str:

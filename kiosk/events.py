@@ -41,6 +41,7 @@ class EventKind(Enum):
     KEY_GENERATED = "key.generated"
     ENROLLMENT_REFUSED = "enrollment.refused"
     ENROLLMENT_DEFERRED = "enrollment.deferred"
+    UNUSED_KEY_REMOVED = "enrollment.unused_key_removed"   # the key of a request the central refused, off the token
     CERTIFICATE_ISSUED = "certificate.issued"
     CERTIFICATE_INSTALLED = "certificate.installed"
     AGREEMENT_SIGNED = "agreement.signed"                  # the holder agreement signed on the token (sent or queued)

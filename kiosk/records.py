@@ -128,6 +128,8 @@ class IssuanceData(SessionData, total=False):
     pending_since: str            # the visit ended offline; the certificate is fetched later
     early: EarlyRecord
     rejection: RejectionRecord    # the clerk rejected; the session ends once the early key is gone
+    refusal: dict[str, Any]       # the central refused the kept request: reason (issued_by, issued_at for a
+                                  # conflict; refusal for order_not_payable), refused_at, key_removed_at
 
 
 class TermsRecord(TypedDict):

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     kiosk_log.setup(cfg.log_level)
     if args.command == "enroll":
         return _enroll(cfg, args.code, args.office)
+    from kiosk.clerk_desk import refusal_text
+    from kiosk.i18n import Translator
     from kiosk.shell import app
     from sync.daemon import SyncDaemon
     from sync.kiosk_identity import renew_if_due
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"last error       {status['last_error'] or '-'} {_age(status['last_error_at'])}")
             print(f"orders feed      {_age(status['orders_feed_at'])} ({status['orders_cached']} orders cached)")
             print(f"certificate feed {_age(status['certificates_feed_at'])}")
+            t = Translator(cfg.kiosk.language)
+            for line in kiosk.clerk_desk.refused():      # kept requests the central refused: said in words
+                print(f"refused          {refusal_text(t, line, kiosk.engine.policy.timezone)}")
             return 0
         identity = cfg.central.identity()
 

@@ -65,7 +65,7 @@ LOOKUP_KINDS = ("invoice", "register")
 _RETRYABLE = (requests.ConnectionError, requests.Timeout)
 # Body fields of an error that are passed on in the error's data (``reason`` is renamed ``refusal``).
 _ERROR_DETAIL_FIELDS = ("reason", "total", "paid", "due", "term_years", "field", "balance", "shortfall",
-                        "last_request_day", "certificate_status", "renewed_by", "limit")
+                        "last_request_day", "certificate_status", "renewed_by", "limit", "issued_by", "issued_at")
 _HEX = re.compile(r"^[0-9A-Fa-f]{1,128}$")
 
 

@@ -142,6 +142,21 @@ def refuse_voided(idempotency_key: str) -> None:
         raise ApiError(409, "enrollment_void", "this idempotency key was voided; start a new enrollment")
 
 
+def conflict(order: Order) -> ApiError:
+    """409 ``enrollment_conflict``: the order's certificate was issued for another key, which kiosk and when.
+
+    Two kiosks that were both offline may each have kept an enrollment for one order; the first one
+    applied here is issued, every other one gets this answer (its key is then of no use: its kiosk
+    removes it from the token).  ``issued_by``/``issued_at`` are null when the order was marked issued
+    without an enrollment here.
+    """
+    first = (order.enrollments.filter(voided_at__isnull=True, renewal_of__isnull=True)
+             .order_by("created_at", "pk").first())
+    return ApiError(409, "enrollment_conflict", "the order's certificate was already issued for another key",
+                    issued_by=first.kiosk_id if first else None,
+                    issued_at=first.created_at.isoformat() if first else None)
+
+
 def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, token_serial: str = "",
            escrow_ciphertext: bytes | None = None, *, office_id: int) -> tuple[Enrollment, bool]:
     """Issue (or find again) the order's certificate; return the enrollment and whether it is new.
@@ -149,8 +164,8 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
     ``escrow_ciphertext`` (checked by :func:`escrow.check_escrow`) is kept as the SO PIN of
     ``token_serial`` when the certificate is issued now.  An order of another office than
     ``office_id`` is not found.  Raises ApiError: 400 for a bad request or
-    CSR, 404 ``order_not_found``, 409 ``order_not_payable`` (with ``reason``), ``key_reused``,
-    ``idempotency_conflict`` or ``enrollment_void``.
+    CSR, 404 ``order_not_found``, 409 ``enrollment_conflict`` (issued for another key: :func:`conflict`),
+    ``order_not_payable`` (with ``reason``), ``key_reused``, ``idempotency_conflict`` or ``enrollment_void``.
     """
     check_idempotency_key(idempotency_key)
     request = check_csr(csr_pem)
@@ -179,8 +194,7 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
             raise ApiError(409, "key_reused", "this public key was already certified")
 
         if order.status == OrderStatus.ISSUED or order.enrollments.filter(voided_at__isnull=True).exists():
-            raise ApiError(409, "order_not_payable", "the order's certificate was issued for another key",
-                           reason="already_issued")
+            raise conflict(order)
         try:
             check_may_proceed(order.to_kiosk())
         except OrderNotPayable as err:

@@ -16,7 +16,11 @@ When the central cannot be reached at enrollment, the visit can end offline
 (``defer``): enrollment → pending, with a "certificate pending" receipt; the queued request is
 sent later (``fetch_certificate``, by the sync daemon or when the token is seen again) and the
 certificate is installed the next time the holder's token is in a kiosk of the office
-(``waiting_for_token``).  A restarted kiosk resumes at the persisted step; the steps with side effects are
+(``waiting_for_token``).  When the central refuses the kept request for good (the order was issued at
+another kiosk that was offline too, or it was cancelled or changed meanwhile), the session waits at
+``refused`` with the central's reason (``data['refusal']``, shown to the clerk) until the token is
+inserted again: ``remove_unused_key`` then deletes the key the refused request was for, and the
+session ends.  A restarted kiosk resumes at the persisted step; the steps with side effects are
 written so that repeating them after a crash does no harm:
 
 * token: the new SO PIN is stored (encrypted, durably) *before* C_InitToken; a retry tries it,
@@ -76,6 +80,7 @@ class IssuanceStep(Enum):
     KEYGEN = "keygen"
     ENROLLMENT = "enrollment"
     PENDING = "pending"          # the visit ended offline: the CSR waits for the central
+    REFUSED = "refused"          # the central refused the kept CSR: its key waits to be removed from the token
     INSTALL = "install"
     AGREEMENT = "agreement"      # the holder signs the agreement with the new key (kiosk.agreement)
     RECEIPT = "receipt"
@@ -161,7 +166,8 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
                                                                 data.get("by_proxy", False))) if at_approval else (),
             reasons=tuple(r.value for r in RejectReason) if at_approval else (),
             notice=self.early_notice(state) if at_approval else "",
-            pin_needed=step is S.AGREEMENT or (step in (S.KEYGEN, S.INSTALL) and state.id not in self.pins),
+            pin_needed=step is S.AGREEMENT or (step in (S.KEYGEN, S.INSTALL, S.REFUSED)
+                                               and state.id not in self.pins),
             receipt_pending=bool(data.get("receipt_pending", False)),
             timings_ms=dict(data.get("timings_ms", {})),
         )
@@ -202,6 +208,8 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
             except KioskError as err:       # not in the slot: the token's next preparation wipes it
                 log.warning("early key not removed at cancel: %s", err.key, extra={"session": state.id})
                 return {"early_key": "left"}
+        if step is S.REFUSED:          # the token did not come back: its unused key stays on it
+            return {"unused_key": "left"}
         if step in (S.ENROLLMENT, S.PENDING):
             revoked = self.services.central.void_enrollment(state.data["idempotency_key"])
             return {"idempotency_key": state.data["idempotency_key"], "voided": True, "revoked_serial": revoked}
@@ -383,20 +391,41 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
         return self.result(parked, error)
 
     def fetch_certificate(self, session_id: str) -> StepResult:
-        """Send the queued request again (same idempotency key); the certificate then waits for the token."""
+        """Send the queued request again (same idempotency key); the certificate then waits for the token.
+
+        A refusal (``enrollment_conflict``: the order was issued for another kiosk's request first;
+        ``order_not_payable``: cancelled or changed meanwhile) is kept in ``data['refusal']`` and the
+        session waits at ``refused`` for the token, whose key is now of no use.
+        """
         state = self.expect(session_id, S.PENDING)
         data = issuance_data(state)
         try:
             issued = self._request_certificate(data)
         except CentralRejected as err:
-            ended = self.advance(state, S.CANCELLED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
-            return self.result(ended, err)
+            data["refusal"] = {**{k: v for k, v in err.data.items() if k != "status"},
+                               "refused_at": self.now().isoformat()}
+            refused = self.advance(state, S.REFUSED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
+            return self.result(refused, err)
         return self.result(self._issued(state, data, issued))
 
     def waiting_for_token(self, token_serial: str) -> list[StepResult]:
-        """Issuances of this token whose certificate is pending or waits to be written (oldest first)."""
-        return [r for r in self.unfinished() if r.step in (S.PENDING, S.INSTALL)
+        """Issuances of this token at this kiosk whose certificate is pending or waits to be written, or whose
+        refused key waits to be removed (oldest first): what the token's insertion does next."""
+        return [r for r in self.unfinished() if r.step in (S.PENDING, S.INSTALL, S.REFUSED)
                 and r.view.token is not None and r.view.token.serial == token_serial]
+
+    def remove_unused_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
+        """The token is back: delete the key pair the refused request was for; the session ends."""
+        state = self.expect(session_id, S.REFUSED)
+        user_pin = self.token_pin(session_id, pin)
+        data = issuance_data(state)
+        serial = self.check_token(data)
+        with self.token_session(state, serial, user_pin) as session:
+            session.remove_key(bytes.fromhex(data["key_id"]))
+        self.pins.forget(session_id)
+        data["refusal"] = {**data["refusal"], "key_removed_at": self.now().isoformat()}
+        return self.result(self.advance(state, S.CANCELLED, data, EventKind.UNUSED_KEY_REMOVED, token_serial=serial,
+                                        reason=data["refusal"].get("reason")))
 
     # -- 8. install -------------------------------------------------------------------------------------
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:

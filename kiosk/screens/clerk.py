@@ -36,6 +36,7 @@ from kiosk.clerk_desk import (
     SessionStatus,
     clerk_message,
     flow_text,
+    refusal_text,
     status_text,
 )
 from kiosk.clerks import CLERK_PIN_POLICY, SignedInClerk
@@ -279,6 +280,8 @@ class ClerkDeskScreen(ClerkScreen):
             state = f"{state} ({ct(f'step.{line.step}')})"
         words = " · ".join(part for part in (when, flow_text(ct, line.flow), line.holder) if part)
         widgets: list[Widget] = [Text(th, words, bold=True), Text(th, state, color=th.muted)]
+        if line.refusal:            # a request kept offline that the central refused: why, and the token's key
+            widgets.append(Text(th, refusal_text(ct, line, tz), color=th.danger))
         sid = line.session_id
         buttons: list[BigButton] = []
         if line.status is SessionStatus.WAITING_FOR_CLERK:

@@ -306,13 +306,16 @@ def test_a_key_is_certified_once(central_client: CentralClient, new_order: NewOr
     assert find(central_client, second.invoice).status is OrderStatus.PAID
 
 
-def test_issued_order_refuses_another_key(central_client: CentralClient, new_order: NewOrder) -> None:
+def test_issued_order_refuses_another_key_as_a_conflict_naming_the_kiosk_and_time(
+        central_client: CentralClient, new_order: NewOrder) -> None:
     order = find(central_client, new_order()["invoice"])
+    before = dt.datetime.now(dt.UTC)
     central_client.enroll(order.id, make_csr(make_key("p256")), idem())
     with pytest.raises(CentralRejected) as info:
         central_client.enroll(order.id, make_csr(make_key("p256")), idem())
-    assert info.value.data["reason"] == "order_not_payable"
-    assert info.value.data["refusal"] == "already_issued"
+    data = info.value.data
+    assert (data["reason"], data["status"], data["issued_by"]) == ("enrollment_conflict", 409, "demo-kiosk")
+    assert before - dt.timedelta(seconds=1) <= dt.datetime.fromisoformat(data["issued_at"]) <= dt.datetime.now(dt.UTC)
 
 
 def token_style_csr(key: PrivateKey) -> bytes:

@@ -1,0 +1,88 @@
+"""A request the kiosk kept while offline and the central then refused: the session waits at ``refused`` with
+the central's reason, the clerk reads it in their language, and the token's next insertion removes the key."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kiosk.clerk_desk import SessionStatus, refusal_text, status_text
+from kiosk.errors import CentralRejected, CentralUnavailable, WrongToken
+from kiosk.flows.issuance import IssuanceStep
+from kiosk.i18n import LANGUAGES, Translator
+from kiosk.order import OrderStatus
+from kiosk.pin import Pin
+from tests.unit.conftest import TOKEN_PIN, Rig
+from tests.unit.test_clerk_desk import Desk
+
+INVOICE = "147314016754"
+
+
+def deferred(rig: Rig) -> str:
+    """An issuance that ended offline with a pending receipt; the central is back."""
+    sid = rig.to_enrollment_step(INVOICE)
+    rig.central.down = True
+    with pytest.raises(CentralUnavailable):
+        rig.issuance.enroll(sid)
+    assert rig.issuance.defer(sid).step is IssuanceStep.PENDING
+    rig.central.down = False
+    rig.restart()               # what follows happens in another process: the sync daemon's, a later visit's
+    return sid
+
+
+def test_an_order_cancelled_while_the_kiosk_was_offline_is_explained_and_its_key_removed_at_insertion() -> None:
+    desk = Desk()
+    rig = desk.rig
+    sid = deferred(rig)
+    key_id = bytes.fromhex(rig.data(sid)["key_id"])
+    assert key_id in rig.token.slot.objects                                  # type: ignore[union-attr]
+    order = rig.central.orders[INVOICE]
+    rig.central.orders[INVOICE] = dataclasses.replace(order, status=OrderStatus.CANCELLED)
+
+    refused = rig.issuance.fetch_certificate(sid)            # the sync daemon's round sends the kept request
+    assert refused.step is IssuanceStep.REFUSED and isinstance(refused.error, CentralRejected)
+    assert rig.data(sid)["refusal"]["refusal"] == "cancelled"
+    assert rig.engine.resume_step(sid) is None and rig.issuance.queued(rig.store.load(sid)) is None
+
+    (line,) = desk.desk.refused()
+    assert line.status is SessionStatus.REFUSED_BY_CENTRAL and line.token_serial == "TK0001"
+    for language in LANGUAGES:
+        t = Translator(language)
+        text = refusal_text(t, line)
+        assert INVOICE in text and "TK0001" in text and t("refusal.cancelled") in text
+        assert text.endswith(t("clerk.refused.key_waiting", token_serial="TK0001"))
+        assert status_text(t, line.status) == t("clerk.status.refused_by_central")
+
+    (waiting,) = rig.issuance.waiting_for_token("TK0001")    # the token is inserted again
+    assert waiting.step is IssuanceStep.REFUSED and waiting.view.pin_needed
+    done = rig.issuance.remove_unused_key(sid, Pin(TOKEN_PIN))
+    assert done.step is IssuanceStep.CANCELLED and done.finished
+    assert key_id not in rig.token.slot.objects                              # type: ignore[union-attr]
+    assert rig.issuance.waiting_for_token("TK0001") == [] and desk.desk.refused() == []
+    assert rig.store.events(sid)[-2:] == ["enrollment.refused", "enrollment.unused_key_removed"]
+    ended = desk.desk.line(rig.store.load(sid))
+    assert ended.status is SessionStatus.REFUSED_BY_CENTRAL
+    assert refusal_text(Translator("ru"), ended).endswith("Неиспользуемый ключ на eToken TK0001 удалён.")
+
+
+def test_another_token_in_the_slot_keeps_the_refused_session_waiting() -> None:
+    rig = Rig()
+    sid = deferred(rig)
+    rig.central.orders[INVOICE] = dataclasses.replace(rig.central.orders[INVOICE], status=OrderStatus.CANCELLED)
+    rig.issuance.fetch_certificate(sid)
+    rig.token.slot.serial = "TK0002"                                         # type: ignore[union-attr]
+    with pytest.raises(WrongToken):
+        rig.issuance.remove_unused_key(sid, Pin(TOKEN_PIN))
+    assert rig.store.load(sid).step == "refused"
+
+
+def test_a_refused_session_the_clerk_cancels_leaves_the_key_and_says_so() -> None:
+    rig = Rig()
+    sid = deferred(rig)
+    rig.central.orders[INVOICE] = dataclasses.replace(rig.central.orders[INVOICE], status=OrderStatus.CANCELLED)
+    rig.issuance.fetch_certificate(sid)
+    assert rig.issuance.cancel(sid, "clerk").step is IssuanceStep.CANCELLED
+    assert bytes.fromhex(rig.data(sid)["key_id"]) in rig.token.slot.objects  # type: ignore[union-attr]
+    text = refusal_text(Translator("en"), Desk().desk.line(rig.store.load(sid)))
+    assert "147314016754" in text and "eToken" not in text       # nothing promised about the key
