@@ -1,5 +1,7 @@
 """The national ID card in a PC/SC reader: implements :class:`kiosk.ports.IdCardPort`.
 
+:class:`IdCardVerifier` is the one verification pipeline; :class:`IdCardReader` reaches the card
+with APDUs (the native PIV fast path), ``devices.idcard_opensc`` through OpenSC's PKCS#11 module.
 ``read_identity`` reads the holder's authentication certificate and the card UUID (SELECT + two
 GET DATA), then validates the certificate chain to the national trust anchors with cryptography.
 ``authenticate`` reads the PIN counter, verifies the PIN and has the card sign a challenge (VERIFY
@@ -328,12 +330,107 @@ def card_identity(der: bytes, trust_anchors: Sequence[x509.Certificate], interme
         raise CertificateInvalid("certificate does not parse", reason="malformed") from err
 
 
+# --- the pipeline ---------------------------------------------------------------------------------------
+class IdCardVerifier:
+    """The one verification pipeline, whatever way reaches the card: path validation, revocation, the
+    SHA-256 binding, the signature allow-list and the check of the challenge signature.
+
+    A subclass only reaches the card: ``_read_card_waiting`` (the certificate DER and card UUID) and
+    ``_verify_and_sign`` (PIN safety, VERIFY, the signature); :class:`IdCardReader` does it with APDUs
+    over PC/SC, :class:`devices.idcard_opensc.OpenscIdCardReader` through OpenSC's PKCS#11 module.
+    """
+
+    profile_name = ""
+
+    def __init__(self, trust_anchors: Sequence[x509.Certificate], intermediates: Sequence[x509.Certificate] = (),
+                 clock: Callable[[], dt.datetime] = utc_now, *, revocation: RevocationChecker | None = None,
+                 rsa_padding: str = "pkcs1v15") -> None:
+        if not trust_anchors:
+            raise ValueError("at least one trust anchor is required")
+        self.trust_anchors = list(trust_anchors)
+        self.intermediates = list(intermediates)
+        self.clock = clock
+        self.revocation = revocation          # None: no revocation check (device tests of the reader alone)
+        self.rsa_padding = rsa_padding
+        self._lock = threading.RLock()
+        self._certificate: x509.Certificate | None = None
+
+    # -- how the card is reached (subclasses) ---------------------------------------------------------
+    def _read_card_waiting(self) -> tuple[bytes, str]:
+        """(DER of the authentication certificate, card UUID or ""), waiting ``card_timeout`` for a card."""
+        raise NotImplementedError
+
+    def _verify_and_sign(self, pin: Pin, challenge: bytes, scheme: ChallengeScheme, key_bits: int,
+                         certificate: x509.Certificate) -> bytes:
+        """On the card holding ``certificate`` (else CardChanged): read the PIN counter, refuse the last
+        try, VERIFY ``pin`` and sign ``challenge`` by ``scheme``; the card's signature as it returns it."""
+        raise NotImplementedError
+
+    def wait_for_card(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def pin_attempts(self) -> int | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        with self._lock:
+            self._certificate = None
+
+    def __enter__(self) -> IdCardVerifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- IdCardPort -----------------------------------------------------------------------------------
+    def read_identity(self) -> CardIdentity:
+        """Read and validate the holder's certificate.  Raises CertificateInvalid, DeviceNotReady, CardError."""
+        with self._lock:
+            self._certificate = None
+            der, card_uuid = self._read_card_waiting()
+            certificate, identity = card_identity(der, self.trust_anchors, self.intermediates, self.clock(),
+                                                  card_uuid, self.profile_name)
+            if self.revocation is not None:
+                issuer, _ = _find_issuer(certificate, [*self.intermediates, *self.trust_anchors])
+                if issuer is None:                       # validate_chain found it: cannot happen
+                    raise CertificateInvalid("issuer not found", reason="untrusted_issuer")
+                identity = replace(identity, revocation=self.revocation.check(certificate, issuer))
+            self._certificate = certificate
+            return identity
+
+    def authenticate(self, pin: Pin, challenge: bytes, expected_sha256: str | None = None) -> ChallengeSignature:
+        """VERIFY ``pin`` on the card whose certificate's SHA-256 is ``expected_sha256``, have it sign ``challenge``.
+
+        The PIN is sent only to that card (None: the card this reader read last; the workflow always
+        names the card its session read, which may have been another process before a restart).
+        The hash (hex, :func:`certificate_sha256`) binds the card exactly: serials are unique only
+        per issuer.  Returns the verified signature and its allow-listed scheme.
+        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed,
+        CardAlgorithmRefused, DeviceNotReady; CardChanged when another card is in the reader.
+        """
+        if not challenge:
+            raise ValueError("empty challenge")
+        with self._lock:
+            if self._certificate is None:
+                self.read_identity()
+            certificate = self._certificate
+            if certificate is None:                          # read_identity raised otherwise
+                raise CardError("no validated certificate")
+            if expected_sha256 is not None and not hmac.compare_digest(
+                    certificate_sha256(certificate), expected_sha256.strip().lower()):
+                raise CardChanged("the card's certificate is not the one read for this session")
+            scheme = challenge_scheme(certificate, self.rsa_padding)
+            signature = self._verify_and_sign(pin, challenge, scheme, _key_bits(certificate), certificate)
+            return verify_challenge_signature(certificate, challenge, signature, scheme)
+
+
 # --- the reader ------------------------------------------------------------------------------------------
 PCSCD_POLL_S = 0.5   # pcscd polls a reader without card-detect events every ~400 ms
 
 
-class IdCardReader:
-    """The ID card in the reader whose name contains ``reader_name``.  Thread-safe; one card at a time.
+class IdCardReader(IdCardVerifier):
+    """The ID card in the reader whose name contains ``reader_name``, by APDUs over PC/SC (the fast path).
+    Thread-safe; one card at a time.
 
     ``card_timeout`` > 0 makes an operation wait that long for a card instead of failing at once.
     A card that does not answer an APDU within ``apdu_timeout`` seconds raises
@@ -345,22 +442,15 @@ class IdCardReader:
                  clock: Callable[[], dt.datetime] = utc_now, *, card_timeout: float = 0.0,
                  exclusive: bool = False, apdu_timeout: float = DEFAULT_APDU_TIMEOUT,
                  revocation: RevocationChecker | None = None, rsa_padding: str = "pkcs1v15") -> None:
-        if not trust_anchors:
-            raise ValueError("at least one trust anchor is required")
+        super().__init__(trust_anchors, intermediates, clock, revocation=revocation, rsa_padding=rsa_padding)
         self.reader_name = reader_name
-        self.trust_anchors = list(trust_anchors)
-        self.intermediates = list(intermediates)
         self.profile: CardProfile = get_profile(profile)
-        self.clock = clock
+        self.profile_name = self.profile.name
         self.card_timeout = card_timeout
         self._exclusive = exclusive
         self.apdu_timeout = apdu_timeout
-        self.revocation = revocation          # None: no revocation check (device tests of the reader alone)
-        self.rsa_padding = rsa_padding
-        self._lock = threading.RLock()
         self._connection: PcscConnection | None = None
         self._application: IdCardApplication | None = None
-        self._certificate: x509.Certificate | None = None
 
     # -- measurements ---------------------------------------------------------------------------------
     @property
@@ -405,22 +495,7 @@ class IdCardReader:
                 self._application = self.profile.open(connection)
             yield self._application, state
 
-    # -- IdCardPort -----------------------------------------------------------------------------------
-    def read_identity(self) -> CardIdentity:
-        """Read and validate the holder's certificate.  Raises CertificateInvalid, DeviceNotReady, CardError."""
-        with self._lock:
-            self._certificate = None
-            der, card_uuid = self._read_card_waiting()
-            certificate, identity = card_identity(der, self.trust_anchors, self.intermediates, self.clock(),
-                                                  card_uuid, self.profile.name)
-            if self.revocation is not None:
-                issuer, _ = _find_issuer(certificate, [*self.intermediates, *self.trust_anchors])
-                if issuer is None:                       # validate_chain found it: cannot happen
-                    raise CertificateInvalid("issuer not found", reason="untrusted_issuer")
-                identity = replace(identity, revocation=self.revocation.check(certificate, issuer))
-            self._certificate = certificate
-            return identity
-
+    # -- the card ---------------------------------------------------------------------------------------
     def _read_card_waiting(self) -> tuple[bytes, str]:
         """Read; with ``card_timeout``, keep trying across reader state changes until it runs out.
 
@@ -445,38 +520,18 @@ class IdCardReader:
         with self._operation() as (application, _state):
             return application.read_certificate(), application.read_card_uuid()
 
-    def authenticate(self, pin: Pin, challenge: bytes, expected_sha256: str | None = None) -> ChallengeSignature:
-        """VERIFY ``pin`` on the card whose certificate's SHA-256 is ``expected_sha256``, have it sign ``challenge``.
-
-        The PIN is sent only to that card (None: the card this reader read last; the workflow always
-        names the card its session read, which may have been another process before a restart).
-        The hash (hex, :func:`certificate_sha256`) binds the card exactly: serials are unique only
-        per issuer.  Returns the verified signature and its allow-listed scheme.
-        Raises InvalidPin(attempts_remaining=n), PinBlocked, CardAuthenticationFailed,
-        CardAlgorithmRefused, DeviceNotReady; CardChanged when another card is in the reader.
-        """
-        if not challenge:
-            raise ValueError("empty challenge")
-        with self._lock:
-            if self._certificate is None:
-                self.read_identity()
-            certificate = self._certificate
-            if certificate is None:                          # read_identity raised otherwise
-                raise CardError("no validated certificate")
-            if expected_sha256 is not None and not hmac.compare_digest(
-                    certificate_sha256(certificate), expected_sha256.strip().lower()):
-                raise CardChanged("the card's certificate is not the one read for this session")
-            scheme = challenge_scheme(certificate, self.rsa_padding)
-            key_bits = _key_bits(certificate)
-            with self._operation(reset_after=True) as (application, state):
-                if state is CardSession.NEW:
-                    der = application.read_certificate()
-                    if der != certificate.public_bytes(serialization.Encoding.DER):
-                        self._certificate = None
-                        raise CardChanged("a different card is in the reader")
-                application.verify_pin(pin)
-                signature = application.sign_challenge(challenge, scheme, key_bits)
-            return verify_challenge_signature(certificate, challenge, signature, scheme)
+    def _verify_and_sign(self, pin: Pin, challenge: bytes, scheme: ChallengeScheme, key_bits: int,
+                         certificate: x509.Certificate) -> bytes:
+        """VERIFY without data, VERIFY, GENERAL AUTHENTICATE; the card is reset afterwards so the
+        verified PIN does not outlive the call."""
+        with self._operation(reset_after=True) as (application, state):
+            if state is CardSession.NEW:
+                der = application.read_certificate()
+                if der != certificate.public_bytes(serialization.Encoding.DER):
+                    self._certificate = None
+                    raise CardChanged("a different card is in the reader")
+            application.verify_pin(pin)
+            return application.sign_challenge(challenge, scheme, key_bits)
 
     def pin_attempts(self) -> int | None:
         """PIN tries left on the card in the reader, read without spending one (to show before typing).
@@ -497,9 +552,6 @@ class IdCardReader:
 
     def __enter__(self) -> IdCardReader:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _key_bits(cert: x509.Certificate) -> int:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv softhsm2 opensc pcsc-tools
+PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv softhsm2 opensc opensc-pkcs11 pcsc-tools
           libgl1 libegl1 fonts-noto-core openssl sqlite3 util-linux procps
           systemd yubico-piv-tool chromium chromium-driver postgresql
           gettext poppler-utils zbar-tools libnss3-tools)

@@ -19,7 +19,8 @@ from cryptography import x509
 
 from devices.agreement import Pkcs11AgreementSigner
 from devices.certificates import X509Reader
-from devices.idcard import IdCardReader
+from devices.idcard import IdCardVerifier
+from devices.idcard_auto import id_card_reader_for
 from devices.printer import EscPosPrinter, PrinterTarget
 from devices.revocation import RevocationChecker, RevocationMode, RevocationPolicy
 from devices.token import Pkcs11Token
@@ -64,7 +65,7 @@ class Kiosk(FlowAccess):
     config: Config
     store: KioskStore
     central: CentralClient
-    idcard: IdCardReader
+    idcard: IdCardVerifier
     token: TokenPort
     printer: EscPosPrinter
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
@@ -152,11 +153,13 @@ def revocation_checker(cfg: Config) -> RevocationChecker:
     return RevocationChecker(cfg.kiosk.data_dir / "crl-cache", policy, issuers=[*intermediates, *anchors])
 
 
-def id_card_reader(cfg: Config) -> IdCardReader:
-    """The ID-card reader with the trust anchors of the accepted country profiles and the revocation checker."""
+def id_card_reader(cfg: Config) -> IdCardVerifier:
+    """The ID-card reader of ``[idcard] profile`` (piv, opensc or auto) with the trust anchors of the accepted
+    country profiles and the revocation checker."""
     anchors, intermediates = _trust(cfg)
-    return IdCardReader(cfg.idcard.reader, anchors, intermediates, cfg.idcard.profile, card_timeout=cfg.idcard.wait_s,
-                        revocation=revocation_checker(cfg), rsa_padding=cfg.identity.rsa_padding)
+    return id_card_reader_for(cfg.idcard.profile, cfg.idcard.reader, anchors, intermediates,
+                              card_timeout=cfg.idcard.wait_s, revocation=revocation_checker(cfg),
+                              rsa_padding=cfg.identity.rsa_padding)
 
 
 def build(cfg: Config, token: TokenPort | None = None,

@@ -294,7 +294,8 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
                                 client_key=r.path("central.client_key"),
                                 timeout_s=float(r.get("central.timeout_s", (int, float)))),
         idcard=IdCardSettings(
-            reader=r.text("idcard.reader", allow_empty=True), profile=r.choice("idcard.profile", ("piv",)),
+            reader=r.text("idcard.reader", allow_empty=True),
+            profile=r.choice("idcard.profile", ("piv", "opensc", "auto")),
             trust_anchors=r.paths("idcard.trust_anchors", check_files),
             intermediates=r.paths("idcard.intermediates", check_files),
             wait_s=float(r.get("idcard.wait_s", (int, float))),

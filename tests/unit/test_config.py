@@ -27,6 +27,12 @@ def test_defaults_load_and_are_documented(tmp_path: Path) -> None:
         assert "#" in line, f"{line!r} has no comment"
 
 
+@pytest.mark.parametrize("profile", ["piv", "opensc", "auto"])
+def test_the_id_card_profile_chooses_how_the_card_is_read(tmp_path: Path, profile: str) -> None:
+    cfg = config.load(write(tmp_path, f'[idcard]\nprofile = "{profile}"\n'), check_files=False)
+    assert cfg.idcard.profile == profile
+
+
 def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, '[kiosk]\ndata_dir = "var"\n'), check_files=False)
     assert cfg.kiosk.data_dir == tmp_path / "var"
@@ -39,6 +45,7 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     ('[printer]\nkind = "serial"\n', "printer.kind"),
     ('[printer]\nwidth_px = 577\n', "printer.width_px"),
     ('[token]\nkey_algorithm = "rsa1024"\n', "token.key_algorithm"),
+    ('[idcard]\nprofile = "pkcs15"\n', "idcard.profile"),
     ('[token]\nrescan = "yes"\n', "token.rescan"),
     ('[central]\nurl = "ftp://x"\n', "central.url"),
     ('[central]\nurl = "http://central.example"\n', "central.url"),     # mutual TLS: https only
