@@ -49,3 +49,12 @@ Feature: Only a valid, unrevoked national ID card of a trusted authority confirm
     And the clerk sees that the offline grace was used
     And the evidence holds the card's certificate, the nonce, its signature and the revocation list that decided
     And the evidence is queued for the central without the PIN
+
+  Scenario: A kiosk that reads ID cards through OpenSC verifies the applicant by the same checks
+    Given the kiosk reads ID cards through OpenSC
+    And Ариун's ID card with register number "НЭ80000000" is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the applicant enters the ID-card PIN "730419"
+    Then the identity is verified
+    And the evidence says OpenSC read the card and holds the authority's OCSP answer

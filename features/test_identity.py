@@ -11,6 +11,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509 import ocsp
 from pytest_bdd import given, parsers, scenarios, then
 
 from devices.sim.national_ca import NationalIdCa
@@ -49,6 +50,23 @@ def _offline(driver: Any, days: int) -> None:
     services.ocsp_mode = OcspMode.DOWN
     services.crl_lifetime = dt.timedelta(days=1)
     services.crl_age = dt.timedelta(days=1 + days)
+
+
+@given("the kiosk reads ID cards through OpenSC")
+def _through_opensc(driver: Any) -> None:
+    path = driver.stack.workdir / "kiosk-opensc.toml"
+    path.write_text(driver.stack.config_path.read_text().replace("[idcard]\n", '[idcard]\nprofile = "opensc"\n', 1))
+    driver.restart(config_path=path)
+
+
+@then("the evidence says OpenSC read the card and holds the authority's OCSP answer")
+def _opensc_evidence(driver: Any) -> None:
+    evidence = _evidence(driver)
+    assert evidence["card_profile"] == "opensc" and evidence["outcome"] == "verified"
+    assert evidence["revocation"]["method"] == "ocsp"
+    answer = ocsp.load_der_ocsp_response(base64.b64decode(evidence["revocation"]["ocsp_response"]))
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert answer.serial_number == driver.stack.card.personalisation.certificate.serial_number
 
 
 @then(parsers.parse('the refusal "{key}" is journaled for the central'))

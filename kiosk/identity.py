@@ -101,13 +101,14 @@ def revocation_record(status: RevocationStatus | None) -> dict[str, Any]:
 def evidence_record(identity: Mapping[str, Any], challenge: bytes, signed: ChallengeSignature | None,
                     outcome: str, at: dt.datetime) -> dict[str, Any]:
     """What one verification leaves behind for the central: the certificate and its hash, the nonce,
-    the card's signature, the revocation evidence, the time and the outcome (never the PIN)."""
+    the card's signature, the revocation evidence, the card profile, the time and the outcome (never the PIN)."""
     return {
         "certificate": identity["certificate"], "certificate_sha256": identity["certificate_sha256"],
         "nonce": _b64(challenge),
         "signature": _b64(signed.signature) if signed else "",
         "signature_algorithm": signed.algorithm if signed else "",
         "revocation": identity["revocation"],
+        "card_profile": identity.get("profile", ""),            # which way reached the card: piv or opensc
         "verified_at": at.isoformat(), "outcome": outcome,
     }
 
@@ -155,7 +156,7 @@ class IdentitySteps(Flow):
                         "given_name": identity.given_name, "surname": identity.surname,
                         "certificate_serial": format(identity.certificate_serial, "x"),
                         "certificate_sha256": certificate_hash, "certificate": _b64(identity.certificate_der),
-                        "issuer": identity.issuer, "card_uuid": identity.card_uuid,
+                        "issuer": identity.issuer, "card_uuid": identity.card_uuid, "profile": identity.profile,
                         "not_after": identity.not_after.isoformat(), "revocation": revocation, "verified": False}
         return self.result(self.record(state, data, EventKind.CARD_READ,
                                        certificate_serial=data["card"]["certificate_serial"],
