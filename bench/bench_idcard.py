@@ -7,6 +7,10 @@ Also printed: the raw APDU time (inside send_and_receive) of the same runs and t
 With OCSP (the target's case): read_identity also asks the test national CA's OCSP responder on
 loopback (devices/sim/national_ca_services.py) and checks its signed answer; the figure is printed
 beside the run without a revocation check, as a ratio measured in the same run.
+The OpenSC path (devices/idcard_opensc.py, OpenSC's opensc-pkcs11.so over the same pcscd) is printed
+beside it, with OCSP too: each run inserts the card afresh, so OpenSC binds it (reads its objects) as it
+does for a holder who just put the card in; its APDUs are counted on the card's side (VirtualPivCard's
+log: every command that reached the chip through pcscd and vpcd).
 
     .venv/bin/python bench/bench_idcard.py [--runs 20] [--key rsa2048|p256|all]
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devices.idcard import IdCardReader
+from devices.idcard_opensc import OpenscIdCardReader
 from devices.pcsc import wait_for_card, wait_for_removal
 from devices.revocation import RevocationChecker, RevocationMode, RevocationPolicy
 from devices.sim.national_ca import CardHolder, KeyType, NationalIdCa
@@ -88,6 +93,51 @@ def bench(key_type: KeyType, runs: int, workdir: Path, pcscd: PrivatePcscd, ocsp
     }
 
 
+def bench_opensc(key_type: KeyType, runs: int, workdir: Path, pcscd: PrivatePcscd) -> dict[str, float]:
+    """The OpenSC path with OCSP on loopback: a freshly inserted card per run, then the same card again."""
+    ca = NationalIdCa.create(workdir / f"pki-opensc-{key_type}")
+    services = NationalIdServices(ca).start()
+    checker = RevocationChecker(workdir / f"crl-opensc-{key_type}",
+                                RevocationPolicy(RevocationMode.OCSP, dt.timedelta(0)))
+    personalisation = ca.issue_card(CardHolder("Бат", "Дорж", "НЭ80000000"), key_type=key_type)
+    reader_name = pcscd.reader_names[0]
+    card = VirtualPivCard(personalisation, pcscd.vpcd_port)
+    reader = OpenscIdCardReader(reader_name, ca.trust_anchors, ca.intermediates, revocation=checker)
+    totals, counts, warm_totals, warm_counts = [], [], [], []
+    pin = Pin(personalisation.pin)
+    try:
+        for i in range(runs + 1):                    # run 0 loads OpenSC and is discarded
+            card.insert()
+            wait_for_card(reader_name, 5)
+            card.clear_log()
+            started = time.perf_counter()
+            identity = reader.read_identity()
+            reader.authenticate(pin, os.urandom(32), identity.certificate_sha256)
+            elapsed = time.perf_counter() - started
+            count = len(card.apdu_log)
+            card.clear_log()
+            started = time.perf_counter()
+            identity = reader.read_identity()
+            reader.authenticate(pin, os.urandom(32), identity.certificate_sha256)
+            warm = time.perf_counter() - started
+            warm_count = len(card.apdu_log)
+            card.remove()
+            wait_for_removal(reader_name, 5)
+            if i:
+                totals.append(elapsed)
+                counts.append(count)
+                warm_totals.append(warm)
+                warm_counts.append(warm_count)
+    finally:
+        reader.close()
+        card.close()
+        wait_for_removal(reader_name, 5)
+        services.stop()
+    return {"apdus": statistics.median(counts), "apdus_max": max(counts), "ms": statistics.median(totals) * 1000,
+            "ms_p90": _percentile(totals, 0.9) * 1000, "warm_apdus": statistics.median(warm_counts),
+            "warm_ms": statistics.median(warm_totals) * 1000}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -108,6 +158,11 @@ def main() -> int:
                       f"{r['raw_ms']:.1f} ms; on an open connection {r['warm_ms']:.1f} ms")
                 print(f"    without a revocation check {plain['ms']:.1f} ms: with OCSP / without = "
                       f"{r['ms'] / plain['ms']:.2f}x (open connection {r['warm_ms'] / plain['warm_ms']:.2f}x)")
+                o = bench_opensc(key_type, args.runs, workdir, pcscd)
+                print(f"    the OpenSC path beside it [{key_type}, OCSP, card just inserted]: {o['apdus']:.0f} APDUs "
+                      f"(max {o['apdus_max']:.0f}), {o['ms']:.1f} ms (p90 {o['ms_p90']:.1f} ms); the same card "
+                      f"again {o['warm_apdus']:.0f} APDUs, {o['warm_ms']:.1f} ms; native first verification "
+                      f"{r['apdus']:.0f} APDUs, {r['ms']:.1f} ms")
     return 0
 
 
