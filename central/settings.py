@@ -126,9 +126,10 @@ TAMGA_CERTIFICATE_PROFILES: dict[str, dict[str, object]] = {
            "policy_notice": "Tamga TEST Class-3 signature certificate. Not for production use.",
            "pds": ["mn", "en"]},
     # Kazakhstan: serialNumber IIN + 12 digits as NCA RK writes it; its semantics are the CA's own OID.
+    # As NCA RK does, a separate authentication certificate (AUTH key) beside the signing one.
     "KZ": {"serial_number": "IIN", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.4",
            "semantics_oid": "1.3.6.1.4.1.55555.2.1", "policy_notice": _NOTICE,
-           "pds": ["kk", "ru", "en"]},
+           "pds": ["kk", "ru", "en"], "authentication_policy": "1.3.6.1.4.1.55555.1.4.2"},
     # Kyrgyzstan: the 14-digit personal identification number in the ETSI form PNOKG-….
     "KG": {"serial_number": "PNO", "organisation_identifier": "NTR", "policy": "1.3.6.1.4.1.55555.1.5",
            "policy_notice": _NOTICE,

@@ -134,6 +134,7 @@ class Order:
     etoken: bool
     confirmed: bool
     paid_mnt: int
+    authentication_certificate: bool = False   # the holder's profile adds one for a second key (Kazakhstan)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     as_of: dt.datetime | None = field(default=None, compare=False)   # from the kiosk's cache: last sync
 
@@ -166,6 +167,7 @@ class Order:
             etoken=bool(d["etoken"]),
             confirmed=bool(d["confirmed"]),
             paid_mnt=int(d.get("paid_mnt", 0)),
+            authentication_certificate=bool(d.get("authentication_certificate", False)),
             as_of=dt.datetime.fromisoformat(d["as_of"]) if d.get("as_of") else None,
         )
 
@@ -192,6 +194,7 @@ class Order:
             "etoken": self.etoken,
             "confirmed": self.confirmed,
             "paid_mnt": self.paid_mnt,
+            "authentication_certificate": self.authentication_certificate,
         } | ({"as_of": self.as_of.isoformat()} if self.as_of is not None else {})
 
 

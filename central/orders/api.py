@@ -137,7 +137,8 @@ def orders(request: HttpRequest) -> HttpResponse:
 @api_view("POST")
 def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
     """``POST /api/v1/orders/{id}/enrollments`` with ``{"csr": PEM, "idempotency_key": str}``
-    and optionally ``token_serial``, ``so_pin_escrow`` (base64 RSA-OAEP-SHA256) and ``escrow_key_id``.
+    and optionally ``token_serial``, ``so_pin_escrow`` (base64 RSA-OAEP-SHA256), ``escrow_key_id`` and
+    ``authentication_csr`` (PEM, another key: the authentication certificate where the profile issues one).
 
     201 with the new certificate; 200 with the same certificate for a repeated request.
     """
@@ -146,11 +147,14 @@ def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
     idempotency_key = payload.get("idempotency_key")
     if not isinstance(csr, str) or not isinstance(idempotency_key, str):
         raise ApiError(400, "invalid_request", "csr and idempotency_key are required strings")
+    authentication_csr = payload.get("authentication_csr")
+    if authentication_csr is not None and not isinstance(authentication_csr, str):
+        raise ApiError(400, "invalid_request", "authentication_csr is a PEM string", field="authentication_csr")
     token_serial = issuance.check_token_serial(payload.get("token_serial", ""))
     ciphertext = escrow.check_escrow(payload, token_serial)
     kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
     enrollment, created = issuance.enroll(order_id, csr, idempotency_key, kiosk_id, token_serial, ciphertext,
-                                          office_id=office_of(request))
+                                          office_id=office_of(request), authentication_csr_pem=authentication_csr)
     if created:
         log.info("issued %s for order %s (kiosk %s, token %s)", enrollment.certificate_serial, order_id,
                  kiosk_id, token_serial or "-")

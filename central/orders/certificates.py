@@ -17,7 +17,7 @@ from django_ca.constants import ReasonFlags
 from django_ca.models import Certificate, CertificateAuthority
 
 from central.orders.errors import ApiError
-from central.orders.models import Enrollment, RevocationRequest
+from central.orders.models import AuthenticationCertificate, Enrollment, RevocationRequest
 from kiosk import register
 
 log = logging.getLogger("central.certificates")
@@ -109,11 +109,19 @@ def regenerate_crls(ca: CertificateAuthority) -> None:
 
 
 def revoke_certificate(enrollment: Enrollment, reason: str) -> None:
-    """Revoke through django-ca (which also refreshes OCSP) and regenerate the CRLs."""
+    """Revoke through django-ca (which also refreshes OCSP) and regenerate the CRLs.
+
+    The authentication certificate issued with it (same token, same visit) is revoked with it.
+    """
     certificate = enrollment.certificate
     certificate.revoke(ReasonFlags[reason])
+    authentication = AuthenticationCertificate.objects.select_related("certificate").filter(
+        enrollment=enrollment).first()
+    if authentication is not None and not authentication.certificate.revoked:
+        authentication.certificate.revoke(ReasonFlags[reason])
     regenerate_crls(certificate.ca)
-    log.info("revoked %s (%s)", enrollment.certificate_serial, reason)
+    log.info("revoked %s%s (%s)", enrollment.certificate_serial,
+             f" and authentication {authentication.certificate_serial}" if authentication else "", reason)
 
 
 def revocation_body(enrollment: Enrollment) -> dict[str, Any]:

@@ -4,6 +4,10 @@ The certificate's subject is built from the order, never from the CSR: the CSR o
 possession of the key (its own signature is checked here, django-ca does not).  One key gets one
 certificate; an order gets one certificate; the kiosk's idempotency key finds an issued
 certificate again so a retried request never issues twice.
+
+Where the holder's profile issues a separate authentication certificate (Kazakhstan), the kiosk
+sends a second CSR for a second key on the same token; both certificates are issued in the same
+transaction under the same idempotency key (:class:`~central.orders.models.AuthenticationCertificate`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from django_ca.profiles import profiles as ca_profiles
 
 from central.orders import escrow, pki, profiles
 from central.orders.errors import ApiError
-from central.orders.models import Enrollment, Order, OrderStatus, VoidedKey
+from central.orders.models import AuthenticationCertificate, Enrollment, Order, OrderStatus, VoidedKey
 from kiosk.errors import OrderNotPayable
 from kiosk.order import check_may_proceed
 
@@ -100,11 +104,6 @@ def subject_for(order: Order) -> x509.Name:
         department=order.department, position=order.position)
 
 
-def extensions_for(order: Order) -> list[x509.Extension[Any]]:
-    """Key usage nonRepudiation, the profile's policies and qcStatements, the holder's ASCII e-mail."""
-    return profiles.profile_for(order.register_number).extensions(order.email)
-
-
 def years_from(now: dt.datetime, years: int) -> dt.datetime:
     """``years`` calendar years from now (29 February → 28 February)."""
     try:
@@ -158,29 +157,38 @@ def conflict(order: Order) -> ApiError:
 
 
 def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, token_serial: str = "",
-           escrow_ciphertext: bytes | None = None, *, office_id: int) -> tuple[Enrollment, bool]:
+           escrow_ciphertext: bytes | None = None, *, office_id: int,
+           authentication_csr_pem: str | None = None) -> tuple[Enrollment, bool]:
     """Issue (or find again) the order's certificate; return the enrollment and whether it is new.
 
     ``escrow_ciphertext`` (checked by :func:`escrow.check_escrow`) is kept as the SO PIN of
-    ``token_serial`` when the certificate is issued now.  An order of another office than
+    ``token_serial`` when the certificate is issued now.  ``authentication_csr_pem``, for another key,
+    gets the authentication certificate of a profile that issues one.  An order of another office than
     ``office_id`` is not found.  Raises ApiError: 400 for a bad request or
     CSR, 404 ``order_not_found``, 409 ``enrollment_conflict`` (issued for another key: :func:`conflict`),
     ``order_not_payable`` (with ``reason``), ``key_reused``, ``idempotency_conflict`` or ``enrollment_void``.
     """
     check_idempotency_key(idempotency_key)
     request = check_csr(csr_pem)
+    authentication = check_csr(authentication_csr_pem) if authentication_csr_pem is not None else None
+    if authentication is not None and authentication.public_key_sha256 == request.public_key_sha256:
+        raise ApiError(400, "invalid_request", "the authentication certificate needs a key of its own",
+                       field="authentication_csr")
+    keys = (request.public_key_sha256, authentication.public_key_sha256 if authentication else None)
     with ISSUE_LOCK, transaction.atomic():
         numeric = order_id.isascii() and order_id.isdigit()
         order = Order.objects.filter(pk=order_id, office_id=office_id).first() if numeric else None
         if order is None:
             raise ApiError(404, "order_not_found", "no such order")
         refuse_voided(idempotency_key)
+        if authentication is not None and not profiles.profile_for(order.register_number).separate_authentication:
+            raise ApiError(400, "invalid_request", "this order's profile issues no authentication certificate",
+                           field="authentication_csr")
 
         earlier = Enrollment.objects.select_related("certificate").filter(
             idempotency_key=idempotency_key).first()
         if earlier is not None:
-            if (earlier.order_id != order.pk or earlier.public_key_sha256 != request.public_key_sha256
-                    or earlier.renewal_of_id is not None):
+            if earlier.order_id != order.pk or _keys_of(earlier) != keys or earlier.renewal_of_id is not None:
                 raise ApiError(409, "idempotency_conflict",
                                "this idempotency key was used for another order or another key")
             return earlier, False
@@ -188,9 +196,13 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
         same_key = Enrollment.objects.select_related("certificate").filter(
             public_key_sha256=request.public_key_sha256).first()
         if same_key is not None:
-            if same_key.order_id == order.pk and same_key.voided_at is None and same_key.renewal_of_id is None:
-                # The kiosk lost its idempotency key but presents the same key: the same certificate.
+            if (same_key.order_id == order.pk and same_key.voided_at is None and same_key.renewal_of_id is None
+                    and _keys_of(same_key) == keys):
+                # The kiosk lost its idempotency key but presents the same keys: the same certificates.
                 return same_key, False
+            raise ApiError(409, "key_reused", "this public key was already certified")
+        if (AuthenticationCertificate.objects.filter(public_key_sha256__in=[k for k in keys if k]).exists()
+                or (keys[1] and Enrollment.objects.filter(public_key_sha256=keys[1]).exists())):
             raise ApiError(409, "key_reused", "this public key was already certified")
 
         if order.status == OrderStatus.ISSUED or order.enrollments.filter(voided_at__isnull=True).exists():
@@ -203,11 +215,17 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
                            **data) from err
 
         now = timezone.now()
-        certificate = issue_certificate(order, request, not_after_for(order, now))
+        not_after = not_after_for(order, now)
+        certificate = issue_certificate(order, request, not_after)
         enrollment = Enrollment.objects.create(
             idempotency_key=idempotency_key, order=order, public_key_sha256=request.public_key_sha256,
             csr_sha256=request.csr_sha256, certificate=certificate, certificate_serial=certificate.serial,
             kiosk_id=kiosk_id, token_serial=token_serial)
+        if authentication is not None:
+            issued = issue_certificate(order, authentication, not_after, purpose="authentication")
+            AuthenticationCertificate.objects.create(
+                enrollment=enrollment, public_key_sha256=authentication.public_key_sha256,
+                csr_sha256=authentication.csr_sha256, certificate=issued, certificate_serial=issued.serial)
         order.status = OrderStatus.ISSUED
         order.issued_at = now
         order.save(update_fields=["status", "issued_at", "updated_at"])
@@ -216,15 +234,26 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
         return enrollment, True
 
 
-def issue_certificate(order: Order, request: CheckedRequest, not_after: dt.datetime) -> Certificate:
-    """Have django-ca sign the order's subject and extensions for the request's key until ``not_after``."""
+def _keys_of(enrollment: Enrollment) -> tuple[str, str | None]:
+    """The SHA-256 of the enrollment's signing key and of its authentication key (None without one)."""
+    authentication = AuthenticationCertificate.objects.filter(enrollment=enrollment).first()
+    return enrollment.public_key_sha256, authentication.public_key_sha256 if authentication else None
+
+
+def issue_certificate(order: Order, request: CheckedRequest, not_after: dt.datetime,
+                      purpose: str = "signing") -> Certificate:
+    """Have django-ca sign the order's subject and the ``purpose``'s extensions (``signing`` or
+    ``authentication``) for the request's key until ``not_after``."""
     ca = pki.issuing_ca()
     if not_after > ca.not_after:
         raise ApiError(503, "ca_expiring", "the issuing CA expires before the certificate would")
+    profile = profiles.profile_for(order.register_number)
+    extensions = (profile.authentication_extensions(order.email) if purpose == "authentication"
+                  else profile.extensions(order.email))
     key_backend_options = ca.key_backend.get_use_private_key_options(ca, {})
     return Certificate.objects.create_cert(
         ca, key_backend_options, request.csr, profile=ca_profiles[PROFILE],
-        subject=subject_for(order), not_after=not_after, extensions=extensions_for(order),
+        subject=subject_for(order), not_after=not_after, extensions=extensions,
         allow_unrecognized_extensions=True,     # qcStatements (profiles.py)
         add_crl_url=True, add_ocsp_url=True, add_issuer_url=True, add_issuer_alternative_name=False)
 
@@ -273,10 +302,18 @@ def enrollment_body(enrollment: Enrollment) -> dict[str, Any]:
     """The ``Enrollment`` response schema of ``central/openapi.yaml``."""
     certificate = enrollment.certificate
     loaded = certificate.pub.loaded
-    return {
+    body: dict[str, Any] = {
         "certificate": certificate.pub.pem,
         "chain": pki.chain_pem(certificate.ca),
         "serial": enrollment.certificate_serial,
         "not_before": loaded.not_valid_before_utc.isoformat(),
         "not_after": loaded.not_valid_after_utc.isoformat(),
     }
+    authentication = AuthenticationCertificate.objects.select_related("certificate").filter(
+        enrollment=enrollment).first()
+    if authentication is not None:
+        issued = authentication.certificate.pub.loaded
+        body["authentication"] = {
+            "certificate": authentication.certificate.pub.pem, "serial": authentication.certificate_serial,
+            "not_before": issued.not_valid_before_utc.isoformat(), "not_after": issued.not_valid_after_utc.isoformat()}
+    return body

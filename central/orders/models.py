@@ -146,6 +146,9 @@ class Order(FeedStamped):
 
     def to_kiosk(self) -> kiosk_order.Order:
         """The order as the kiosk core sees it (and checks it: ``kiosk.order.check_may_proceed``)."""
+        from central.orders import profiles
+
+        separate = profiles.profile_for(self.register_number).separate_authentication
         return kiosk_order.Order(
             id=str(self.pk), invoice=self.invoice, status=kiosk_order.OrderStatus(self.status),
             holder=kiosk_order.Holder(self.surname, self.father_name, self.given_name, self.register_number,
@@ -153,6 +156,7 @@ class Order(FeedStamped):
             organisation=self.organisation_name, organisation_register=self.organisation_register,
             department=self.department, position=self.position, term_years=self.term_years,
             etoken=self.etoken, confirmed=self.confirmed, paid_mnt=self.paid_mnt,
+            authentication_certificate=separate,
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -185,6 +189,22 @@ class Enrollment(FeedStamped):
 
     def __str__(self) -> str:
         return f"{self.order.invoice} → {self.certificate_serial}"
+
+
+class AuthenticationCertificate(models.Model):
+    """The authentication certificate issued with an enrollment's signing certificate for a second key
+    on the same token, where the holder's profile wants one (``CertificateProfile.separate_authentication``)."""
+
+    enrollment = models.OneToOneField(Enrollment, on_delete=models.PROTECT, related_name="authentication")
+    public_key_sha256 = models.CharField(
+        max_length=64, unique=True, help_text="SHA-256 (hex) of the second CSR's SubjectPublicKeyInfo, DER.")
+    csr_sha256 = models.CharField(max_length=64, help_text="SHA-256 (hex) of the second CSR as received, DER.")
+    certificate = models.OneToOneField("django_ca.Certificate", on_delete=models.PROTECT,
+                                       related_name="tamga_authentication")
+    certificate_serial = models.CharField(max_length=64, unique=True, help_text="Upper-case hex.")
+
+    def __str__(self) -> str:
+        return f"{self.enrollment.certificate_serial} + authentication {self.certificate_serial}"
 
 
 class KioskCredential(models.Model):

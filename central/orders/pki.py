@@ -37,14 +37,19 @@ _KEY_ARGS = ("--key-type", "EC", "--elliptic-curve", "secp384r1", "--algorithm",
 
 
 def issuing_policies() -> list[str]:
-    """The issuing CA's certificate policies: every profile's own policy and QCP-n-qscd."""
+    """The issuing CA's certificate policies: every profile's own policies, QCP-n-qscd and, when a
+    profile issues authentication certificates, NCP+."""
     from central.orders import profiles
 
     oids = [POLICY_CLASS3.dotted_string]
     for profile in profiles.all_profiles().values():
-        if profile.policy.dotted_string not in oids:
-            oids.append(profile.policy.dotted_string)
-    return [*oids, profiles.QCP_N_QSCD.dotted_string]
+        for policy in (profile.policy, profile.authentication_policy):
+            if policy is not None and policy.dotted_string not in oids:
+                oids.append(policy.dotted_string)
+    oids.append(profiles.QCP_N_QSCD.dotted_string)
+    if any(p.separate_authentication for p in profiles.all_profiles().values()):
+        oids.append(profiles.NCP_PLUS.dotted_string)
+    return oids
 
 
 def _host_args(host: str | None) -> tuple[str, ...]:

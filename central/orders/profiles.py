@@ -10,6 +10,13 @@ plus QCP-n-qscd (0.4.0.194112.1.2), and qcStatements (QcCompliance, QcSSCD, QcTy
 QcPDS, QcCClegislation, and the pkixQCSyntax-v2 semantics identifier of the serialNumber).
 Neither cryptography nor django-ca models qcStatements: its DER is built here with pyasn1 and
 passed as an unrecognised extension.
+
+A profile with an ``authentication_policy`` (Kazakhstan: NCA issues separate AUTH and signing keys)
+also issues an authentication certificate for a second key on the same token, with the same
+subject and validity (ETSI EN 319 412-2 §4.3.2): key usage digitalSignature alone and critical,
+extended key usage clientAuth, the profile's authentication policy plus NCP+ (0.4.0.2042.1.2, the
+key is on a secure device), and of the qcStatements only the serialNumber's semantics identifier:
+it is no qualified signature certificate (no QcCompliance, no QcType esign).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 from pyasn1.codec.der import encoder
 from pyasn1.type import char, constraint, namedtype, univ
@@ -32,6 +39,8 @@ from kiosk.order import X520_MAX_LENGTH
 
 QC_STATEMENTS_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.3")
 QCP_N_QSCD = x509.ObjectIdentifier("0.4.0.194112.1.2")
+NCP_PLUS = x509.ObjectIdentifier("0.4.0.2042.1.2")
+"""ETSI EN 319 411-1 NCP+: the normalised policy for a key on a secure cryptographic device."""
 QC_COMPLIANCE = "0.4.0.1862.1.1"
 QC_SSCD = "0.4.0.1862.1.4"
 QC_PDS = "0.4.0.1862.1.5"
@@ -96,6 +105,12 @@ class CertificateProfile:
     semantics_oid: str = SEMANTICS_ID_NATURAL
     organisation_identifier: str = "NTR"
     term_years: tuple[int, ...] = (1, 2)
+    authentication_policy: x509.ObjectIdentifier | None = None
+
+    @property
+    def separate_authentication(self) -> bool:
+        """Whether the token gets an authentication certificate for a second key beside the signing one."""
+        return self.authentication_policy is not None
 
     @classmethod
     def from_settings(cls, country: str, data: Mapping[str, Any]) -> CertificateProfile:
@@ -109,7 +124,9 @@ class CertificateProfile:
                    policy=x509.ObjectIdentifier(str(data["policy"])), policy_notice=str(data["policy_notice"]),
                    pds=pds, semantics_oid=str(data.get("semantics_oid", SEMANTICS_ID_NATURAL)),
                    organisation_identifier=str(data.get("organisation_identifier", "NTR")),
-                   term_years=tuple(int(t) for t in data.get("term_years", (1, 2))))
+                   term_years=tuple(int(t) for t in data.get("term_years", (1, 2))),
+                   authentication_policy=(x509.ObjectIdentifier(str(data["authentication_policy"]))
+                                          if data.get("authentication_policy") else None))
 
     # --- subject ------------------------------------------------------------------------------------
     def holder_serial_number(self, register_number: str) -> str:
@@ -156,11 +173,20 @@ class CertificateProfile:
         return x509.Name(attributes)
 
     # --- extensions ---------------------------------------------------------------------------------
-    def qc_statements_der(self) -> bytes:
-        """DER of the qcStatements extension value (RFC 3739, ETSI EN 319 412-5)."""
+    def qc_statements_der(self, *, qualified: bool = True) -> bytes:
+        """DER of the qcStatements extension value (RFC 3739, ETSI EN 319 412-5).
+
+        ``qualified=False`` (the authentication certificate): the semantics identifier alone.
+        """
         statements = rfc3739.QCStatements()
         semantics = rfc3739.SemanticsInformation()
         semantics["semanticsIndentifier"] = univ.ObjectIdentifier(self.semantics_oid)  # sic, pyasn1-modules
+        if not qualified:
+            statement = rfc3739.QCStatement()
+            statement["statementId"] = univ.ObjectIdentifier(QCS_PKIX_SYNTAX_V2)
+            statement["statementInfo"] = univ.Any(encoder.encode(semantics))
+            statements.append(statement)
+            return bytes(encoder.encode(statements))
         qc_type = _QcType()
         qc_type.append(univ.ObjectIdentifier(QC_TYPE_ESIGN))
         locations = _PdsLocations()
@@ -197,10 +223,35 @@ class CertificateProfile:
             x509.Extension(QC_STATEMENTS_OID, False,
                            x509.UnrecognizedExtension(QC_STATEMENTS_OID, self.qc_statements_der())),
         ]
-        if email and email.isascii():    # rfc822Name is IA5String; SmtpUTF8Mailbox is not offered
-            extensions.append(x509.Extension(x509.SubjectAlternativeName.oid, False,
-                                             x509.SubjectAlternativeName([x509.RFC822Name(email)])))
-        return extensions
+        return extensions + _email_name(email)
+
+    def authentication_extensions(self, email: str = "") -> list[x509.Extension[Any]]:
+        """Key usage digitalSignature (critical), EKU clientAuth, the authentication policy and NCP+,
+        the semantics identifier, the ASCII e-mail.  ValueError if the profile has no such certificate."""
+        if self.authentication_policy is None:
+            raise ValueError(f"the {self.country} profile issues no authentication certificate")
+        key_usage = x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+            key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False)
+        extensions: list[x509.Extension[Any]] = [
+            x509.Extension(x509.KeyUsage.oid, True, key_usage),
+            x509.Extension(x509.ExtendedKeyUsage.oid, False, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])),
+            x509.Extension(x509.CertificatePolicies.oid, False, x509.CertificatePolicies([
+                x509.PolicyInformation(self.authentication_policy, None),
+                x509.PolicyInformation(NCP_PLUS, None),
+            ])),
+            x509.Extension(QC_STATEMENTS_OID, False,
+                           x509.UnrecognizedExtension(QC_STATEMENTS_OID, self.qc_statements_der(qualified=False))),
+        ]
+        return extensions + _email_name(email)
+
+
+def _email_name(email: str) -> list[x509.Extension[Any]]:
+    """The holder's e-mail as rfc822Name, if ASCII (rfc822Name is IA5String; SmtpUTF8Mailbox is not offered)."""
+    if not email or not email.isascii():
+        return []
+    return [x509.Extension(x509.SubjectAlternativeName.oid, False,
+                           x509.SubjectAlternativeName([x509.RFC822Name(email)]))]
 
 
 def all_profiles() -> dict[str, CertificateProfile]:

@@ -1,0 +1,141 @@
+"""A separate authentication certificate where the holder's profile wants one (Kazakhstan, as NCA RK).
+
+The kiosk sends a second CSR, for a second key on the same token, with the enrollment; the central
+issues both in one request under one idempotency key.  The authentication certificate is linted by
+pkilint 0.13 (RFC 5280 and ETSI NCP natural person) like the signing one; Mongolia stays single.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from pyasn1.codec.der import decoder
+from pyasn1_modules import rfc3739
+
+from central.runner import CentralServer
+from sync.central_client import CentralClient
+from tests.integration.test_central import NewOrder, find, make_csr, make_key
+from tests.integration.test_qualified_profiles import (
+    ETSI_TYPE,
+    HOLDERS,
+    QC_STATEMENTS,
+    QCP_N_QSCD,
+    check_findings,
+    lint,
+)
+from tests.integration.test_revocation_services import Issued, openssl_crl, openssl_ocsp, revoke
+
+NCP_PLUS = x509.ObjectIdentifier("0.4.0.2042.1.2")
+KZ_AUTHENTICATION_POLICY = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.4.2")
+ETSI_AUTHENTICATION_TYPE = "NCP-NATURAL-PERSON-CERTIFICATE"
+
+
+def pem_csr(kind: str = "p256") -> str:
+    der = make_csr(make_key(kind))
+    return x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def post_enrollment(server: CentralServer, order_id: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{server.url}/api/v1/orders/{order_id}/enrollments", json=body, **server.tls, timeout=30)
+
+
+def order_of(server: CentralServer, client: CentralClient, new_order: NewOrder, country: str) -> tuple[dict[str, Any],
+                                                                                                     dict[str, Any]]:
+    """A fresh paid order of a ``country`` holder and the order body the kiosk gets."""
+    placed = new_order(holder={"register_number": HOLDERS[country]()})
+    order_id = find(client, placed["invoice"]).id
+    body = requests.get(f"{server.url}/api/v1/orders", params={"invoice": placed["invoice"]}, **server.tls,
+                        timeout=10).json()
+    assert body["id"] == order_id
+    return placed, body
+
+
+def load(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def test_a_kazakh_order_gets_an_authentication_certificate_beside_the_signing_one(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder, tmp_path: Path) -> None:
+    placed, order = order_of(central_server, central_client, new_order, "KZ")
+    assert order["authentication_certificate"] is True
+    body = {"csr": pem_csr(), "authentication_csr": pem_csr("rsa2048"), "idempotency_key": f"auth-{uuid.uuid4()}"}
+    response = post_enrollment(central_server, order["id"], body)
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    signing, authentication = load(answer["certificate"]), load(answer["authentication"]["certificate"])
+    assert answer["authentication"]["serial"] == f"{authentication.serial_number:X}" != answer["serial"]
+    assert authentication.subject == signing.subject and authentication.issuer == signing.issuer
+    assert authentication.not_valid_after_utc == signing.not_valid_after_utc
+
+    # Signing: nonRepudiation alone, QCP-n-qscd (as every profile); authentication: digitalSignature, clientAuth.
+    assert signing.extensions.get_extension_for_class(x509.KeyUsage).value.content_commitment
+    key_usage = authentication.extensions.get_extension_for_class(x509.KeyUsage)
+    assert key_usage.critical and key_usage.value.digital_signature and not key_usage.value.content_commitment
+    assert list(authentication.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH]
+    policies = [p.policy_identifier for p in
+                authentication.extensions.get_extension_for_class(x509.CertificatePolicies).value]
+    assert policies == [KZ_AUTHENTICATION_POLICY, NCP_PLUS] and QCP_N_QSCD not in policies
+    raw = authentication.extensions.get_extension_for_oid(QC_STATEMENTS).value
+    statements, _ = decoder.decode(raw.value, asn1Spec=rfc3739.QCStatements())   # type: ignore[attr-defined]
+    assert [str(s["statementId"]) for s in statements] == ["1.3.6.1.5.5.7.11.2"]   # no QcCompliance, no esign
+    assert {ad.access_method._name for ad in authentication.extensions.get_extension_for_class(
+        x509.AuthorityInformationAccess).value} == {"OCSP", "caIssuers"}
+
+    for name, pem, etsi_type in (("signing", answer["certificate"], ETSI_TYPE),
+                                 ("authentication", answer["authentication"]["certificate"], ETSI_AUTHENTICATION_TYPE)):
+        path = tmp_path / f"{name}.pem"
+        path.write_text(pem, encoding="ascii")
+        check_findings(lint("lint_pkix_cert", path), f"KZ {name} RFC 5280")
+        check_findings(lint("lint_etsi_cert", path, "-t", etsi_type), f"KZ {name} ETSI {etsi_type}")
+
+    again = post_enrollment(central_server, order["id"], body)        # a retry: the same two certificates
+    assert again.status_code == 200 and again.json() == answer
+    other_key = post_enrollment(central_server, order["id"], {**body, "authentication_csr": pem_csr()})
+    assert other_key.status_code == 409 and other_key.json()["error"] == "idempotency_conflict"
+    without = post_enrollment(central_server, order["id"], {"csr": body["csr"], "idempotency_key": f"a-{uuid.uuid4()}"})
+    assert without.status_code == 409 and without.json()["error"] == "key_reused"
+
+    # Revoking the signing certificate (a lost token) revokes the authentication certificate with it.
+    revoke(central_server, answer["serial"], placed["holder"]["register_number"])
+    issued = Issued(tmp_path, answer["authentication"]["certificate"], answer["chain"])
+    text, _, _ = openssl_ocsp(issued)
+    assert ": revoked" in text
+    _, crl, _ = openssl_crl(issued)
+    assert crl.get_revoked_certificate_by_serial_number(authentication.serial_number) is not None
+
+
+def test_the_authentication_key_is_certified_once_and_never_as_a_signing_key(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder) -> None:
+    _, first = order_of(central_server, central_client, new_order, "KZ")
+    authentication_csr = pem_csr()
+    one = post_enrollment(central_server, first["id"], {"csr": pem_csr(), "authentication_csr": authentication_csr,
+                                                        "idempotency_key": f"auth-{uuid.uuid4()}"})
+    assert one.status_code == 201, one.text
+    _, second = order_of(central_server, central_client, new_order, "KZ")
+    for body in ({"csr": authentication_csr}, {"csr": pem_csr(), "authentication_csr": authentication_csr}):
+        reused = post_enrollment(central_server, second["id"], {**body, "idempotency_key": f"auth-{uuid.uuid4()}"})
+        assert reused.status_code == 409 and reused.json()["error"] == "key_reused", reused.text
+    same = pem_csr()
+    twice = post_enrollment(central_server, second["id"], {"csr": same, "authentication_csr": same,
+                                                           "idempotency_key": f"auth-{uuid.uuid4()}"})
+    assert twice.status_code == 400 and twice.json()["field"] == "authentication_csr"
+
+
+@pytest.mark.parametrize("country", ["MN", "KG"])
+def test_a_single_certificate_profile_refuses_an_authentication_csr(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder, country: str) -> None:
+    _, order = order_of(central_server, central_client, new_order, country)
+    assert order["authentication_certificate"] is False
+    body = {"csr": pem_csr(), "authentication_csr": pem_csr(), "idempotency_key": f"auth-{uuid.uuid4()}"}
+    refused = post_enrollment(central_server, order["id"], body)
+    assert refused.status_code == 400 and refused.json()["field"] == "authentication_csr", refused.text
+    single = post_enrollment(central_server, order["id"], {"csr": body["csr"], "idempotency_key": f"a-{uuid.uuid4()}"})
+    assert single.status_code == 201 and "authentication" not in single.json()
