@@ -79,6 +79,11 @@ class AgreementSteps(Flow):
     def agreement_signer(self) -> AgreementSigner:
         raise NotImplementedError
 
+    def agreement_view(self, state: SessionState) -> AgreementFacts:
+        """What the agreement the holder is about to sign says, for the screen (today's date in the office)."""
+        at = self.now().astimezone(self.policy.timezone)
+        return agreement_facts(state.data, state.language, self.policy.office, self.policy.currency, at)
+
     def sign_agreement(self, session_id: str, pin: Pin) -> StepResult:
         """Sign the holder agreement on the token with the new key, send it to the central, go on.
 

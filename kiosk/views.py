@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from kiosk.order import FeeLine, Order
+from kiosk.ports import AgreementFacts
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class StepView:
     reasons: tuple[str, ...] = ()                       # revocation reasons offered
     renewal: RenewalView | None = None
     check: CheckView | None = None
+    agreement: AgreementFacts | None = None             # what the holder agreement to sign says (kiosk.agreement)
     pin_needed: bool = False                            # the step needs the eToken PIN typed again
     receipt_pending: bool = False
     notice: str = ""                                    # a message key shown with the step

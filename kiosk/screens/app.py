@@ -44,8 +44,8 @@ log = logging.getLogger("tamga.screens")
 Choices = Callable[["KioskApp", StepResult, KioskError], tuple[tuple[str, Callable[[], None]], ...]]
 
 SCREEN_MODULES = ("kiosk.screens.common", "kiosk.screens.identity", "kiosk.screens.token",
-                  "kiosk.screens.issuance", "kiosk.screens.renewal", "kiosk.screens.revocation",
-                  "kiosk.screens.unblock", "kiosk.screens.check")
+                  "kiosk.screens.issuance", "kiosk.screens.agreement", "kiosk.screens.renewal",
+                  "kiosk.screens.revocation", "kiosk.screens.unblock", "kiosk.screens.check")
 CLERK_MODULE = "kiosk.screens.clerk"
 #: Seconds a step takes before this kiosk measured it (a real eToken: RSA-2048 in 10-60 s).
 DEFAULT_ESTIMATES_S = {"keygen": 30.0, "enrollment": 5.0, "install": 3.0, "receipt": 4.0, "send": 5.0,

@@ -1,15 +1,16 @@
 """Drive the real app offscreen on the simulated stack with synthetic touches; screenshot every screen.
 
-``python -m kiosk.screens.drive --out demo-out/screens --size 800x480`` starts the simulated devices
-and the local central (``devices.sim.stack``, as ``kiosk.shell.demo`` does), opens the app in an
-offscreen window (one Window per process: one size per run) and goes through a full issuance and
-each other flow (check, unblock, revocation; renewal in a run of its own) and the error screens (central
-down, an unpaid order, a wrong ID PIN, the printer out of paper), tapping buttons and digits as a person would and
-typing the invoice as a USB scanner does.  Every screen is saved as ``<out>/<size>/NN-<flow>-<screen>.png``
-and inspected in all five languages: ``<out>/<size>/report-<first visit>.json`` lists any label whose text is wider
-or taller than the label (clipped), any text that is a raw message key, and the screen transitions'
-durations.  Exit 1 when a flow did not reach its end or a problem was found.  ``--window`` instead opens
-the app in a desktop window on the same simulated stack, for a person to try.
+``python -m kiosk.screens.drive --out demo-out/screens --size 800x480`` starts the simulated devices and the
+local central (``devices.sim.stack``, as ``kiosk.shell.demo`` does), opens the app in an offscreen window (one
+Window per process: one size per run) and goes through a full issuance and each other flow (check, unblock,
+revocation; renewal in a run of its own) and the error screens (central down, an unpaid order, a wrong ID PIN,
+a wrong eToken PIN at the holder agreement, the printer out of paper), tapping buttons and digits as a person
+would and typing the invoice as a USB scanner does.  Every screen is saved as
+``<out>/<size>/NN-<flow>-<screen>.png`` and inspected in all five languages: ``<out>/<size>/report-<first
+visit>.json`` lists any label whose text is wider or taller than the label (clipped), any text that is a raw
+message key, and the screen transitions' durations.  Exit 1 when a flow did not reach its end or a problem was
+found.  ``--window`` instead opens the app in a desktop window on the same simulated stack, for a person to
+try.
 """
 
 from __future__ import annotations
@@ -236,10 +237,21 @@ def issuance(d: Driver, sim: Any) -> None:
     d.wait("choose_pin")
     d.shot("again")
     d.digits(sim.token_pin)
+    d.press("screens.pad.ok")
+    if d.wait("progress", "agreement", idle=False) == "progress":
+        d.shot()
+    d.wait("agreement")                      # the holder agreement, filled in, as it is signed
+    d.shot()
+    d.press("screens.agreement.sign")
+    d.wait("agreement")
+    d.shot("pin")
+    d.digits(WRONG_PIN)                      # a wrong eToken PIN keeps the step
+    d.press("screens.pad.ok")
+    d.wait("agreement")
+    d.shot("wrong")
+    d.digits(sim.token_pin)
     sim.stack.printer.paper = "out"          # the receipt cannot be printed: the visit still ends, reprint later
     d.press("screens.pad.ok")
-    if d.wait("progress", "done", idle=False) == "progress":
-        d.shot()
     d.wait("done")
     d.shot("paper-out")
     sim.stack.printer.paper = "ok"
@@ -395,7 +407,10 @@ VISITS: dict[str, Callable[[Driver, Any], None]] = {"issuance": issuance, "check
 class Simulation:
     """The simulated stack and the kiosk over it, with what the scripted applicant knows."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, holder_agreement: bool = False) -> None:
+        import dataclasses
+
+        from devices.agreement import Pkcs11AgreementSigner
         from devices.sim.faults import PullableToken
         from devices.sim.stack import ARIUN, CARD_PIN, DEMO_INVOICE, SimulatedStack, apply_env
         from devices.token import Pkcs11Token
@@ -406,9 +421,17 @@ class Simulation:
         apply_env(self.stack)
         from kiosk.shell import app, config
 
+        if holder_agreement:       # [token] holder_agreement: install → agreement → receipt
+            path = self.stack.config_path
+            path.write_text(path.read_text("utf-8").replace("[token]\n", "[token]\nholder_agreement = true\n"),
+                            "utf-8")
         self.config = config.load(self.stack.config_path)
-        self.token = PullableToken(Pkcs11Token(str(self.config.token.module), rescan=self.config.token.rescan))
+        pkcs11 = Pkcs11Token(str(self.config.token.module), rescan=self.config.token.rescan)
+        self.token = PullableToken(pkcs11)
         self.kiosk = app.start(self.config, token=self.token)
+        if holder_agreement:       # the wiring signs on a plain Pkcs11Token; here it is wrapped for the faults
+            engine = self.kiosk.engine
+            engine.services = dataclasses.replace(engine.services, agreement=Pkcs11AgreementSigner(pkcs11))
         self.holder, self.invoice, self.card_pin = ARIUN, DEMO_INVOICE, CARD_PIN
         self.token_pin, self.new_token_pin = TOKEN_PIN, NEW_TOKEN_PIN
         self.stack.insert_card(ARIUN)
@@ -424,7 +447,7 @@ def drive(out: Path, size: str, flows: tuple[str, ...], languages: tuple[str, ..
     from kiosk.screens.app import KioskApp
 
     out.mkdir(parents=True, exist_ok=True)
-    sim = Simulation(workdir / "sim")
+    sim = Simulation(workdir / "sim", holder_agreement="issuance" in flows)
     started = time.monotonic()
     report: dict[str, Any] = {"size": size, "flows": {}, "problems": []}
     try:
@@ -457,7 +480,7 @@ def window(size: str) -> int:
     configure_kivy(parse_size(size), fullscreen=False, home=workdir / "kivy")
     from kiosk.screens.app import KioskApp
 
-    sim = Simulation(workdir / "sim")
+    sim = Simulation(workdir / "sim", holder_agreement=True)
     print(f"simulated devices: ID card PIN {sim.card_pin}, invoice {sim.invoice}; close the window to stop")
     try:
         KioskApp(sim.kiosk, ui_options(sim.config)).run()

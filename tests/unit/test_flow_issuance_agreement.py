@@ -32,6 +32,10 @@ class AgreementRig(Rig):
         assert self.issuance.enroll(sid).error is None
         result = self.issuance.install(sid)
         assert result.step.value == "agreement" and result.view.pin_needed
+        facts = result.view.agreement          # what the screen shows is what is signed
+        data = self.data(sid)
+        assert facts is not None and facts.certificate_serial == data["certificate"]["serial"].upper()
+        assert facts.token_serial == data["token"]["serial"] and facts.signed_on == self.now.date()
         return sid
 
 
