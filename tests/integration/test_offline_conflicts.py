@@ -192,3 +192,26 @@ def test_one_order_issued_at_two_offline_kiosks_is_issued_once_and_the_other_key
         first.close()
         second.close()
 
+
+
+def test_an_order_cancelled_at_the_central_while_the_kiosk_was_offline_is_refused_and_said_so(
+        central_server: CentralServer, tokens: tuple[Pkcs11Token, list[str]], tmp_path: Path) -> None:
+    order = load_order(central_server, tmp_path)
+    token, (serial, _) = tokens
+    kiosk = Kiosk(central_server, tmp_path / "c", token)
+    try:
+        sid = kiosk.visit_until_offline(order, serial)
+        central_server.manage("cancel", order["invoice"])       # the office cancelled it meanwhile
+        kiosk.online = True
+        assert kiosk.daemon.once().queued_sent == 1
+        refused = kiosk.store.load(sid)
+        assert refused.step == "refused"
+        assert (refused.data["refusal"]["reason"], refused.data["refusal"]["refusal"]) == (
+            "order_not_payable", "cancelled")
+        (line,) = kiosk.desk.refused()
+        assert refusal_text(Translator("ru"), line) == (
+            f"Заказ {order['invoice']}: центральный сервис отклонил запрос, сохранённый этим киоском без связи: "
+            f"заказ отменён. Неиспользуемый ключ на eToken {kiosk.slot.inserted} будет удалён, когда eToken в "
+            "следующий раз вставят в киоск.")
+    finally:
+        kiosk.close()
