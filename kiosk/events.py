@@ -43,6 +43,7 @@ class EventKind(Enum):
     ENROLLMENT_DEFERRED = "enrollment.deferred"
     UNUSED_KEY_REMOVED = "enrollment.unused_key_removed"   # the key of a request the central refused, off the token
     CERTIFICATE_ISSUED = "certificate.issued"
+    CERTIFICATE_FOUND = "certificate.found_for_token"    # issued on the inserted token for another kiosk's request
     CERTIFICATE_INSTALLED = "certificate.installed"
     AGREEMENT_SIGNED = "agreement.signed"                  # the holder agreement signed on the token (sent or queued)
     AGREEMENT_SENT = "agreement.sent"                      # a queued signed agreement reached the central

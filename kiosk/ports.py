@@ -112,6 +112,10 @@ class TokenSession(Protocol):
         """The DER SubjectPublicKeyInfo of the key pair with CKA_ID ``key_id``, or None."""
         ...
 
+    def key_ids(self) -> list[bytes]:
+        """CKA_ID of every private key on the token."""
+        ...
+
     def generate_key_pair(self, key_id: bytes, label: str, algorithm: KeyAlgorithm) -> bytes:
         """Generate a sensitive, never-extractable key pair on the token; return its public key SPKI DER."""
         ...
@@ -234,6 +238,17 @@ class IssuedCertificate:
     public_key_sha256: str = ""    # hex SHA-256 of the certificate's SubjectPublicKeyInfo DER
 
 
+@dataclass(frozen=True)
+class TokenCertificate:
+    """A certificate the central issued on a token for an order of this office (``GET /tokens/{serial}/certificate``),
+    whichever kiosk of the office sent the request."""
+
+    certificate: IssuedCertificate
+    order_id: str
+    invoice: str
+    token_serial: str
+
+
 @unique
 class CertificateStatus(Enum):
     GOOD = "good"
@@ -311,6 +326,11 @@ class CentralPort(Protocol):
 
     def void_enrollment(self, idempotency_key: str) -> str | None:
         """Make the idempotency key unusable; revoke what was issued under it.  Returns that serial or None."""
+        ...
+
+    def token_certificate(self, token_serial: str) -> TokenCertificate:
+        """The newest valid certificate issued on the token for an order of this office, whichever kiosk of the
+        office sent its request.  Raises CentralRejected(reason='certificate_not_found') when there is none."""
         ...
 
     def certificates(self, register_number: str) -> list[CertificateRecord]:

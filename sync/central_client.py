@@ -53,6 +53,7 @@ from kiosk.ports import (
     RenewalTerms,
     Revocation,
     RevocationReason,
+    TokenCertificate,
 )
 
 if TYPE_CHECKING:
@@ -312,12 +313,17 @@ class CentralClient:
         """The office's certificate events (``issued``, ``revoked``, ``expiring``) after ``after``, as dicts."""
         return self._feed("certificates", after, limit)
 
-    def token_certificate(self, token_serial: str) -> IssuedCertificate:
-        """The newest certificate the central issued on the token for this office; OrderNotFound-like
+    def token_certificate(self, token_serial: str) -> TokenCertificate:
+        """The newest valid certificate the central issued on the token for this office, with its order;
         CentralRejected ``certificate_not_found`` when there is none."""
         response = self._request("GET", f"{API_PREFIX}/tokens/{quote(token_serial, safe='')}/certificate",
                                  idempotent=True)
-        return _issued(self._expect(response, (200,)), response.status_code)
+        body = self._expect(response, (200,))
+        order_id, invoice, serial = body.get("order_id"), body.get("invoice"), body.get("token_serial")
+        if not (isinstance(order_id, str) and isinstance(invoice, str) and serial == token_serial):
+            raise CentralUnavailable("malformed token certificate", status=response.status_code,
+                                     cause="malformed_response")
+        return TokenCertificate(_issued(body, response.status_code), order_id, invoice, serial)
 
     def _feed(self, name: str, after: str, limit: int) -> FeedPage:
         response = self._request("GET", f"{API_PREFIX}/feeds/{name}", idempotent=True,

@@ -218,6 +218,9 @@ class FakeTokenSession:
     def remove_key(self, key_id: bytes) -> None:
         self.t.objects.pop(key_id, None)
 
+    def key_ids(self) -> list[bytes]:
+        return list(self.t.objects)
+
     def set_pin(self, old_pin: Pin, new_pin: Pin) -> None:
         self.fake.calls.append("set_pin")
         if old_pin.reveal() != self.t.user_pin:

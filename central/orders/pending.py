@@ -41,7 +41,7 @@ def latest_for_token(token_serial: str, **match: object) -> Enrollment:
     """The newest unvoided certificate issued on ``token_serial`` that also matches ``match``; else 404."""
     if not _valid_serial(token_serial):
         raise _not_found()
-    enrollment = (Enrollment.objects.select_related("certificate", "certificate__ca")
+    enrollment = (Enrollment.objects.select_related("certificate", "certificate__ca", "order")
                   .filter(token_serial=token_serial, voided_at__isnull=True, **match)
                   .order_by("-created_at", "-id").first())
     if enrollment is None:
@@ -51,9 +51,11 @@ def latest_for_token(token_serial: str, **match: object) -> Enrollment:
 
 @api_view("GET")
 def kiosk_token_certificate(request: HttpRequest, token_serial: str) -> HttpResponse:
-    """``GET /api/v1/tokens/{token_serial}/certificate``: the token's newest certificate in this office."""
-    enrollment = latest_for_token(token_serial, order__office_id=office_of(request))
-    return json_response(enrollment_body(enrollment))
+    """``GET /api/v1/tokens/{token_serial}/certificate``: the token's newest valid certificate in this office,
+    with its order (``TokenCertificate``): any kiosk of the office installs it at the token's next insertion."""
+    enrollment = latest_for_token(token_serial, order__office_id=office_of(request), certificate__revoked=False)
+    return json_response({**enrollment_body(enrollment), "order_id": str(enrollment.order_id),
+                          "invoice": enrollment.order.invoice, "token_serial": enrollment.token_serial})
 
 
 def holder_token_certificate(request: HttpRequest, token_serial: str) -> HttpResponse:

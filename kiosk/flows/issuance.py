@@ -16,7 +16,8 @@ When the central cannot be reached at enrollment, the visit can end offline
 (``defer``): enrollment → pending, with a "certificate pending" receipt; the queued request is
 sent later (``fetch_certificate``, by the sync daemon or when the token is seen again) and the
 certificate is installed the next time the holder's token is in a kiosk of the office
-(``waiting_for_token``).  When the central refuses the kept request for good (the order was issued at
+(``token_inserted``: this kiosk's own session, else one made for a certificate the central issued on
+the token for another kiosk of the office).  When the central refuses the kept request for good (the order was issued at
 another kiosk that was offline too, or it was cancelled or changed meanwhile), the session waits at
 ``refused`` with the central's reason (``data['refusal']``, shown to the clerk) until the token is
 inserted again: ``remove_unused_key`` then deletes the key the refused request was for, and the
@@ -62,7 +63,7 @@ from kiosk.flows.issuance_early import EarlySteps, EarlyWork, RejectReason, asci
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
 from kiosk.pin import Pin, SoPin
-from kiosk.ports import AgreementSigner, IssuedCertificate, Receipt, SessionState, TokenInfo
+from kiosk.ports import AgreementSigner, IssuedCertificate, Receipt, SessionState, TokenInfo, TokenSession
 from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import IssuanceData, issuance_data
@@ -428,6 +429,37 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
         return self.result(self.advance(state, S.CANCELLED, data, EventKind.UNUSED_KEY_REMOVED, token_serial=serial,
                                         reason=data["refusal"].get("reason")))
 
+    def token_inserted(self, language: str) -> list[StepResult]:
+        """What the token now in the slot is owed here: this kiosk's own sessions for it (``waiting_for_token``),
+        else a session at install for a certificate the central issued on it for the request of another kiosk
+        of the office (the visit ended offline there) and that is not on the token yet; [] when nothing."""
+        info = self.services.token.present()
+        waiting = self.waiting_for_token(info.serial)
+        if waiting:
+            return waiting
+        try:
+            found = self.services.central.token_certificate(info.serial)
+        except CentralRejected as err:
+            if err.data.get("reason") == "certificate_not_found":    # none, or another office's token
+                return []
+            raise
+        issued = found.certificate
+        describe = self.services.certificates.describe
+        if any(describe(der).serial_hex == issued.serial_hex
+               for _, der in self.services.token.public_certificates(info.serial)):
+            return []
+        order = self.services.central.find_order("invoice", found.invoice)
+        state = self.engine.load(self.begin(language).session_id)
+        data = issuance_data(state)
+        data["order"] = order.to_dict()
+        data["token"] = {"serial": info.serial, "model": info.model, "label": info.label}
+        data["public_key_sha256"] = issued.public_key_sha256
+        data["certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
+                               "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
+                               "not_after": issued.not_after.isoformat()}
+        return [self.result(self.advance(state, S.INSTALL, data, EventKind.CERTIFICATE_FOUND, serial=issued.serial_hex,
+                                         token_serial=info.serial, order_id=found.order_id))]
+
     # -- 8. install -------------------------------------------------------------------------------------
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, S.INSTALL)
@@ -439,12 +471,23 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
         with self.engine.timed(data, S.INSTALL):
             serial = self.check_token(data)
             with self.token_session(state, serial, user_pin) as session:
+                if "key_id" not in data:      # a certificate another kiosk's request got: find its key by digest
+                    data["key_id"] = self._key_of(session, data["public_key_sha256"], cert["serial"]).hex()
                 session.install_certificate(bytes.fromhex(data["key_id"]), data["token"]["label"],
                                             pem_to_der(cert["pem"]), [pem_to_der(p) for p in cert["chain"]])
         self.pins.forget(session_id)   # the agreement, if any, asks for the PIN once more
         after = S.AGREEMENT if self.policy.holder_agreement and self.services.agreement else S.RECEIPT
         return self.result(self.advance(state, after, data, EventKind.CERTIFICATE_INSTALLED,
                                         serial=cert["serial"]))
+
+    @staticmethod
+    def _key_of(session: TokenSession, public_key_sha256: str, certificate_serial: str) -> bytes:
+        """The CKA_ID of the token's key pair whose public key has this SHA-256; KeyMismatch when none has."""
+        for key_id in session.key_ids():
+            spki = session.find_public_key(key_id)
+            if spki is not None and hashlib.sha256(spki).hexdigest() == public_key_sha256:
+                return key_id
+        raise KeyMismatch(certificate_serial=certificate_serial)
 
     # -- 8a. the holder agreement (kiosk.agreement) -------------------------------------------------------
     def agreement_signer(self) -> AgreementSigner:

@@ -135,7 +135,7 @@ def test_a_tokens_certificate_for_its_offices_kiosk_and_for_its_holder(
         central_server: CentralServer, central_client: CentralClient, new_order: NewOrder) -> None:
     token_serial = f"TKPEND{idem()[-8:]}"
     issued, digest = enroll(central_client, new_order()["invoice"], token_serial=token_serial)
-    assert central_client.token_certificate(token_serial).serial_hex == issued.serial_hex
+    assert central_client.token_certificate(token_serial).certificate.serial_hex == issued.serial_hex
     with pytest.raises(CentralRejected) as unknown:
         central_client.token_certificate("TKNOSUCH")
     assert unknown.value.data["reason"] == "certificate_not_found"

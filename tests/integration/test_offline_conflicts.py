@@ -4,7 +4,9 @@ loopback fault proxy (``tests/faultproxy.py``: the network drops every connectio
 "offline"), and SoftHSM eTokens; the ID card and the printer are the core's fakes (not under test here).
 
 The same order issued at two kiosks that were both offline: the central issues the first kept request it
-applies, the other kiosk is told why and removes the now useless key at the token's next insertion.
+applies, the other kiosk is told why and removes the now useless key at the token's next insertion.  A
+certificate issued for one kiosk's kept request is installed when the token is next inserted at another
+kiosk of the office, and never at a kiosk of another office.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from sync.daemon import SyncDaemon
 from sync.store import KioskStore, load_or_create_key
 from tests.fakes import CARD_PIN, FakeIdCard, FakePrinter
 from tests.faultproxy import PASS, Fault, FaultProxy
+from tests.integration.conftest import OFFICE_B
 
 TOKEN_PIN = "482916"
 
@@ -215,3 +218,41 @@ def test_an_order_cancelled_at_the_central_while_the_kiosk_was_offline_is_refuse
             "следующий раз вставят в киоск.")
     finally:
         kiosk.close()
+
+
+def test_a_certificate_kept_offline_at_one_kiosk_is_installed_at_the_tokens_insertion_at_another_of_the_office(
+        central_server: CentralServer, office_b_identity: object, tokens: tuple[Pkcs11Token, list[str]],
+        tmp_path: Path) -> None:
+    order = load_order(central_server, tmp_path)
+    token, (serial, _) = tokens
+    deferring, other = Kiosk(central_server, tmp_path / "a", token), Kiosk(central_server, tmp_path / "b", token)
+    elsewhere = Kiosk(central_server, tmp_path / "x", token, office=OFFICE_B)
+    try:
+        sid = deferring.visit_until_offline(order, serial)
+        serial = deferring.slot.inserted
+        deferring.online = True
+        assert deferring.daemon.once().queued_sent == 1            # issued; the holder has gone home
+        issued = deferring.store.load(sid).data["certificate"]["serial"]
+
+        elsewhere.slot.inserted = serial                           # a kiosk of another office: nothing for it
+        assert elsewhere.issuance.token_inserted("mn") == [] and elsewhere.engine.unfinished() == []
+        assert token.public_certificates(serial) == []
+
+        other.slot.inserted = serial                               # the holder inserts it at another kiosk
+        (found,) = other.issuance.token_inserted("kk")
+        assert found.step is IssuanceStep.INSTALL and found.view.certificate is not None
+        assert found.view.certificate.serial == issued and found.view.order is not None
+        assert found.view.order.invoice == order["invoice"]
+        assert other.issuance.install(found.session_id, Pin(TOKEN_PIN)).step is IssuanceStep.RECEIPT
+        assert other.issuance.print_receipt(found.session_id).step is IssuanceStep.DONE
+        on_token = [X509Reader().describe(der) for _, der in token.public_certificates(serial)]
+        assert [c.serial_hex for c in on_token if not c.is_ca] == [issued]
+        with token.session(serial, Pin(TOKEN_PIN)) as session:      # written beside the key it certifies
+            key_id = bytes.fromhex(other.store.load(found.session_id).data["key_id"])
+            assert session.key_ids() == [key_id]
+            assert X509Reader().verify(next(der for kid, der in token.public_certificates(serial) if kid == key_id),
+                                       b"challenge", session.sign(key_id, b"challenge"))
+        assert other.issuance.token_inserted("kk") == []            # once it is on the token, nothing more
+    finally:
+        for kiosk in (deferring, other, elsewhere):
+            kiosk.close()

@@ -146,6 +146,9 @@ def test_responses_match_the_openapi_file(central_server: CentralServer, central
          json={**enrollment, "idempotency_key": idem(), "csr": csr_pem(make_csr(make_key("p256")))})  # 409
     call("POST", enroll, f"/api/v1/orders/{order.id}/enrollments", json={**enrollment, "escrow_key_id": "x"})
     serial = issued["serial"]
+    pending = "/api/v1/tokens/{token_serial}/certificate"
+    assert call("GET", pending, f"/api/v1/tokens/{token}/certificate")["serial"] == serial
+    call("GET", pending, "/api/v1/tokens/TKNOSUCH/certificate")                                     # 404
 
     call("GET", "/api/v1/certificates", "/api/v1/certificates", params={"register": number})
     call("GET", "/api/v1/certificates", "/api/v1/certificates", params={"register": "?"})
