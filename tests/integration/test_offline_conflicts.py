@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,25 @@ def tokens(softhsm: SoftHsmStore) -> Iterator[tuple[Pkcs11Token, list[str]]]:
     token.reload()
 
 
+def sync_status(server: CentralServer, data_dir: Path, language: str) -> subprocess.CompletedProcess[str]:
+    """``python -m sync status`` of the kiosk whose store is in ``data_dir``, in ``language``."""
+    config = data_dir / "kiosk.toml"
+    config.write_text(f"""[kiosk]
+language = "{language}"
+data_dir = "{data_dir}"
+[central]
+url = "{server.url}"
+ca_chain = "{server.tls_ca_path}"
+[idcard]
+trust_anchors = ["{server.ca_chain_path}"]
+[token]
+factory_so_pin_file = "{data_dir / 'factory-so-pin'}"
+""", encoding="utf-8")
+    (data_dir / "factory-so-pin").write_text(f"{FACTORY_SO_PIN}\n", encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "sync", "--config", str(config), "status"], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
 def key_ids(token: Pkcs11Token, serial: str) -> list[bytes]:
     with token.session(serial, Pin(TOKEN_PIN)) as session:
         return session.key_ids()
@@ -212,10 +233,13 @@ def test_an_order_cancelled_at_the_central_while_the_kiosk_was_offline_is_refuse
         assert (refused.data["refusal"]["reason"], refused.data["refusal"]["refusal"]) == (
             "order_not_payable", "cancelled")
         (line,) = kiosk.desk.refused()
-        assert refusal_text(Translator("ru"), line) == (
-            f"Заказ {order['invoice']}: центральный сервис отклонил запрос, сохранённый этим киоском без связи: "
-            f"заказ отменён. Неиспользуемый ключ на eToken {kiosk.slot.inserted} будет удалён, когда eToken в "
-            "следующий раз вставят в киоск.")
+        said = (f"Заказ {order['invoice']}: центральный сервис отклонил запрос, сохранённый этим киоском без связи: "
+                f"заказ отменён. Неиспользуемый ключ на eToken {kiosk.slot.inserted} будет удалён, когда eToken в "
+                "следующий раз вставят в киоск.")
+        assert refusal_text(Translator("ru"), line) == said
+        status = sync_status(central_server, tmp_path / "c", "ru")
+        assert status.returncode == 0, status.stderr
+        assert f"refused          {said}" in status.stdout.splitlines()
     finally:
         kiosk.close()
 
