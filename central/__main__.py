@@ -274,6 +274,14 @@ def cmd_load_orders(args: argparse.Namespace, data_dir: Path) -> int:
 Command = Callable[[argparse.Namespace, Path], int]
 
 
+def cmd_audit(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders.audit_chain import chain_report
+
+    lines = chain_report(args.kiosk_id)
+    print("\n".join(lines))
+    return 0 if all("BROKEN" not in line and "OPEN" not in line for line in lines) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path,
@@ -323,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-hours", type=int, default=24, choices=range(1, 24 * 14 + 1), metavar="HOURS",
                    help="how long the code can be used, 1 to 336 hours (default: 24)")
     p = add("revoke-kiosk", cmd_revoke_kiosk, "Revoke a kiosk: its client certificates are refused at once.")
+    p.add_argument("kiosk_id")
+    p = add("audit", cmd_audit, "Show a kiosk's audit chain: each branch re-verified, each fork and its rejoin "
+                                "(exit 1 when a branch is broken or a fork open).")
     p.add_argument("kiosk_id")
     p = add("confirm", cmd_confirm, "The holder confirmed the order by e-mail («Баталгаажуулах» → «Шинэ»).")
     p.add_argument("invoice")

@@ -28,6 +28,7 @@ urlpatterns = [
          name="holder-token-certificate"),
     path("api/v1/events", inbox.events, name="events"),
     path("api/v1/audit", audit_chain.audit, name="audit"),
+    path("api/v1/audit/rejoin", audit_chain.rejoin, name="audit-rejoin"),
     path("api/v1/agreements", agreement_upload, name="agreements"),
     # A kiosk's identity: the enrollment needs no client certificate (the one-time code stands for it).
     path("api/v1/kiosks/enroll", kiosk_identity.enroll_view, name="kiosk-enroll"),

@@ -528,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
         from provisioning import backup
 
         return backup.main(argv)
+    if argv[:1] == ["audit-rejoin"]:
+        from provisioning import rejoin
+
+        return rejoin.main(argv[1:])
     args = parser().parse_args(argv)
     root = args.root.resolve()
     ask = Asker(interactive=not args.non_interactive and sys.stdin.isatty())

@@ -3,7 +3,8 @@
 ``once``   one round: push the journal, send queued requests, purge what retention allows; exit 1 if
            the central could not be reached.
 ``run``    rounds every ``--interval`` seconds, with backoff after failures (the systemd service).
-``status`` queue length, the oldest unsynced event's age, last success, last error.
+``status`` queue length, the oldest unsynced event's age, last success, last error, the audit chain's
+           unsent entries and the central's refusal of it (a fork: ``tamga-provision audit-rejoin``).
 ``enroll`` make this kiosk's key, exchange it and the one-time code of ``python -m central add-kiosk``
            for its client certificate (``[central] client_certificate``/``client_key``, mode 0600).
 
@@ -17,6 +18,7 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from kiosk.errors import ConfigError, KioskError
 from kiosk.shell import config
@@ -32,6 +34,20 @@ def _age(at: str | None) -> str:
     return f"{seconds:.0f} s ago ({at})"
 
 
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """What ``status`` prints of :meth:`sync.store.KioskStore.sync_status`."""
+    refused = status["audit_error"]
+    return [f"queued           {status['queued']}",
+            f"oldest unsynced  {_age(status['oldest_unsent_at'])}",
+            f"last success     {_age(status['last_success_at'])}",
+            f"last error       {status['last_error'] or '-'} {_age(status['last_error_at'])}",
+            f"orders feed      {_age(status['orders_feed_at'])} ({status['orders_cached']} orders cached)",
+            f"certificate feed {_age(status['certificates_feed_at'])}",
+            f"audit chain      {status['audit_unsent']} unsent" + (f"; REFUSED: {refused}" if refused else "")
+            + ("; a store restored from an old backup? tamga-provision audit-rejoin --reason … --technician …"
+               if refused and "audit_fork" in refused else "")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sync", description="Tamga kiosk sync with the central service")
     parser.add_argument("--config", type=Path, help="kiosk.toml (default: $TAMGA_CONFIG, /etc/tamga/kiosk.toml)")
@@ -39,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("once", help="one round: push, send queued requests, purge")
     run = sub.add_parser("run", help="rounds until stopped")
     run.add_argument("--interval", type=float, default=30.0, help="seconds between rounds (default 30)")
-    sub.add_parser("status", help="queue length, oldest unsynced event, last success and error")
+    sub.add_parser("status", help="queue length, oldest unsynced event, last success and error, the audit chain")
     enroll = sub.add_parser("enroll", help="get this kiosk's client certificate with a one-time code")
     enroll.add_argument("--code", required=True, help="the code python -m central add-kiosk printed")
     enroll.add_argument("--office", required=True, help="the office code the kiosk belongs to (e.g. main)")
@@ -61,13 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     kiosk = app.build(cfg)
     try:
         if args.command == "status":
-            status = kiosk.store.sync_status()
-            print(f"queued           {status['queued']}")
-            print(f"oldest unsynced  {_age(status['oldest_unsent_at'])}")
-            print(f"last success     {_age(status['last_success_at'])}")
-            print(f"last error       {status['last_error'] or '-'} {_age(status['last_error_at'])}")
-            print(f"orders feed      {_age(status['orders_feed_at'])} ({status['orders_cached']} orders cached)")
-            print(f"certificate feed {_age(status['certificates_feed_at'])}")
+            print("\n".join(status_lines(kiosk.store.sync_status())))
             t = Translator(cfg.kiosk.language)
             for line in kiosk.clerk_desk.refused():      # kept requests the central refused: said in words
                 print(f"refused          {refusal_text(t, line, kiosk.engine.policy.timezone)}")

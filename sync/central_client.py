@@ -299,6 +299,15 @@ class CentralClient:
                                      cause="malformed_response")
         return head
 
+    def audit_state(self) -> dict[str, Any]:
+        """The central's view of this kiosk's chain: ``branch``, ``head_seq``, ``head_hash`` and the open ``fork``."""
+        return self._expect(self._request("GET", f"{API_PREFIX}/audit", idempotent=True), (200,))
+
+    def rejoin_audit(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Send the kiosk's ``audit.rejoined`` entry (``central/orders/audit_chain.py``); the new branch's base."""
+        response = self._request("POST", f"{API_PREFIX}/audit/rejoin", idempotent=True, json={"entry": entry})
+        return self._expect(response, (200,))
+
     # --- feeds and pending certificates -----------------------------------------------------------
     def order_feed(self, after: str = "0", limit: int = 100) -> FeedPage:
         """The office's orders changed after the cursor ``after``; each item is ``(seq, Order)``."""

@@ -322,9 +322,13 @@ class InboxEvent(models.Model):
 
 
 class AuditLink(models.Model):
-    """One entry of a kiosk's hash-chained audit trail (``kiosk.audit``), kept per kiosk without gaps."""
+    """One entry of a kiosk's hash-chained audit trail (``kiosk.audit``), kept per kiosk and branch without gaps.
+
+    Branch 0 is the kiosk's chain from its first entry; branch n (n > 0) is the chain of a store restored
+    from an old backup, which left branch n − 1 at :attr:`AuditFork.seq` (see ``audit_chain``)."""
 
     kiosk_id = models.CharField(max_length=64)
+    branch = models.PositiveIntegerField(default=0)
     seq = models.PositiveBigIntegerField()
     at = models.CharField(max_length=40)
     kind = models.CharField(max_length=64)
@@ -335,7 +339,37 @@ class AuditLink(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = (models.UniqueConstraint(fields=["kiosk_id", "seq"], name="audit_link_once"),)
+        constraints = (models.UniqueConstraint(fields=["kiosk_id", "branch", "seq"], name="audit_link_once"),)
 
     def __str__(self) -> str:
-        return f"{self.kiosk_id} #{self.seq} {self.kind}"
+        return f"{self.kiosk_id} #{self.seq} {self.kind}" + (f" (branch {self.branch})" if self.branch else "")
+
+
+class AuditFork(models.Model):
+    """A kiosk chain that left the one the central holds, as first refused; never deleted.
+
+    Open while ``branch`` is null.  The technician's rejoin (``tamga-provision audit-rejoin``) closes it:
+    the kiosk's ``audit.rejoined`` entry (reason, technician, the central's last acknowledged link) is
+    recorded here and the kiosk's chain is kept from ``seq`` on as ``branch``; the branch it left stays whole.
+    """
+
+    kiosk_id = models.CharField(max_length=64)
+    parent = models.PositiveIntegerField(help_text="The branch the kiosk's entries left.")
+    seq = models.PositiveBigIntegerField(help_text="The first entry differing from, or not following, the held one.")
+    base_hash = models.CharField(max_length=64, help_text="The held hash of entry seq - 1, which both chains share.")
+    held_hash = models.CharField(max_length=64, blank=True, default="", help_text="The held entry seq, if any.")
+    offered_hash = models.CharField(max_length=64)
+    detected_at = models.DateTimeField(auto_now_add=True)
+    refusals = models.PositiveIntegerField(default=1)
+    branch = models.PositiveIntegerField(null=True, blank=True)
+    head_seq = models.PositiveBigIntegerField(null=True, blank=True, help_text="The parent's head at the rejoin.")
+    head_hash = models.CharField(max_length=64, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    technician = models.CharField(max_length=100, blank=True, default="")
+    rejoin_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    rejoin_hash = models.CharField(max_length=64, blank=True, default="")
+    rejoined_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        state = f"branch {self.branch}" if self.branch is not None else "open"
+        return f"{self.kiosk_id} fork at #{self.seq} of branch {self.parent} ({state})"

@@ -7,16 +7,24 @@ prefix of that chain and then entries of its own: the chains fork.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
-from central.runner import CentralServer
+from central.runner import CentralCommandError, CentralServer
+from kiosk.errors import CentralRejected
+from provisioning.rejoin import rejoin
+from sync.__main__ import status_lines
 from sync.central_client import CentralClient
 from sync.daemon import SyncDaemon
 from sync.kiosk_identity import KioskIdentity
 from sync.store import KioskStore
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def add_sessions(store: KioskStore, prefix: str, count: int) -> None:
@@ -69,4 +77,131 @@ def test_a_batch_that_ends_inside_the_shared_prefix_marks_only_its_own_entries_s
     # 1-4 and 5-8 acknowledged; the batch 9-12 holds the forked entry 11 and is refused whole.
     assert [e.seq for e in restored.store.audit.unsent(100)] == list(range(9, 16)), report
     assert "audit_fork" in (status["audit_error"] or ""), status
+    restored.store.close()
+
+
+def kiosk_toml(restored: Restored, server: CentralServer, path: Path) -> Path:
+    i = restored.identity
+    path.write_text(f'[kiosk]\nid = "{restored.kiosk_id}"\ndata_dir = "{restored.data_dir}"\n\n[central]\n'
+                    f'url = "{server.url}"\nca_chain = "{i.ca_chain}"\nclient_certificate = "{i.certificate}"\n'
+                    f'client_key = "{i.key}"\n', encoding="utf-8")
+    return path
+
+
+def audit_rejoin(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "provisioning", "audit-rejoin", "--config", str(config), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+
+
+def test_the_technicians_rejoin_keeps_the_restored_chain_as_a_new_branch_and_the_old_one_whole(
+        central_server: CentralServer, restored: Restored, tmp_path: Path) -> None:
+    store = restored.store
+    shared = list(store.audit.entries())[9]                       # entry 10, the last both chains hold
+    with restored.client(central_server) as client:
+        daemon = SyncDaemon(store, client, restored.kiosk_id)
+        assert daemon.once().audit_sent == 0 and daemon.once().audit_sent == 0      # refused twice: one fork
+        state = client.audit_state()
+    assert (state["branch"], state["head_seq"]) == (0, 20)
+    assert state["fork"]["seq"] == 11 and state["fork"]["base_hash"] == shared.hash and state["fork"]["refusals"] == 2
+    status = status_lines(store.sync_status())[-1]          # what python -m sync status prints
+    assert status.startswith("audit chain      15 unsent; REFUSED: audit_fork: entry 11 differs") and \
+        status.endswith("tamga-provision audit-rejoin --reason … --technician …"), status
+    store.close()
+    with pytest.raises(CentralCommandError) as open_fork:         # the auditor's view: exit 1 while a fork is open
+        central_server.manage("audit", restored.kiosk_id)
+    assert "OPEN: the kiosk's entries from there on are refused until tamga-provision audit-rejoin" in str(
+        open_fork.value)
+
+    config = kiosk_toml(restored, central_server, tmp_path / "kiosk.toml")
+    refused = audit_rejoin(config, "--reason", " ", "--technician", "Б. Дорж")
+    assert refused.returncode == 1 and "the reason must be 1 to 500 printable characters" in refused.stderr
+    reason = "SD card replaced; restored from the backup of 2026-11-30 (ticket 4711)"
+    out = audit_rejoin(config, "--reason", reason, "--technician", "Б. Дорж")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "from entry 11 on as branch 1; the branch it left ends at entry 20, which the rejoin entry 16" in out.stdout
+    assert "names with its reason; 16 entries sent" in out.stdout   # 1-10 as branch 0's, 11-16 into branch 1
+
+    store = KioskStore.open(restored.data_dir)
+    try:
+        rejoined = list(store.audit.entries())[-1]
+        assert rejoined.kind == "audit.rejoined" and store.audit.verify().intact     # local history untouched
+        assert {k: rejoined.fields[k] for k in ("reason", "technician", "fork_seq", "central_head_seq",
+                                                "central_head_hash")} == {
+            "reason": reason, "technician": "Б. Дорж", "fork_seq": 11, "central_head_seq": 20,
+            "central_head_hash": state["head_hash"]}
+        assert store.audit.unsent(100) == [] and store.sync_status()["audit_error"] is None
+        add_sessions(store, "after-rejoin", 1)         # the kiosk's chain goes on in its branch
+        with restored.client(central_server) as client:
+            assert SyncDaemon(store, client, restored.kiosk_id).once().audit_sent == 2
+            assert client.audit_state() == {"branch": 1, "head_seq": 18, "head_hash": store.audit.verify().head,
+                                             "fork": None}
+            replay = client.rejoin_audit(rejoined.to_dict())              # a lost answer, sent again
+            assert (replay["branch"], replay["fork_seq"], replay["head_hash"]) == (1, 11, shared.hash)
+    finally:
+        store.close()
+    again = audit_rejoin(config, "--reason", reason, "--technician", "Б. Дорж")
+    assert again.returncode == 0 and "nothing to rejoin" in again.stdout
+
+    audit = central_server.manage("audit", restored.kiosk_id).splitlines()       # the auditor's view: both whole
+    assert audit[0].startswith("branch 0: entries 1-20, head ") and audit[0].endswith(", intact")
+    assert audit[1] == f"branch 1: entries 11-18, head {state_head(restored)}, intact"
+    assert f"left branch 0 after entry 10 ({shared.hash}); rejoined" in audit[2] and repr(reason) in audit[2]
+    assert f"its entry 16 names branch 0's head, entry 20 ({state['head_hash']})" in audit[2]
+    assert audit[3].startswith("fork at entry 11 of branch 0") and audit[3].endswith(
+        "refused 2 time(s): closed by branch 1")
+
+
+def state_head(restored: Restored) -> str:
+    store = KioskStore.open(restored.data_dir)
+    try:
+        return store.audit.verify().head
+    finally:
+        store.close()
+
+
+def test_a_rejoin_that_names_another_head_or_no_fork_is_refused(central_server: CentralServer,
+                                                                 restored: Restored) -> None:
+    store = restored.store
+    with restored.client(central_server) as client:
+        assert rejoin(store.audit, client, "restored", "technician") is None      # no fork recorded yet
+        SyncDaemon(store, client, restored.kiosk_id).once()
+        fork = client.audit_state()["fork"]
+        stale = store.audit.append("audit.rejoined", {"reason": "restored", "technician": "t", "fork_seq": fork["seq"],
+                                                      "base_hash": fork["base_hash"], "central_branch": 0,
+                                                      "central_head_seq": 19, "central_head_hash": "0" * 64})
+        with pytest.raises(CentralRejected) as refused:
+            client.rejoin_audit(stale.to_dict())
+        assert refused.value.data["reason"] == "audit_rejoin_stale"
+        assert client.audit_state()["fork"] is not None and client.audit_state()["branch"] == 0
+    store.close()
+
+
+def test_the_audit_endpoints_answer_as_the_openapi_file_says(central_server: CentralServer,
+                                                             restored: Restored) -> None:
+    from tests.integration.test_openapi import check
+
+    tls = restored.identity.requests_options()
+    url = f"{central_server.url}/api/v1/audit"
+    assert check("GET", "/api/v1/audit", requests.get(url, timeout=10, **tls))["fork"] is None
+    entries = [e.to_dict() for e in restored.store.audit.entries()]
+    forked = check("POST", "/api/v1/audit", requests.post(url, json={"entries": entries}, timeout=10, **tls))
+    assert (forked["error"], forked["seq"], forked["fork_seq"]) == ("audit_fork", 11, 11)
+    state = check("GET", "/api/v1/audit", requests.get(url, timeout=10, **tls))
+    rejoin_url = f"{url}/rejoin"
+    wrong_kind = check("POST", "/api/v1/audit/rejoin",
+                       requests.post(rejoin_url, json={"entry": entries[-1]}, timeout=10, **tls))
+    assert wrong_kind["error"] == "invalid_request"
+    entry = restored.store.audit.append("audit.rejoined", {
+        "reason": "restored", "technician": "t", "fork_seq": 11, "base_hash": state["fork"]["base_hash"],
+        "central_branch": 0, "central_head_seq": state["head_seq"], "central_head_hash": state["head_hash"]})
+    joined = check("POST", "/api/v1/audit/rejoin",
+                   requests.post(rejoin_url, json={"entry": entry.to_dict()}, timeout=10, **tls))
+    assert joined["branch"] == 1
+    changed = check("POST", "/api/v1/audit/rejoin", requests.post(rejoin_url, json={"entry": dict(
+        entry.to_dict(), fields=dict(entry.fields, reason="another reason"))}, timeout=10, **tls))
+    assert changed["error"] == "audit_hash"
+    second = restored.store.audit.append("audit.rejoined", dict(entry.fields, reason="once more"))
+    closed = check("POST", "/api/v1/audit/rejoin",
+                   requests.post(rejoin_url, json={"entry": second.to_dict()}, timeout=10, **tls))
+    assert closed["error"] == "audit_no_fork"
     restored.store.close()
