@@ -201,6 +201,23 @@ def cmd_revoke_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
+def cmd_add_trust_anchor(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import trust_anchors
+
+    anchor, created = trust_anchors.add(args.file.read_bytes(), args.country.upper(), args.role, args.office)
+    print(f"{anchor.sha256} {anchor.country} {anchor.role}: {'added' if created else 'added again'} "
+          f"({anchor.subject}); kiosks get it at their next sync round")
+    return 0
+
+
+def cmd_withdraw_trust_anchor(args: argparse.Namespace, data_dir: Path) -> int:
+    from central.orders import trust_anchors
+
+    anchor = trust_anchors.withdraw(args.sha256)
+    print(f"{anchor.sha256}: withdrawn ({anchor.subject}); kiosks drop it at their next sync round")
+    return 0
+
+
 def _print_order(invoice: str) -> None:
     from central.orders.api import order_body
     from central.orders.models import Order
@@ -335,6 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("audit", cmd_audit, "Show a kiosk's audit chain: each branch re-verified, each fork and its rejoin "
                                 "(exit 1 when a branch is broken or a fork open).")
     p.add_argument("kiosk_id")
+    p = add("add-trust-anchor", cmd_add_trust_anchor,
+            "Hand the kiosks a national ID authority's CA certificate (PEM) for a country profile (feeds/trust).")
+    p.add_argument("file", type=Path)
+    p.add_argument("--country", required=True, help="ID card country profile: MN, KZ or KG")
+    p.add_argument("--role", choices=("anchor", "intermediate"), default="anchor",
+                   help="a root the kiosks trust, or an issuing CA below one (default: anchor)")
+    p.add_argument("--office", help="only this office's kiosks (default: every office's)")
+    p = add("withdraw-trust-anchor", cmd_withdraw_trust_anchor,
+            "Withdraw a national ID trust anchor by its SHA-256: kiosks drop it at their next sync round.")
+    p.add_argument("sha256")
     p = add("confirm", cmd_confirm, "The holder confirmed the order by e-mail («Баталгаажуулах» → «Шинэ»).")
     p.add_argument("invoice")
     p = add("mark-paid", cmd_mark_paid, "Record the invoice as paid (in full unless --amount is given).")
@@ -385,10 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     from central.orders.clerk import ClerkError
     from central.orders.kiosk_identity import KioskIdentityError
     from central.orders.offices import OfficeError
+    from central.orders.trust_anchors import TrustAnchorError
 
     try:
         return int(args.func(args, data_dir))
-    except (ClerkError, KioskIdentityError, OfficeError) as err:
+    except (ClerkError, KioskIdentityError, OfficeError, TrustAnchorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/tokens/<str:token_serial>/certificate", pending.kiosk_token_certificate, name="token-certificate"),
     path("api/v1/feeds/orders", feeds.orders, name="feed-orders"),
     path("api/v1/feeds/certificates", feeds.certificates, name="feed-certificates"),
+    path("api/v1/feeds/trust", feeds.trust, name="feed-trust"),
     # The holder's own client fetches a pending certificate (no kiosk credential, rate-limited).
     path("api/v1/holder/tokens/<str:token_serial>/certificate", pending.holder_token_certificate,
          name="holder-token-certificate"),

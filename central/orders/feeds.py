@@ -3,7 +3,9 @@
 ``GET /api/v1/feeds/orders?after=N&limit=M`` lists the office's orders whose last change (new,
 confirmed, paid, cancelled, issued) has a change number above N; ``GET /api/v1/feeds/certificates``
 the office's certificates whose last event (issued, revoked, expiring — entering the 30-day renewal
-window) is above N.  A row appears once, with its current state, at its last change.
+window) is above N; ``GET /api/v1/feeds/trust`` the national ID trust material (CA certificates per
+country profile, every office's and the office's own) added or withdrawn after N.  A row appears
+once, with its current state, at its last change.
 
 Change numbers come from one counter bumped inside each writer's transaction
 (:func:`central.orders.models.next_change`): the bump holds the counter row's write lock until the
@@ -23,6 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django_ca.models import Certificate
 
+from central.orders import trust_anchors
 from central.orders.api import api_view, json_response, office_of, order_body
 from central.orders.errors import ApiError
 from central.orders.models import FEED_COUNTER, ChangeCounter, Enrollment, Order
@@ -129,6 +132,14 @@ def certificates(request: HttpRequest) -> HttpResponse:
     rows = (Enrollment.objects.select_related("order", "certificate", "renewal_of")
             .filter(order__office_id=office_id, change_seq__gt=after).order_by("change_seq")[:limit])
     return json_response(page_body([certificate_item(row) for row in rows], after, limit))
+
+
+@api_view("GET")
+def trust(request: HttpRequest) -> HttpResponse:
+    """``GET /api/v1/feeds/trust?after=…&limit=…``."""
+    after, limit = parse_page(request)
+    rows = trust_anchors.for_office(office_of(request)).filter(change_seq__gt=after).order_by("change_seq")[:limit]
+    return json_response(page_body([trust_anchors.trust_item(row) for row in rows], after, limit))
 
 
 def certificate_saved(sender: type[Certificate], instance: Certificate, **kwargs: Any) -> None:

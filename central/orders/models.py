@@ -373,3 +373,23 @@ class AuditFork(models.Model):
     def __str__(self) -> str:
         state = f"branch {self.branch}" if self.branch is not None else "open"
         return f"{self.kiosk_id} fork at #{self.seq} of branch {self.parent} ({state})"
+
+
+class TrustAnchor(FeedStamped):
+    """A national ID authority's CA certificate the kiosks trust for ID cards (``feeds/trust``).
+
+    ``office`` None: every office's kiosks; else only that office's.  Withdrawing keeps the row (its
+    feed event tells the kiosks to drop it); adding the same certificate again brings it back.
+    """
+
+    country = models.CharField(max_length=2, help_text="The ID card country profile: MN, KZ or KG.")
+    role = models.CharField(max_length=12, choices=[("anchor", "anchor"), ("intermediate", "intermediate")])
+    certificate_pem = models.TextField()
+    sha256 = models.CharField(max_length=64, unique=True, help_text="SHA-256 (hex) of the certificate's DER.")
+    subject = models.CharField(max_length=500)
+    office = models.ForeignKey(Office, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    added_at = models.DateTimeField(auto_now_add=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.role} {self.subject}"
