@@ -330,6 +330,9 @@ def card_identity(der: bytes, trust_anchors: Sequence[x509.Certificate], interme
         raise CertificateInvalid("certificate does not parse", reason="malformed") from err
 
 
+CurrentTrust = Callable[[], tuple[Sequence[x509.Certificate], Sequence[x509.Certificate]]]
+
+
 # --- the pipeline ---------------------------------------------------------------------------------------
 class IdCardVerifier:
     """The one verification pipeline, whatever way reaches the card: path validation, revocation, the
@@ -352,6 +355,8 @@ class IdCardVerifier:
         self.clock = clock
         self.revocation = revocation          # None: no revocation check (device tests of the reader alone)
         self.rsa_padding = rsa_padding
+        self.trust_source: CurrentTrust | None = None
+        """Called before each card is read: the current (anchors, intermediates), e.g. with the synced ones."""
         self._lock = threading.RLock()
         self._certificate: x509.Certificate | None = None
 
@@ -387,6 +392,10 @@ class IdCardVerifier:
         """Read and validate the holder's certificate.  Raises CertificateInvalid, DeviceNotReady, CardError."""
         with self._lock:
             self._certificate = None
+            if self.trust_source is not None:
+                anchors, intermediates = self.trust_source()
+                if anchors:
+                    self.trust_anchors, self.intermediates = list(anchors), list(intermediates)
             der, card_uuid = self._read_card_waiting()
             certificate, identity = card_identity(der, self.trust_anchors, self.intermediates, self.clock(),
                                                   card_uuid, self.profile_name)

@@ -93,14 +93,17 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("kiosk certificate renewal failed", extra={"reason": err.key, **err.data})
 
         daemon = SyncDaemon(kiosk.store, kiosk.central, cfg.kiosk.id, kiosk.engine, feeds=kiosk.central,
-                            retention=dt.timedelta(days=cfg.kiosk.retention_days), before_round=renew_identity)
+                            retention=dt.timedelta(days=cfg.kiosk.retention_days), before_round=renew_identity,
+                            trust=app.trust_material(cfg, app.revocation_checker(cfg)))
         if args.command == "run":
             daemon.run(args.interval)
             return 0
         report = daemon.once()
         print(f"pushed {report.pushed}, queued requests sent {report.queued_sent}, "
               f"audit entries {report.audit_sent}, orders pulled {report.orders_pulled}, "
-              f"certificate events {report.certificate_events}, purged {report.purged}"
+              f"certificate events {report.certificate_events}, trust feed items {report.trust_items}, "
+              f"CRLs fetched {sum(1 for v in report.crls.values() if v == 'fetched')}/{len(report.crls)}, "
+              f"purged {report.purged}"
               + (f", error {report.error.key} {report.error.data}" if report.error else ""))
         return 1 if report.error else 0
     finally:

@@ -322,6 +322,10 @@ class CentralClient:
         """The office's certificate events (``issued``, ``revoked``, ``expiring``) after ``after``, as dicts."""
         return self._feed("certificates", after, limit)
 
+    def trust_feed(self, after: str = "0", limit: int = 100) -> FeedPage:
+        """National ID trust material added or withdrawn after ``after`` (``TrustEvent`` dicts)."""
+        return self._feed("trust", after, limit)
+
     def token_certificate(self, token_serial: str) -> TokenCertificate:
         """The newest valid certificate the central issued on the token for this office, with its order;
         CentralRejected ``certificate_not_found`` when there is none."""

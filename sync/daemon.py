@@ -8,8 +8,11 @@ One round (:meth:`SyncDaemon.once`):
 2. send what sessions queued while the central was unreachable (a pending certificate request, a
    revocation, a renewal: each flow's ``queued`` call, idempotent by its own key);
 3. pull the office's feeds after the cursors kept in ``sync_state`` (orders into the order cache,
-   for offline lookups; certificate events counted);
-4. the retention purge, which deletes finished sessions' personal data once all their events are sent.
+   for offline lookups; certificate events counted; the national ID trust anchors into
+   :class:`sync.trust_material.TrustMaterial` when ``trust`` is given);
+4. the ID-card CRLs that are due fetched again (from the national authority, so also when the
+   central is unreachable), then the retention purge, which deletes finished sessions' personal data
+   once all their events are sent.
 
 :meth:`SyncDaemon.run` repeats rounds; after a failure it waits with exponential backoff and full
 jitter, or as long as the central's Retry-After says.
@@ -68,6 +71,18 @@ class Feeds(Protocol):
     def certificate_feed(self, after: str = "0", limit: int = 100) -> Any:
         ...
 
+    def trust_feed(self, after: str = "0", limit: int = 100) -> Any:
+        ...
+
+
+class TrustUpdates(Protocol):
+    def apply(self, items: Any) -> int:
+        """Keep the added trust anchors, drop the withdrawn ones; how many changed."""
+        ...
+
+    def refresh_crls(self) -> dict[str, str]:
+        ...
+
 
 @dataclass
 class RoundReport:
@@ -76,6 +91,8 @@ class RoundReport:
     queued_sent: int = 0
     orders_pulled: int = 0
     certificate_events: int = 0
+    trust_items: int = 0
+    crls: dict[str, str] = field(default_factory=dict)      # url → fresh, fetched or failed: why
     purged: int = 0
     error: KioskError | None = None
 
@@ -93,6 +110,7 @@ class SyncDaemon:
     sleep: Callable[[float], None] = time.sleep
     jitter: Callable[[float, float], float] = random.uniform
     before_round: Callable[[], object] | None = None   # e.g. the kiosk certificate's renewal when due
+    trust: TrustUpdates | None = None            # None: no trust feed, no CRL refresh
     failures: int = field(default=0, init=False)
 
     def key(self, outbox_id: int) -> str:
@@ -148,7 +166,8 @@ class SyncDaemon:
         """Read the feed ``name`` (orders, certificates) from its kept cursor to its end; return the items."""
         if self.feeds is None:
             return 0
-        read = self.feeds.order_feed if name == "orders" else self.feeds.certificate_feed
+        read = getattr(self.feeds, {"orders": "order_feed", "certificates": "certificate_feed",
+                                    "trust": "trust_feed"}[name])
         cursor, pulled = self.store.sync_state_value(f"feed.{name}.cursor") or "0", 0
         while True:
             try:
@@ -162,6 +181,8 @@ class SyncDaemon:
                 continue
             if name == "orders":
                 self.store.orders.put_many(page.items, dt.datetime.now(dt.UTC))
+            if name == "trust" and self.trust is not None:
+                self.trust.apply(page.items)
             pulled += len(page.items)
             cursor = page.cursor
             self.store.set_sync_state(f"feed.{name}.cursor", cursor)
@@ -191,6 +212,8 @@ class SyncDaemon:
             report.pushed = self.push()
             report.orders_pulled = self.pull("orders")
             report.certificate_events = self.pull("certificates")
+            if self.trust is not None:
+                report.trust_items = self.pull("trust")
             report.queued_sent = self.send_queued()
             report.audit_sent = self.push_audit_reporting()
         except KioskError as err:
@@ -200,6 +223,8 @@ class SyncDaemon:
         else:
             self.store.set_sync_state("success", "")
             self.failures = 0
+        if self.trust is not None:
+            report.crls = self.trust.refresh_crls()
         report.purged = self.store.purge_finished(self.retention)
         return report
 

@@ -34,6 +34,7 @@ from kiosk.shell.config import Config
 from sync.central_client import CentralClient
 from sync.offline_central import OfflineCentral
 from sync.store import KioskStore
+from sync.trust_material import TrustMaterial, TrustSource
 
 log = logging.getLogger("tamga.app")
 
@@ -137,11 +138,22 @@ def setting_digests(cfg: Config) -> dict[str, str]:
             for section in AUDITED_SECTIONS for key, value in sorted(vars(getattr(cfg, section)).items())}
 
 
-def _trust(cfg: Config) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
-    """(trust anchors of the accepted country profiles, intermediates) from the configuration."""
+def trust_material(cfg: Config, crls: RevocationChecker | None = None) -> TrustMaterial:
+    """The national ID trust material the sync daemon keeps in the data dir (the central's trust feed, CRLs)."""
+    return TrustMaterial(cfg.kiosk.data_dir / "trust-anchors", crls)
+
+
+def trust_source(cfg: Config) -> TrustSource:
+    """The accepted country profiles' trust anchors and intermediates: the configured ones and the synced ones."""
     anchors = load_certificates(cfg.idcard.trust_anchors, "idcard.trust_anchors")
     anchors += load_certificates(cfg.identity.anchors(), "identity.trust_anchors")
-    return anchors, load_certificates(cfg.idcard.intermediates, "idcard.intermediates")
+    return TrustSource(trust_material(cfg), cfg.identity.countries, anchors,
+                       load_certificates(cfg.idcard.intermediates, "idcard.intermediates"))
+
+
+def _trust(cfg: Config) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """(trust anchors of the accepted country profiles, intermediates): configured and synced."""
+    return trust_source(cfg)()
 
 
 def revocation_checker(cfg: Config) -> RevocationChecker:
@@ -156,10 +168,11 @@ def revocation_checker(cfg: Config) -> RevocationChecker:
 def id_card_reader(cfg: Config) -> IdCardVerifier:
     """The ID-card reader of ``[idcard] profile`` (piv, opensc or auto) with the trust anchors of the accepted
     country profiles and the revocation checker."""
-    anchors, intermediates = _trust(cfg)
+    source = trust_source(cfg)
+    anchors, intermediates = source()
     return id_card_reader_for(cfg.idcard.profile, cfg.idcard.reader, anchors, intermediates,
                               card_timeout=cfg.idcard.wait_s, revocation=revocation_checker(cfg),
-                              rsa_padding=cfg.identity.rsa_padding)
+                              rsa_padding=cfg.identity.rsa_padding, trust_source=source)
 
 
 def build(cfg: Config, token: TokenPort | None = None,
