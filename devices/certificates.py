@@ -8,7 +8,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk.errors import InvalidInput
 from kiosk.ports import CertificateFacts
@@ -18,6 +18,16 @@ def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
     values = name.get_attributes_for_oid(oid)
     value = values[0].value if values else ""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _authentication_only(cert: x509.Certificate) -> bool:
+    """EKU clientAuth and a key usage without nonRepudiation (contentCommitment): not for signing documents."""
+    try:
+        purposes = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.CLIENT_AUTH in purposes and not usage.content_commitment
 
 
 class X509Reader:
@@ -44,6 +54,7 @@ class X509Reader:
             not_after=cert.not_valid_after_utc,
             is_ca=is_ca,
             public_key_sha256=hashlib.sha256(spki).hexdigest(),
+            authentication_only=_authentication_only(cert),
         )
 
     def verify(self, certificate_der: bytes, data: bytes, signature: bytes) -> bool:

@@ -236,6 +236,7 @@ class IssuedCertificate:
     not_before: dt.datetime
     not_after: dt.datetime
     public_key_sha256: str = ""    # hex SHA-256 of the certificate's SubjectPublicKeyInfo DER
+    authentication: IssuedCertificate | None = None   # issued with it for a second key (the order's profile)
 
 
 @dataclass(frozen=True)
@@ -314,12 +315,14 @@ class CentralPort(Protocol):
         ...
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
         """Have the CA issue a certificate for the order.  The same key returns the same certificate.
 
         ``so_pin`` is escrowed at the central, encrypted to the central's escrow key by the adapter,
-        under ``token_serial``.  The returned certificate was parsed and checked by the adapter
-        (PEM, chain); its ``public_key_sha256`` is the SHA-256 of its SubjectPublicKeyInfo DER.
+        under ``token_serial``.  ``authentication_csr_der`` (another key, where the order has
+        ``authentication_certificate``) gets the authentication certificate, as ``authentication``.
+        The returned certificate was parsed and checked by the adapter (PEM, chain); its
+        ``public_key_sha256`` is the SHA-256 of its SubjectPublicKeyInfo DER.
         Raises CentralRejected(reason=…) (``enrollment_void`` when the key was voided) or CentralUnavailable.
         """
         ...
@@ -392,6 +395,7 @@ class CertificateFacts:
     not_after: dt.datetime
     is_ca: bool
     public_key_sha256: str           # hex SHA-256 of the SubjectPublicKeyInfo DER
+    authentication_only: bool = False   # clientAuth without nonRepudiation: a holder's authentication certificate
 
 
 class CertificateReader(Protocol):

@@ -28,13 +28,12 @@ class ReceiptFacts:
     token_serial: str
     qr_payload: str
     agreement_signed: bool = False  # the holder agreement was signed on the token (kiosk/agreement.py)
+    authentication_serial: str = ""  # hex, of the authentication certificate beside it (the order's profile)
 
 
 def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", reprint: bool = False) -> Receipt:
     t = Translator(language, currency)
     order = facts.order
-    serial = facts.certificate_serial.upper()
-    grouped = " ".join(serial[i:i + 4] for i in range(0, len(serial), 4))   # wraps at spaces
     lines = [ReceiptLine(S.TITLE, t("receipt.title"))]
     if reprint:
         lines.append(ReceiptLine(S.HEADING, t("receipt.reprint")))
@@ -48,7 +47,12 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
         ReceiptLine(S.PAIR, t("receipt.organisation"), order.organisation),
         ReceiptLine(S.RULE),
         ReceiptLine(S.HEADING, t("receipt.certificate_serial")),
-        ReceiptLine(S.TEXT, grouped),
+        ReceiptLine(S.TEXT, _grouped(facts.certificate_serial)),
+    ]
+    if facts.authentication_serial:
+        lines += [ReceiptLine(S.HEADING, t("receipt.authentication_serial")),
+                  ReceiptLine(S.TEXT, _grouped(facts.authentication_serial))]
+    lines += [
         ReceiptLine(S.PAIR, t("receipt.valid_from"), t.date(facts.valid_from)),
         ReceiptLine(S.PAIR, t("receipt.valid_until"), t.date(facts.valid_until)),
         ReceiptLine(S.PAIR, t("receipt.token_serial"), facts.token_serial),
@@ -72,6 +76,12 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
         lines.append(ReceiptLine(S.NOTE, facts.qr_payload))
     lines.append(ReceiptLine(S.NOTE, t("receipt.pin_not_printed")))
     return Receipt(language, tuple(lines))
+
+
+def _grouped(serial: str) -> str:
+    """Upper-case hex in groups of four, so the line wraps at spaces."""
+    serial = serial.upper()
+    return " ".join(serial[i:i + 4] for i in range(0, len(serial), 4))
 
 
 def build_pending_receipt(office: str, at: dt.datetime, order: Order, token_serial: str, language: str,

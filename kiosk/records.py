@@ -111,6 +111,15 @@ class RejectionRecord(TypedDict):
     at: str
 
 
+class AuthenticationRecord(TypedDict, total=False):
+    """The second key and its certificate, where the order's profile issues an authentication certificate."""
+
+    key_id: str                   # hex CKA_ID, derived from the signing key's (kiosk.token_steps)
+    csr: str                      # base64 DER
+    public_key_sha256: str
+    certificate: IssuedRecord
+
+
 class IssuanceData(SessionData, total=False):
     order: dict[str, Any]         # kiosk.order.Order.to_dict()
     fees_total: int
@@ -124,6 +133,7 @@ class IssuanceData(SessionData, total=False):
     csr: str                      # base64 DER
     public_key_sha256: str
     certificate: IssuedRecord
+    authentication: AuthenticationRecord
     issued_at: str
     pending_since: str            # the visit ended offline; the certificate is fetched later
     early: EarlyRecord

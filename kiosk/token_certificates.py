@@ -31,11 +31,12 @@ class TokenCertificate:
 
 
 def holder_certificates(token: TokenPort, reader: CertificateReader, serial: str) -> list[TokenCertificate]:
-    """The token's end-entity certificates, the one valid longest first (CA certificates left out)."""
+    """The token's end-entity signing certificates, the one valid longest first (CA certificates and an
+    authentication certificate beside the signing one left out)."""
     certs = []
     for key_id, der in token.public_certificates(serial):
         facts = reader.describe(der)
-        if not facts.is_ca:
+        if not facts.is_ca and not facts.authentication_only:
             certs.append(TokenCertificate(key_id, der, facts))
     return sorted(certs, key=lambda c: c.facts.not_after, reverse=True)
 

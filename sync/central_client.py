@@ -138,7 +138,7 @@ class CentralClient:
                                      cause="malformed_response") from err
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
         """Have the CA certify the CSR's key for the order; the same key returns the same certificate.
 
         ``so_pin`` is encrypted to the central's escrow key (fetched once and cached) and escrowed
@@ -150,6 +150,8 @@ class CentralClient:
         path = f"{API_PREFIX}/orders/{quote(order_id, safe='')}/enrollments"
         for attempt in (1, 2):
             payload: dict[str, Any] = {"csr": csr_pem(csr_der), "idempotency_key": idempotency_key}
+            if authentication_csr_der is not None:
+                payload["authentication_csr"] = csr_pem(authentication_csr_der)
             if token_serial:
                 payload["token_serial"] = token_serial
             if so_pin is not None:
@@ -479,10 +481,13 @@ def _certificate(pem: Any) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode("ascii"))
 
 
-def _issued(body: dict[str, Any], status: int) -> IssuedCertificate:
-    """An ``Enrollment`` answer, checked: every PEM parses, serial and times are the certificate's."""
+def _issued(body: dict[str, Any], status: int, chain: list[str] | None = None) -> IssuedCertificate:
+    """An ``Enrollment`` answer, checked: every PEM parses, serial and times are the certificate's.
+
+    Its ``authentication`` certificate, if any, is checked the same way (with the same chain).
+    """
     try:
-        chain = body["chain"]
+        chain = body["chain"] if chain is None else chain
         if not isinstance(chain, list) or not chain:
             raise TypeError("chain is not a list of PEM certificates")
         for pem in chain:
@@ -502,6 +507,7 @@ def _issued(body: dict[str, Any], status: int) -> IssuedCertificate:
             not_before=not_before,
             not_after=not_after,
             public_key_sha256=hashlib.sha256(spki).hexdigest(),
+            authentication=_issued(body["authentication"], status, chain) if body.get("authentication") else None,
         )
     except (KeyError, TypeError, ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as err:
         # binascii.Error (garbled base64 inside a PEM) is a ValueError

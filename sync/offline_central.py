@@ -43,9 +43,10 @@ class OfflineCentral:
         return order
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
         try:
-            return self.central.enroll(order_id, csr_der, idempotency_key, token_serial, so_pin)
+            return self.central.enroll(order_id, csr_der, idempotency_key, token_serial, so_pin,
+                                       authentication_csr_der)
         except CentralUnavailable:
             cached = self.cache.find("order_id", order_id)
             if cached is not None and cached.order.status is OrderStatus.CANCELLED:

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk import register
 from kiosk.errors import (
@@ -373,6 +373,7 @@ class FakeCentral:
         self.orders: dict[str, Order] = {}
         self.by_key: dict[str, _Issued] = {}
         self.by_serial: dict[str, _Issued] = {}
+        self.authentication: dict[str, _Issued] = {}      # by the signing certificate's serial
         self.voided: set[str] = set()
         self.escrow: dict[str, str] = {}
         self.balance: dict[str, int] = {"1234567": 500_000}
@@ -402,7 +403,8 @@ class FakeCentral:
                 return order
         raise OrderNotFound(kind=kind)
 
-    def _certify(self, csr_der: bytes, order: Order, token_serial: str, validity: dt.timedelta) -> _Issued:
+    def _certify(self, csr_der: bytes, order: Order, token_serial: str, validity: dt.timedelta,
+                 authentication: bool = False) -> _Issued:
         csr = x509.load_der_x509_csr(csr_der)
         key = csr.public_key()
         if self.wrong_key_next:
@@ -416,21 +418,29 @@ class FakeCentral:
             x509.NameAttribute(NameOID.SERIAL_NUMBER, register.certificate_serial_number(
                 order.holder.register_number, "MN")),
         ])
-        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.ca.subject).public_key(key)
-                .serial_number(next(self._serials)).not_valid_before(self.now - dt.timedelta(minutes=1))
-                .not_valid_after(self.now + validity).sign(self.ca_key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.ca.subject).public_key(key)
+                   .serial_number(next(self._serials)).not_valid_before(self.now - dt.timedelta(minutes=1))
+                   .not_valid_after(self.now + validity))
+        if authentication:      # as the central's authentication profile: digitalSignature, clientAuth
+            builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                                            critical=True)
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        cert = builder.sign(self.ca_key, hashes.SHA256())
         issued = _Issued(cert, order, token_serial)
-        self.by_serial[format(cert.serial_number, "X")] = issued
+        if not authentication:      # the central lists and revokes the signing certificate
+            self.by_serial[format(cert.serial_number, "X")] = issued
         return issued
 
     def _answer(self, issued: _Issued) -> IssuedCertificate:
         cert = issued.cert
+        authentication = self.authentication.get(format(cert.serial_number, "X"))
         return IssuedCertificate(_pem(cert), (_pem(self.ca),), format(cert.serial_number, "X"),
                                  cert.not_valid_before_utc, cert.not_valid_after_utc,
-                                 hashlib.sha256(_spki(cert.public_key())).hexdigest())  # type: ignore[arg-type]
+                                 hashlib.sha256(_spki(cert.public_key())).hexdigest(),  # type: ignore[arg-type]
+                                 authentication=self._answer(authentication) if authentication else None)
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
         self._up("enroll")
         if idempotency_key in self.voided:
             raise CentralRejected(reason="enrollment_void", status=409)
@@ -439,8 +449,13 @@ class FakeCentral:
             raise CentralRejected(reason="order_not_payable", refusal="cancelled", status=409)
         if so_pin is not None:
             self.escrow[token_serial] = so_pin.reveal()
+        if authentication_csr_der is not None and not order.authentication_certificate:
+            raise CentralRejected(reason="invalid_request", field="authentication_csr", status=400)
         if idempotency_key not in self.by_key:
-            self.by_key[idempotency_key] = self._certify(csr_der, order, token_serial, self.validity)
+            self.by_key[idempotency_key] = issued = self._certify(csr_der, order, token_serial, self.validity)
+            if authentication_csr_der is not None:
+                self.authentication[format(issued.cert.serial_number, "X")] = self._certify(
+                    authentication_csr_der, order, token_serial, self.validity, authentication=True)
         if self.lose_next_reply:
             self.lose_next_reply = False
             raise CentralUnavailable("timeout (fake)", status=None, cause="timeout")

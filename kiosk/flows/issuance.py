@@ -68,6 +68,7 @@ from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import IssuanceData, issuance_data
 from kiosk.token_certificates import pem_to_der
+from kiosk.token_steps import authentication_issued
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
 
 
@@ -331,6 +332,9 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
                         csr = base64.b64decode(data["csr"])        # made with the key during the review
                     else:
                         csr = session.sign_csr(key_id, ascii_register(order))
+                    if order.authentication_certificate:        # a second key, for its own certificate
+                        data["authentication"] = self.authentication_request(
+                            session, key_id, data["token"]["label"], ascii_register(order))
             except PinBlocked as err:
                 # Nothing is issued yet: the token is prepared again (the kiosk holds its SO PIN).
                 again = self.advance(self.engine.load(session_id), S.TOKEN, dict(state.data), EventKind.TOKEN_REPREPARE,
@@ -359,8 +363,11 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
     def _request_certificate(self, data: IssuanceData) -> IssuedCertificate:
         """The enrollment call (idempotent by the persisted key), escrowing the token's SO PIN with it."""
         serial = data["token"]["serial"]
-        return self.services.central.enroll(data["order"]["id"], base64.b64decode(data["csr"]), data["idempotency_key"],
-                                            token_serial=serial, so_pin=self.services.store.token_secret(serial))
+        authentication = data.get("authentication")
+        return self.services.central.enroll(
+            data["order"]["id"], base64.b64decode(data["csr"]), data["idempotency_key"], token_serial=serial,
+            so_pin=self.services.store.token_secret(serial),
+            authentication_csr_der=base64.b64decode(authentication["csr"]) if authentication else None)
 
     def _issued(self, state: SessionState, data: IssuanceData, issued: IssuedCertificate) -> SessionState:
         if issued.public_key_sha256 and issued.public_key_sha256 != data["public_key_sha256"]:
@@ -368,6 +375,13 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
             self.record(state, dict(state.data), EventKind.ENROLLMENT_REFUSED, reason="certificate_key_mismatch",
                         serial=issued.serial_hex)
             raise KeyMismatch(certificate_serial=issued.serial_hex)
+        if "authentication" in data:
+            try:
+                data["authentication"] = authentication_issued(data["authentication"], issued)
+            except KeyMismatch as err:
+                self.record(state, dict(state.data), EventKind.ENROLLMENT_REFUSED, reason="certificate_key_mismatch",
+                            serial=err.data["certificate_serial"])
+                raise
         data["certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
                                "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
                                "not_after": issued.not_after.isoformat()}
@@ -473,8 +487,11 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
             with self.token_session(state, serial, user_pin) as session:
                 if "key_id" not in data:      # a certificate another kiosk's request got: find its key by digest
                     data["key_id"] = self._key_of(session, data["public_key_sha256"], cert["serial"]).hex()
+                chain = [pem_to_der(p) for p in cert["chain"]]
                 session.install_certificate(bytes.fromhex(data["key_id"]), data["token"]["label"],
-                                            pem_to_der(cert["pem"]), [pem_to_der(p) for p in cert["chain"]])
+                                            pem_to_der(cert["pem"]), chain)
+                if "authentication" in data:
+                    self.install_authentication(session, data["authentication"], data["token"]["label"], chain)
         self.pins.forget(session_id)   # the agreement, if any, asks for the PIN once more
         after = S.AGREEMENT if self.policy.holder_agreement and self.services.agreement else S.RECEIPT
         return self.result(self.advance(state, after, data, EventKind.CERTIFICATE_INSTALLED,
@@ -518,6 +535,7 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
             token_serial=data["token"]["serial"],
             qr_payload=self.policy.qr_template.format(serial=cert["serial"], invoice=order.invoice),
             agreement_signed=bool(data.get("agreement")),
+            authentication_serial=data["authentication"]["certificate"]["serial"] if "authentication" in data else "",
         )
 
     def build_receipt(self, language: str, data: Mapping[str, Any], reprint: bool) -> Receipt:

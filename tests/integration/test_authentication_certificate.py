@@ -7,6 +7,8 @@ pkilint 0.13 (RFC 5280 and ETSI NCP natural person) like the signing one; Mongol
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,13 @@ from pyasn1.codec.der import decoder
 from pyasn1_modules import rfc3739
 
 from central.runner import CentralServer
+from devices.certificates import X509Reader
+from devices.sim.softhsm import FACTORY_SO_PIN, SoftHsmStore
+from devices.token import Pkcs11Token
+from kiosk.pin import Pin, SoPin
+from kiosk.ports import KeyAlgorithm
+from kiosk.token_certificates import current_certificate, pem_to_der
+from kiosk.token_steps import AUTHENTICATION_LABEL, authentication_key_id
 from sync.central_client import CentralClient
 from tests.integration.test_central import NewOrder, find, make_csr, make_key
 from tests.integration.test_qualified_profiles import (
@@ -35,6 +44,7 @@ from tests.integration.test_revocation_services import Issued, openssl_crl, open
 NCP_PLUS = x509.ObjectIdentifier("0.4.0.2042.1.2")
 KZ_AUTHENTICATION_POLICY = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.4.2")
 ETSI_AUTHENTICATION_TYPE = "NCP-NATURAL-PERSON-CERTIFICATE"
+USER_PIN = Pin("482916")
 
 
 def pem_csr(kind: str = "p256") -> str:
@@ -139,3 +149,47 @@ def test_a_single_certificate_profile_refuses_an_authentication_csr(
     assert refused.status_code == 400 and refused.json()["field"] == "authentication_csr", refused.text
     single = post_enrollment(central_server, order["id"], {"csr": body["csr"], "idempotency_key": f"a-{uuid.uuid4()}"})
     assert single.status_code == 201 and "authentication" not in single.json()
+
+
+def test_both_certificates_are_written_to_a_softhsm_token_beside_their_keys(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kiosk's adapters on the real stack: keys on SoftHSM2, the kiosk's client, the token read back."""
+    monkeypatch.setenv("SOFTHSM2_CONF", str(tmp_path / "softhsm" / "softhsm2.conf"))
+    softhsm = SoftHsmStore(tmp_path / "softhsm")
+    blank = softhsm.add_blank_token()
+    token = Pkcs11Token(softhsm.module, rescan=True)
+    token.reload()
+    try:
+        serial = token.initialise(blank, SoPin(FACTORY_SO_PIN), SoPin("73195502"), "TAMGA IIN", USER_PIN).serial
+        signing_id = bytes.fromhex("0a" * 16)
+        authentication_id = authentication_key_id(signing_id)
+        with token.session(serial, USER_PIN) as session:
+            session.generate_key_pair(signing_id, "TAMGA IIN", KeyAlgorithm.P256)
+            session.generate_key_pair(authentication_id, AUTHENTICATION_LABEL.format(label="TAMGA IIN"),
+                                      KeyAlgorithm.P256)
+            csrs = session.sign_csr(signing_id, "IIN"), session.sign_csr(authentication_id, "IIN")
+        placed, _ = order_of(central_server, central_client, new_order, "KZ")
+        issued = central_client.enroll(find(central_client, placed["invoice"]).id, csrs[0], f"auth-{uuid.uuid4()}",
+                                       token_serial=serial, authentication_csr_der=csrs[1])
+        assert issued.authentication is not None and issued.authentication.chain_pem == issued.chain_pem
+        chain = [pem_to_der(p) for p in issued.chain_pem]
+        with token.session(serial, USER_PIN) as session:
+            session.install_certificate(signing_id, "TAMGA IIN", pem_to_der(issued.certificate_pem), chain)
+            session.install_certificate(authentication_id, AUTHENTICATION_LABEL.format(label="TAMGA IIN"),
+                                        pem_to_der(issued.authentication.certificate_pem), chain)
+        on_token = dict(token.public_certificates(serial))
+        assert pem_to_der(issued.authentication.certificate_pem) == on_token[authentication_id]
+        reader = X509Reader()
+        assert reader.describe(on_token[authentication_id]).authentication_only
+        assert not reader.describe(on_token[signing_id]).authentication_only
+        _, current = current_certificate(token, reader)              # what check, renewal and unblock read
+        assert current.key_id == signing_id and current.facts.serial_hex == issued.serial_hex
+
+        listed = subprocess.run(["pkcs11-tool", "--module", str(softhsm.module), "--token-label", "TAMGA IIN",
+                                 "--login", "--pin", USER_PIN.reveal(), "-O"], capture_output=True, text=True,
+                                check=True, timeout=30, env={**os.environ}).stdout
+        assert listed.count("Private Key Object") == 2 and listed.count("Certificate Object") >= 2
+        assert "TAMGA IIN AUTH" in listed
+    finally:
+        token.reload()

@@ -76,7 +76,7 @@ class Central:
             raise OrderNotFound(kind=kind)
         return self.order
 
-    def enroll(self, *args: Any) -> Any:
+    def enroll(self, *args: Any, **kwargs: Any) -> Any:
         raise CentralUnavailable("down", status=None, cause="connection")
 
     def escrow_key(self) -> str:
