@@ -61,6 +61,13 @@ class KioskRevoked(IdentityError):
     key = "transport.kiosk_revoked"
 
 
+class CodeAttemptsLimited(IdentityError):
+    """The central takes no code from this address for ``data['retry_after']`` seconds (too many wrong ones)."""
+
+    key = "transport.code_attempts_limited"
+    recoverable = True
+
+
 class CentralUnreachable(IdentityError):
     """``data['url']``."""
 
@@ -82,7 +89,7 @@ class IdentityMissing(IdentityError):
 
 _REFUSALS: dict[str, type[IdentityError]] = {
     "code_expired": CodeExpired, "code_used": CodeUsed, "code_unknown": CodeUnknown,
-    "wrong_office": WrongOffice, "kiosk_revoked": KioskRevoked,
+    "wrong_office": WrongOffice, "kiosk_revoked": KioskRevoked, "too_many_requests": CodeAttemptsLimited,
 }
 
 
@@ -166,6 +173,9 @@ def _refusal(response: requests.Response, office: str) -> IdentityError:
     data: dict[str, Any] = {"reason": code}
     if code == "wrong_office" and isinstance(body, dict):
         data.update(office=office, code_office=str(body.get("office", "")))
+    if code == "too_many_requests":
+        wait = response.headers.get("Retry-After", "")
+        data["retry_after"] = int(wait) if wait.isdigit() else 60
     return _REFUSALS.get(code, IdentityError)(str(body.get("message", code)) if isinstance(body, dict) else code,
                                               **data)
 

@@ -7,6 +7,8 @@ alone.  A kiosk exchanges a one-time code (``python -m central add-kiosk``: rand
 SHA-256, valid :data:`CODE_VALIDITY`, single use, bound to an office) and a CSR of a key it made
 itself for a certificate valid :data:`CLIENT_VALIDITY`, and renews it with the current one.
 Revoking the kiosk revokes every certificate row at once; each request is checked against them.
+A client address that sent ``TAMGA_ENROLL_FAILURES_PER_MINUTE`` (10) refused codes in a minute is
+answered 429 until that minute ends (:class:`CodeFailures`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import math
 import os
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,10 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_GROUPS, CODE_GROUP_LEN = 5, 4      # 20 characters of 31: ≈ 99 bits
 TLS_DIR = "tls"
 CA_FILE = "tls-ca.pem"
+
+
+CODE_REFUSALS = frozenset({"code_unknown", "code_used", "code_expired", "wrong_office"})
+CODE_FAILURES_WINDOW_S = 60.0
 
 
 class KioskIdentityError(ValueError):
@@ -253,16 +262,69 @@ def renew(kiosk_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         return _issue(kiosk, csr)
 
 
+# --- guessing codes --------------------------------------------------------------------------------------
+def code_failure_limit() -> int:
+    """Refused codes one client address may send in a minute (``TAMGA_ENROLL_FAILURES_PER_MINUTE``, 10)."""
+    return int(os.environ.get("TAMGA_ENROLL_FAILURES_PER_MINUTE", "10"))
+
+
+class CodeFailures:
+    """Refused enrollment codes per client address in fixed windows of ``window_s`` (in memory, per process).
+
+    An address that sent ``limit`` refused codes in its window is refused before its request is read until
+    the window ends.  A code (≈ 99 bits) is not guessed anyway; this keeps a guesser from costing the CA a
+    CSR check per try.  A code that works is not counted: an office enrolling many kiosks is never held up.
+    """
+
+    def __init__(self, window_s: float = CODE_FAILURES_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[float, int]] = {}
+
+    def wait_s(self, address: str, limit: int) -> float:
+        """Seconds until ``address`` may try a code again; 0 when it may now."""
+        now = time.monotonic()
+        with self._lock:
+            started, count = self._failures.get(address, (now, 0))
+        left = self.window_s - (now - started)
+        return left if count >= limit and left > 0 else 0.0
+
+    def refused(self, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 10_000:      # forget finished windows rather than grow without bound
+                self._failures = {a: v for a, v in self._failures.items() if now - v[0] < self.window_s}
+            started, count = self._failures.get(address, (now, 0))
+            if now - started >= self.window_s:
+                started, count = now, 0
+            self._failures[address] = (started, count + 1)
+
+
+CODE_FAILURES = CodeFailures()
+
+
 # --- views ----------------------------------------------------------------------------------------------
 def _views() -> tuple[Any, Any]:
     from django.http import HttpRequest, HttpResponse
 
-    from central.orders.api import api_view, json_response, read_json
+    from central.orders.api import api_view, error_response, json_response, read_json
 
     @api_view("POST", kiosk=False)
     def enroll_view(request: HttpRequest) -> HttpResponse:
         """``POST /api/v1/kiosks/enroll``: code + office + CSR → certificate (no client certificate needed)."""
-        return json_response(enroll(read_json(request)), status=201)
+        address = request.META.get("REMOTE_ADDR", "")
+        wait = CODE_FAILURES.wait_s(address, code_failure_limit())
+        if wait:
+            response = error_response(429, "too_many_requests",
+                                      "too many refused enrollment codes from this address; try again later")
+            response["Retry-After"] = str(math.ceil(wait))
+            return response
+        try:
+            return json_response(enroll(read_json(request)), status=201)
+        except ApiError as err:
+            if err.code in CODE_REFUSALS:
+                CODE_FAILURES.refused(address)
+            raise
 
     @api_view("POST")
     def renew_view(request: HttpRequest) -> HttpResponse:

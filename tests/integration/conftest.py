@@ -6,6 +6,7 @@ kiosks enroll the same way (``CentralServer.enroll_kiosk``)."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,10 @@ from central.runner import CentralServer
 from sync.central_client import CentralClient
 from sync.kiosk_identity import KioskIdentity
 from tests.pgcluster import cluster
+
+# The suite's tests send deliberate wrong enrollment codes from one address (127.0.0.1) to the centrals they share:
+# the guessing limit is tested on a central of its own (test_enrollment_guessing.py).
+os.environ.setdefault("TAMGA_ENROLL_FAILURES_PER_MINUTE", "1000")
 
 
 @pytest.fixture(scope="session")
