@@ -6,6 +6,7 @@ prefix of that chain and then entries of its own: the chains fork.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,11 @@ class Restored:
 
 
 @pytest.fixture
-def restored(central_server: CentralServer, tmp_path: Path, request: pytest.FixtureRequest) -> Restored:
-    kiosk_id = f"restored-{request.node.name[-40:].replace('_', '-')}"
+def restored(tmp_path: Path, request: pytest.FixtureRequest) -> Restored:
+    """On ``either_central`` when the test asks for it (SQLite and PostgreSQL), else on the session's central."""
+    central_server: CentralServer = request.getfixturevalue(
+        "either_central" if "either_central" in request.fixturenames else "central_server")
+    kiosk_id = "restored-" + re.sub(r"[^a-z0-9]+", "-", request.node.name[-40:]).strip("-")
     identity = central_server.enroll_kiosk(kiosk_id, directory=tmp_path / "identity")
     original = KioskStore.open(tmp_path / "dead-sd-card")
     add_sessions(original, "before-backup", 5)                 # entries 1-10
@@ -94,7 +98,8 @@ def audit_rejoin(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_technicians_rejoin_keeps_the_restored_chain_as_a_new_branch_and_the_old_one_whole(
-        central_server: CentralServer, restored: Restored, tmp_path: Path) -> None:
+        either_central: CentralServer, restored: Restored, tmp_path: Path) -> None:
+    central_server = either_central
     store = restored.store
     shared = list(store.audit.entries())[9]                       # entry 10, the last both chains hold
     with restored.client(central_server) as client:
