@@ -2,7 +2,8 @@
 
 It shows what the receipt shows and nothing more: whether the certificate is valid, revoked or
 expired, its validity, its issuer, the holder's display name (``Б.Ариун``) and masked register
-number (``НЭ******00``).  Five languages (mn, kk, ky, ru, en): ``?lang=`` first, then the browser's
+number (``НЭ******00``), and, where the profile issued one beside it, the authentication certificate's
+serial and status (both are on the receipt).  Five languages (mn, kk, ky, ru, en): ``?lang=`` first, then the browser's
 Accept-Language, else Mongolian; the words come from the kiosk's catalogues (``kiosk/locale``) where the kiosk has
 them.  No JavaScript.  An unknown serial is a calm 404 page; more than
 ``TAMGA_VERIFY_RATE_PER_MINUTE`` requests a minute from one client address get a 429 page.
@@ -29,6 +30,7 @@ from django.urls import reverse
 
 from central.orders import agreements, certificates
 from central.orders.errors import ApiError
+from central.orders.models import AuthenticationCertificate
 from kiosk import register
 from kiosk.i18n import Translator, catalogue
 
@@ -36,7 +38,8 @@ LANGUAGES = ("mn", "kk", "ky", "ru", "en")
 DEFAULT_LANGUAGE = "mn"
 LOCAL_ZONE = ZoneInfo("Asia/Ulaanbaatar")
 _KIOSK_KEYS = ("receipt.qr_caption", "receipt.holder", "receipt.register", "receipt.valid_from",
-               "receipt.valid_until", "receipt.certificate_serial", "check.status.good", "check.status.revoked",
+               "receipt.valid_until", "receipt.certificate_serial", "receipt.authentication_serial",
+               "check.status.good", "check.status.revoked",
                "check.status.expired", "language.name", "agreement.verify.heading", "agreement.verify.hint",
                "agreement.verify.token_serial", "agreement.verify.download", "agreement.verify.refused",
                "agreement.verify.back")
@@ -152,6 +155,12 @@ def page(request: HttpRequest, serial: str) -> HttpResponse:
         "holder": holder.display_name,
         "register": register.masked(holder.register_number),
     })
+    authentication = AuthenticationCertificate.objects.select_related("certificate").filter(
+        enrollment=enrollment).first()
+    if authentication is not None:
+        other = certificates.status_of(authentication.certificate)
+        context.update({"authentication_serial": authentication.certificate_serial, "authentication_status": other,
+                        "authentication_status_text": context["t"][f"check_status_{other}"]})
     return _headers(render(request, "verify/certificate.html", context), language)
 
 

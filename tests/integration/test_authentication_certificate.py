@@ -8,6 +8,7 @@ pkilint 0.13 (RFC 5280 and ETSI NCP natural person) like the signing one; Mongol
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -25,6 +26,7 @@ from central.runner import CentralServer
 from devices.certificates import X509Reader
 from devices.sim.softhsm import FACTORY_SO_PIN, SoftHsmStore
 from devices.token import Pkcs11Token
+from kiosk.i18n import catalogue
 from kiosk.pin import Pin, SoPin
 from kiosk.ports import KeyAlgorithm
 from kiosk.token_certificates import current_certificate, pem_to_der
@@ -193,3 +195,25 @@ def test_both_certificates_are_written_to_a_softhsm_token_beside_their_keys(
         assert "TAMGA IIN AUTH" in listed
     finally:
         token.reload()
+
+
+@pytest.mark.parametrize("language", ["kk", "ru", "en"])
+def test_the_verification_page_shows_the_authentication_certificate_beside_the_signing_one(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder, language: str) -> None:
+    _, order = order_of(central_server, central_client, new_order, "KZ")
+    answer = post_enrollment(central_server, order["id"], {"csr": pem_csr(), "authentication_csr": pem_csr(),
+                                                           "idempotency_key": f"auth-{uuid.uuid4()}"}).json()
+    page = requests.get(f"{central_server.public_url}/verify/{answer['serial']}", params={"lang": language},
+                        timeout=10).text
+    words = catalogue(language)
+    row = re.search(r'<dd id="authentication-serial" data-status="good">([0-9A-F]+)\s+\(([^)]+)\)</dd>', page)
+    assert row is not None and row.groups() == (answer["authentication"]["serial"], words["check.status.good"])
+    assert words["receipt.authentication_serial"] in page
+
+
+def test_a_single_certificate_page_has_no_authentication_row(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder) -> None:
+    _, order = order_of(central_server, central_client, new_order, "MN")
+    answer = post_enrollment(central_server, order["id"], {"csr": pem_csr(), "idempotency_key": f"a-{uuid.uuid4()}"})
+    page = requests.get(f"{central_server.public_url}/verify/{answer.json()['serial']}", timeout=10).text
+    assert 'id="serial"' in page and "authentication-serial" not in page
