@@ -43,6 +43,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             f"last error       {status['last_error'] or '-'} {_age(status['last_error_at'])}",
             f"orders feed      {_age(status['orders_feed_at'])} ({status['orders_cached']} orders cached)",
             f"certificate feed {_age(status['certificates_feed_at'])}",
+            f"trust feed       {_age(status['trust_feed_at'])}",
             f"audit chain      {status['audit_unsent']} unsent" + (f"; REFUSED: {refused}" if refused else "")
             + ("; a store restored from an old backup? tamga-provision audit-rejoin --reason … --technician …"
                if refused and "audit_fork" in refused else "")]
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "status":
             print("\n".join(status_lines(kiosk.store.sync_status())))
+            print(f"trust material   {len(app.trust_material(cfg).version())} national ID CA certificates kept, "
+                  f"{len(app.revocation_checker(cfg).cached_urls())} ID-card CRLs cached")
             t = Translator(cfg.kiosk.language)
             for line in kiosk.clerk_desk.refused():      # kept requests the central refused: said in words
                 print(f"refused          {refusal_text(t, line, kiosk.engine.policy.timezone)}")

@@ -283,6 +283,7 @@ class KioskStore:
                 "audit_unsent": audit_unsent, "audit_error": state.get("audit_error", ("", None))[0] or None,
                 "orders_feed_at": state.get("feed.orders", ("", None))[1],
                 "certificates_feed_at": state.get("feed.certificates", ("", None))[1],
+                "trust_feed_at": state.get("feed.trust", ("", None))[1],
                 "orders_cached": self.orders.count()}
 
     def purge_finished(self, older_than: dt.timedelta) -> int:
