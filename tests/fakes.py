@@ -54,6 +54,7 @@ from kiosk.ports import (
     RevocationReason,
     RevocationStatus,
     SessionState,
+    TokenCertificate,
     TokenInfo,
 )
 from kiosk.workdays import default_calendar
@@ -460,6 +461,13 @@ class FakeCentral:
             self.lose_next_reply = False
             raise CentralUnavailable("timeout (fake)", status=None, cause="timeout")
         return self._answer(self.by_key[idempotency_key])
+
+    def token_certificate(self, token_serial: str) -> TokenCertificate:
+        self._up("token_certificate")
+        issued = [i for i in self.by_key.values() if i.token_serial == token_serial and i.revoked is None]
+        if not issued:
+            raise CentralRejected(reason="certificate_not_found", status=404)
+        return TokenCertificate(self._answer(issued[-1]), issued[-1].order.id, issued[-1].order.invoice, token_serial)
 
     def void_enrollment(self, idempotency_key: str) -> str | None:
         self._up("void_enrollment")

@@ -50,6 +50,7 @@ from kiosk.engine import Engine, FlowKind, StepResult, cannot_cancel
 from kiosk.errors import (
     ApprovalIncomplete,
     CentralRejected,
+    CentralUnavailable,
     InvalidInput,
     KeyMismatch,
     KioskError,
@@ -453,6 +454,10 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
             return waiting
         try:
             found = self.services.central.token_certificate(info.serial)
+        except CentralUnavailable:
+            log.info("central unreachable: a certificate for the inserted token is not looked for",
+                     extra={"token_serial": info.serial})
+            return []
         except CentralRejected as err:
             if err.data.get("reason") == "certificate_not_found":    # none, or another office's token
                 return []

@@ -86,3 +86,21 @@ def test_a_refused_session_the_clerk_cancels_leaves_the_key_and_says_so() -> Non
     assert bytes.fromhex(rig.data(sid)["key_id"]) in rig.token.slot.objects  # type: ignore[union-attr]
     text = refusal_text(Translator("en"), Desk().desk.line(rig.store.load(sid)))
     assert "147314016754" in text and "eToken" not in text       # nothing promised about the key
+
+
+def test_a_certificate_kept_at_one_kiosk_is_installed_at_another_and_only_once() -> None:
+    deferring = Rig()
+    sid = deferred(deferring)
+    assert deferring.issuance.fetch_certificate(sid).step is IssuanceStep.INSTALL     # the first kiosk's daemon
+    other = Rig(central=deferring.central, token=deferring.token)        # another kiosk; the holder brings the token
+    other.central.down = True
+    assert other.issuance.token_inserted("ky") == []                     # offline: nothing known, nothing made
+    other.central.down = False
+    (found,) = other.issuance.token_inserted("ky")
+    assert found.step is IssuanceStep.INSTALL and found.view.pin_needed and found.language == "ky"
+    assert found.view.certificate is not None
+    assert found.view.certificate.serial == deferring.data(sid)["certificate"]["serial"]
+    assert other.issuance.install(found.session_id, Pin(TOKEN_PIN)).step is IssuanceStep.RECEIPT
+    assert other.data(found.session_id)["key_id"] == deferring.data(sid)["key_id"]     # found by its digest
+    assert other.issuance.token_inserted("ky") == []                     # on the token now
+    assert [r.session_id for r in deferring.issuance.token_inserted("mn")] == [sid]   # its own session first
