@@ -105,7 +105,7 @@ def _facts(kind: str, plan: Plan) -> dict[str, Any]:
     if kind == "readers":
         return {"reader": plan.reader}
     if kind == "token" and plan.module is not None:
-        return {"module": str(plan.module), "model": plan.module_kind}
+        return {"module": str(plan.module), "module_kind": plan.module_kind}
     if kind == "printer":
         return {"printer": dict(plan.printer)}
     if kind == "central":
