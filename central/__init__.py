@@ -8,3 +8,7 @@ from __future__ import annotations
 
 DATA_DIR_ENV = "TAMGA_CENTRAL_DATA_DIR"
 """Environment variable that points the Django settings at the service's data directory."""
+
+CRL_REFRESH_S = 20.0
+"""How often ``serve`` looks for revocations newer than the CRL (``--crl-refresh-s``): well inside
+the 60 s promised for a revocation made outside the API."""

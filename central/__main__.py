@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from central import DATA_DIR_ENV
+from central import CRL_REFRESH_S, DATA_DIR_ENV
 
 DEMO_ORDERS = Path(__file__).with_name("demo_orders.json")
 DEMO_KIOSK_ID = "demo-kiosk"
@@ -126,7 +126,7 @@ def _serve(args: argparse.Namespace, data_dir: Path, application: Any, public: A
         return 1
 
     crls.refresh()
-    refresher = crls.CrlRefresher()
+    refresher = crls.CrlRefresher(args.crl_refresh_s)
     refresher.start()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -331,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host[:port] that relying parties reach for CRLs, OCSP and CA certificates, written "
                         "into certificates when the CA hierarchy is created (default: "
                         "$TAMGA_CENTRAL_PUBLIC_HOST, else the bound address and port); {port} is the bound port")
+    p.add_argument("--crl-refresh-s", type=float, default=CRL_REFRESH_S, metavar="SECONDS",
+                   help="how often to look for revocations made outside the API (default: %(default)s)")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
 
     p = add("init", cmd_init, "Create the database and CA hierarchy, write ca-chain.pem, and exit.")

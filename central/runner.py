@@ -76,9 +76,11 @@ class CentralServer:
 
     def __init__(self, data_dir: Path, port: int | None = None, demo_data: bool = True,
                  startup_timeout_s: float = 60.0, public_host: str | None = None,
-                 database_url: str | None = None) -> None:
-        """``database_url``: a PostgreSQL URL for this server and its commands (else its SQLite file)."""
+                 database_url: str | None = None, crl_refresh_s: float | None = None) -> None:
+        """``database_url``: a PostgreSQL URL for this server and its commands (else its SQLite file);
+        ``crl_refresh_s``: ``serve --crl-refresh-s`` (else its default)."""
         self.database_url = database_url
+        self.crl_refresh_s = crl_refresh_s
         self.public_host = public_host or os.environ.get("TAMGA_CENTRAL_PUBLIC_HOST") or DEMO_PUBLIC_HOST
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -175,6 +177,8 @@ class CentralServer:
                    "--public-host", self.public_host]
         if self.demo_data:
             command.append("--demo-data")
+        if self.crl_refresh_s is not None:
+            command += ["--crl-refresh-s", str(self.crl_refresh_s)]
         self._ready.clear()
         started = time.perf_counter()
         self._process = subprocess.Popen(

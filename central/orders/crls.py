@@ -18,10 +18,9 @@ from django.db import close_old_connections
 from django.db.models import Max
 from django_ca.models import Certificate, CertificateAuthority, CertificateRevocationList
 
-log = logging.getLogger("central.crls")
+from central import CRL_REFRESH_S
 
-REFRESH_INTERVAL_S = 20.0
-"""How often ``serve`` looks for revocations newer than the CRL: well inside the 60 s promised."""
+log = logging.getLogger("central.crls")
 
 
 def is_stale(ca: CertificateAuthority) -> bool:
@@ -51,7 +50,7 @@ def refresh(force: bool = False) -> list[str]:
 class CrlRefresher(threading.Thread):
     """Calls :func:`refresh` every ``interval_s`` until :meth:`stop`; an error is logged, never fatal."""
 
-    def __init__(self, interval_s: float = REFRESH_INTERVAL_S) -> None:
+    def __init__(self, interval_s: float = CRL_REFRESH_S) -> None:
         super().__init__(name="crl-refresher", daemon=True)
         self.interval_s = interval_s
         self._stopped = threading.Event()
