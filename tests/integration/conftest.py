@@ -26,8 +26,11 @@ os.environ.setdefault("TAMGA_ENROLL_FAILURES_PER_MINUTE", "1000")
 
 @pytest.fixture(scope="session")
 def central_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralServer]:
-    """``python -m central serve --demo-data`` in a temporary data directory; stopped after the session."""
-    with CentralServer(tmp_path_factory.mktemp("central")) as server:
+    """``python -m central serve --demo-data`` in a temporary data directory; stopped after the session.
+
+    Its CRL refresher looks every 5 s (the product's 20 s would keep the test of a revocation made
+    outside the API waiting for it)."""
+    with CentralServer(tmp_path_factory.mktemp("central"), crl_refresh_s=5.0) as server:
         yield server
 
 
@@ -94,9 +97,9 @@ def office_b_client(central_server: CentralServer, office_b_identity: KioskIdent
         yield client
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def central_postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralServer]:
-    """A central on a throwaway PostgreSQL cluster (``tests/pgcluster.py``), one per module that asks."""
+    """A central on a throwaway PostgreSQL cluster (``tests/pgcluster.py``), one per test process."""
     with cluster() as url, CentralServer(tmp_path_factory.mktemp("central-pg"), database_url=url) as server:
         yield server
 
