@@ -22,8 +22,9 @@ lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
+# One worker per core (at most 4), a test file per worker: each worker has its own pcscd and central.
 test: bootstrap lint
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider -n auto --maxprocesses 4 --dist loadfile
 
 unit: bootstrap
 	$(PY) -m pytest tests/unit -q
