@@ -77,11 +77,12 @@ def id_card_reader_for(profile: str, reader_name: str, trust_anchors: Sequence[x
                        intermediates: Sequence[x509.Certificate] = (), clock: Callable[[], dt.datetime] = utc_now, *,
                        card_timeout: float = 0.0, revocation: RevocationChecker | None = None,
                        rsa_padding: str = "pkcs1v15", opensc_module: Path | None = None,
-                       trust_source: CurrentTrust | None = None) -> IdCardVerifier:
+                       opensc_conf: Path | None = None, trust_source: CurrentTrust | None = None) -> IdCardVerifier:
     """The reader for ``profile`` (one of :data:`CARD_PROFILES`), trusting what ``trust_source`` returns
     at each card when given (else the anchors passed).  Raises ValueError for another profile."""
     reader = _reader_for(profile, reader_name, trust_anchors, intermediates, clock, card_timeout=card_timeout,
-                         revocation=revocation, rsa_padding=rsa_padding, opensc_module=opensc_module)
+                         revocation=revocation, rsa_padding=rsa_padding, opensc_module=opensc_module,
+                         opensc_conf=opensc_conf)
     reader.trust_source = trust_source
     return reader
 
@@ -89,11 +90,12 @@ def id_card_reader_for(profile: str, reader_name: str, trust_anchors: Sequence[x
 def _reader_for(profile: str, reader_name: str, trust_anchors: Sequence[x509.Certificate],
                 intermediates: Sequence[x509.Certificate], clock: Callable[[], dt.datetime], *,
                 card_timeout: float, revocation: RevocationChecker | None, rsa_padding: str,
-                opensc_module: Path | None) -> IdCardVerifier:
+                opensc_module: Path | None, opensc_conf: Path | None) -> IdCardVerifier:
     if profile not in CARD_PROFILES:
         raise ValueError(f"card profile {profile!r} is not one of {', '.join(CARD_PROFILES)}")
     opensc = OpenscIdCardReader(reader_name, trust_anchors, intermediates, clock, module=opensc_module,
-                                card_timeout=card_timeout, revocation=revocation, rsa_padding=rsa_padding)
+                                opensc_conf=opensc_conf, card_timeout=card_timeout, revocation=revocation,
+                                rsa_padding=rsa_padding)
     if profile == "opensc":
         return opensc
     native = IdCardReader(reader_name, trust_anchors, intermediates, "piv", clock, card_timeout=card_timeout,

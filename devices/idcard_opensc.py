@@ -82,8 +82,9 @@ def default_opensc_module() -> Path:
                          device="reader", module=str(OPENSC_MODULES[0]))
 
 
-def opensc_config() -> Path:
-    """Point this process's OpenSC at a configuration with PIN caching off (``OPENSC_CONF``).
+def opensc_config(path: Path | None = None) -> Path:
+    """Point this process's OpenSC at a configuration with PIN caching off (``OPENSC_CONF``), written to
+    ``path`` (the kiosk's data dir; None: a new temporary directory).
 
     OpenSC reads it at C_Initialize, so this runs before the module is first loaded; an
     ``OPENSC_CONF`` already set (a technician's own) is kept.
@@ -91,15 +92,17 @@ def opensc_config() -> Path:
     existing = os.environ.get("OPENSC_CONF")
     if existing:
         return Path(existing)
-    path = Path(tempfile.mkdtemp(prefix="tamga-opensc-")) / "opensc.conf"
-    path.write_text(_OPENSC_CONF)
+    path = path or Path(tempfile.mkdtemp(prefix="tamga-opensc-")) / "opensc.conf"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(_OPENSC_CONF)
+    tmp.replace(path)
     os.environ["OPENSC_CONF"] = str(path)
     return path
 
 
-def _load(module: Path) -> tuple[Pkcs11Library, ctypes.CDLL]:
+def _load(module: Path, config: Path | None) -> tuple[Pkcs11Library, ctypes.CDLL]:
     with _MODULE_LOCK:
-        opensc_config()
+        opensc_config(config)
         try:
             library = pkcs11.lib(str(module))
         except (p11e.PKCS11Error, OSError, RuntimeError) as err:
@@ -164,19 +167,20 @@ class OpenscIdCardReader(IdCardVerifier):
 
     def __init__(self, reader_name: str, trust_anchors: Sequence[x509.Certificate],
                  intermediates: Sequence[x509.Certificate] = (), clock: Callable[[], dt.datetime] = utc_now, *,
-                 module: Path | None = None, card_timeout: float = 0.0,
+                 module: Path | None = None, opensc_conf: Path | None = None, card_timeout: float = 0.0,
                  revocation: RevocationChecker | None = None, rsa_padding: str = "pkcs1v15") -> None:
         super().__init__(trust_anchors, intermediates, clock, revocation=revocation, rsa_padding=rsa_padding)
         self.reader_name = reader_name
         self.card_timeout = card_timeout
         self._module = module
+        self.opensc_conf = opensc_conf          # where OpenSC's configuration is written (None: a temp dir)
         self._library: Pkcs11Library | None = None
         self._raw: ctypes.CDLL | None = None
 
     # -- OpenSC's slots -------------------------------------------------------------------------------
     def _lib(self) -> Pkcs11Library:
         if self._library is None:
-            self._library, self._raw = _load(self._module or default_opensc_module())
+            self._library, self._raw = _load(self._module or default_opensc_module(), self.opensc_conf)
         return self._library
 
     def _slot(self) -> pkcs11.Slot:

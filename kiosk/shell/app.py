@@ -172,7 +172,8 @@ def id_card_reader(cfg: Config) -> IdCardVerifier:
     anchors, intermediates = source()
     return id_card_reader_for(cfg.idcard.profile, cfg.idcard.reader, anchors, intermediates,
                               card_timeout=cfg.idcard.wait_s, revocation=revocation_checker(cfg),
-                              rsa_padding=cfg.identity.rsa_padding, trust_source=source)
+                              rsa_padding=cfg.identity.rsa_padding, opensc_conf=cfg.kiosk.data_dir / "opensc.conf",
+                              trust_source=source)
 
 
 def build(cfg: Config, token: TokenPort | None = None,

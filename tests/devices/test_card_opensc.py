@@ -18,7 +18,7 @@ from cryptography.x509 import ocsp
 from devices.cardprofiles import CardProfile, IdCardApplication, register_profile
 from devices.idcard import IdCardReader
 from devices.idcard_auto import AutoIdCardReader, id_card_reader_for
-from devices.idcard_opensc import OPENSC_MODULES, OpenscIdCardReader, authentication_certificate
+from devices.idcard_opensc import OPENSC_MODULES, OpenscIdCardReader, authentication_certificate, opensc_config
 from devices.piv import AID_PIV, INS_GENERAL_AUTHENTICATE
 from devices.revocation import RevocationChecker, RevocationMode, RevocationPolicy
 from devices.sim.national_ca import CardHolder, CardPersonalisation, NationalIdCa
@@ -163,6 +163,17 @@ def test_the_certificate_for_authentication_is_chosen_over_a_signing_one(rsa_car
     assert authentication_certificate([(der, b"\x01")]) == (der, b"\x01")
     with pytest.raises(CardNotSupported):
         authentication_certificate([])
+
+
+def test_opensc_runs_with_pin_caching_off_unless_a_technician_set_its_own_configuration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENSC_CONF", raising=False)
+    written = opensc_config(tmp_path / "opensc.conf")
+    assert os.environ["OPENSC_CONF"] == str(written) == str(tmp_path / "opensc.conf")
+    assert "use_pin_caching = false;" in written.read_text()
+    monkeypatch.setenv("OPENSC_CONF", "/etc/opensc/technician.conf")
+    assert opensc_config(tmp_path / "other.conf") == Path("/etc/opensc/technician.conf")
+    assert not (tmp_path / "other.conf").exists()
 
 
 # --- the same revocation check ------------------------------------------------------------------------------
