@@ -221,7 +221,10 @@ class OpenscIdCardReader(IdCardVerifier):
 
     # -- the card -------------------------------------------------------------------------------------
     def wait_for_card(self, timeout: float) -> None:
-        """Block until a card is in the reader (PC/SC, as OpenSC sees it).  Raises DeviceNotReady."""
+        """Block until a card is in the reader (PC/SC, as OpenSC sees it).  Raises DeviceNotReady, also
+        (device='reader') when OpenSC's module is missing, so ``python -m kiosk check`` says so."""
+        with self._lock:
+            self._lib()
         wait_for_card(find_reader(self.reader_name), timeout)
 
     def _read_card_waiting(self) -> tuple[bytes, str]:

@@ -46,7 +46,7 @@ def cmd_check(path: Path | None) -> int:
 
     def reader() -> str:
         kiosk.idcard.wait_for_card(0.5)
-        return f"{cfg.idcard.reader or 'first reader'}: card present"
+        return f"{cfg.idcard.reader or 'first reader'}: card present (profile {cfg.idcard.profile})"
 
     def token() -> str:
         info = kiosk.token.present()

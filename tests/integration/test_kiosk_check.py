@@ -43,6 +43,17 @@ def test_everything_ready(stack: SimulatedStack) -> None:
     assert lines["printer"].split() == ["ok", "ready"]
 
 
+def test_a_kiosk_reading_id_cards_through_opensc_checks_the_reader_through_opensc(
+        stack: SimulatedStack, tmp_path: Path) -> None:
+    stack.insert_card()
+    opensc = tmp_path / "opensc.toml"
+    opensc.write_text(stack.config_path.read_text().replace("[idcard]\n", '[idcard]\nprofile = "opensc"\n', 1))
+    out = check(stack, opensc)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = dict(line.split(None, 1) for line in out.stdout.splitlines())
+    assert lines["reader"].startswith("ok") and "card present (profile opensc)" in lines["reader"]
+
+
 def test_no_card_and_no_paper_fail_with_their_reasons(stack: SimulatedStack) -> None:
     assert stack.printer is not None
     stack.printer.paper = "out"
