@@ -69,7 +69,7 @@ from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import IssuanceData, issuance_data
 from kiosk.token_certificates import pem_to_der
-from kiosk.token_steps import authentication_issued
+from kiosk.token_steps import authentication_issued, authentication_key_id
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
 
 
@@ -476,6 +476,9 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
         data["certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
                                "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
                                "not_after": issued.not_after.isoformat()}
+        if issued.authentication is not None:      # its key's id follows from the signing key's, found at install
+            data["authentication"] = authentication_issued(
+                {"public_key_sha256": issued.authentication.public_key_sha256}, issued)
         return [self.result(self.advance(state, S.INSTALL, data, EventKind.CERTIFICATE_FOUND, serial=issued.serial_hex,
                                          token_serial=info.serial, order_id=found.order_id))]
 
@@ -492,6 +495,9 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
             with self.token_session(state, serial, user_pin) as session:
                 if "key_id" not in data:      # a certificate another kiosk's request got: find its key by digest
                     data["key_id"] = self._key_of(session, data["public_key_sha256"], cert["serial"]).hex()
+                    if "authentication" in data:
+                        data["authentication"] = {**data["authentication"], "key_id": authentication_key_id(
+                            bytes.fromhex(data["key_id"])).hex()}
                 chain = [pem_to_der(p) for p in cert["chain"]]
                 session.install_certificate(bytes.fromhex(data["key_id"]), data["token"]["label"],
                                             pem_to_der(cert["pem"]), chain)

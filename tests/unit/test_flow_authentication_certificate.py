@@ -110,3 +110,20 @@ def test_an_authentication_certificate_for_another_key_is_never_installed(kazakh
         f.enroll(sid)
     assert kazakh.store.load(sid).step == "enrollment"
     assert kazakh.store.events(sid)[-1] == "enrollment.refused"
+
+
+def test_both_certificates_kept_at_one_kiosk_are_installed_at_another(kazakh: Rig) -> None:
+    sid = kazakh.to_enrollment_step(KAZAKH)
+    kazakh.central.down = True
+    kazakh.issuance.defer(sid)
+    kazakh.central.down = False
+    kazakh.restart()
+    kazakh.issuance.fetch_certificate(sid)                      # the deferring kiosk's sync daemon
+    other = Rig(central=kazakh.central, token=kazakh.token)      # the holder inserts the token at another kiosk
+    (found,) = other.issuance.token_inserted("kk")
+    assert other.issuance.install(found.session_id, Pin(TOKEN_PIN)).error is None
+    data, kept = other.data(found.session_id), kazakh.data(sid)
+    assert (data["key_id"], data["authentication"]["key_id"]) == (kept["key_id"], kept["authentication"]["key_id"])
+    on_token = certificates_by_key(other)
+    assert {f"{c.serial_number:X}" for c in on_token.values()} == {
+        kept["certificate"]["serial"], kept["authentication"]["certificate"]["serial"]}
