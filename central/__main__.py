@@ -204,17 +204,19 @@ def cmd_revoke_kiosk(args: argparse.Namespace, data_dir: Path) -> int:
 def cmd_add_trust_anchor(args: argparse.Namespace, data_dir: Path) -> int:
     from central.orders import trust_anchors
 
-    anchor, created = trust_anchors.add(args.file.read_bytes(), args.country.upper(), args.role, args.office)
-    print(f"{anchor.sha256} {anchor.country} {anchor.role}: {'added' if created else 'added again'} "
-          f"({anchor.subject}); kiosks get it at their next sync round")
+    for path in args.file:
+        anchor, created = trust_anchors.add(path.read_bytes(), args.country.upper(), args.role, args.office)
+        print(f"{anchor.sha256} {anchor.country} {anchor.role}: {'added' if created else 'added again'} "
+              f"({anchor.subject}); kiosks get it at their next sync round")
     return 0
 
 
 def cmd_withdraw_trust_anchor(args: argparse.Namespace, data_dir: Path) -> int:
     from central.orders import trust_anchors
 
-    anchor = trust_anchors.withdraw(args.sha256)
-    print(f"{anchor.sha256}: withdrawn ({anchor.subject}); kiosks drop it at their next sync round")
+    for sha256 in args.sha256:
+        anchor = trust_anchors.withdraw(sha256)
+        print(f"{anchor.sha256}: withdrawn ({anchor.subject}); kiosks drop it at their next sync round")
     return 0
 
 
@@ -355,15 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(exit 1 when a branch is broken or a fork open).")
     p.add_argument("kiosk_id")
     p = add("add-trust-anchor", cmd_add_trust_anchor,
-            "Hand the kiosks a national ID authority's CA certificate (PEM) for a country profile (feeds/trust).")
-    p.add_argument("file", type=Path)
+            "Hand the kiosks national ID authorities' CA certificates (PEM) for a country profile (feeds/trust).")
+    p.add_argument("file", type=Path, nargs="+")
     p.add_argument("--country", required=True, help="ID card country profile: MN, KZ or KG")
-    p.add_argument("--role", choices=("anchor", "intermediate"), default="anchor",
-                   help="a root the kiosks trust, or an issuing CA below one (default: anchor)")
+    p.add_argument("--role", choices=("anchor", "intermediate"),
+                   help="a root the kiosks trust, or an issuing CA below one (default: anchor when self-issued)")
     p.add_argument("--office", help="only this office's kiosks (default: every office's)")
     p = add("withdraw-trust-anchor", cmd_withdraw_trust_anchor,
-            "Withdraw a national ID trust anchor by its SHA-256: kiosks drop it at their next sync round.")
-    p.add_argument("sha256")
+            "Withdraw national ID trust anchors by their SHA-256: kiosks drop them at their next sync round.")
+    p.add_argument("sha256", nargs="+")
     p = add("confirm", cmd_confirm, "The holder confirmed the order by e-mail («Баталгаажуулах» → «Шинэ»).")
     p.add_argument("invoice")
     p = add("mark-paid", cmd_mark_paid, "Record the invoice as paid (in full unless --amount is given).")

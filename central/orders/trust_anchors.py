@@ -1,7 +1,8 @@
 """The national ID trust material the central hands its kiosks: CA certificates per country profile.
 
-``python -m central add-trust-anchor FILE --country MN [--role intermediate] [--office CODE]`` adds
-one (or brings a withdrawn one back), ``withdraw-trust-anchor SHA256`` withdraws it; each change
+``python -m central add-trust-anchor FILE… --country MN [--role anchor|intermediate] [--office CODE]``
+adds CA certificates (or brings withdrawn ones back): a self-issued one is an anchor (a root), any other
+an intermediate, unless ``--role`` says; ``withdraw-trust-anchor SHA256…`` withdraws them; each change
 moves the row to the end of ``GET /api/v1/feeds/trust`` (:func:`central.orders.feeds.trust`), which
 the kiosks' sync daemon reads.  Only CA certificates (basicConstraints cA, keyCertSign) are taken.
 """
@@ -40,13 +41,18 @@ def _ca_certificate(pem: bytes) -> x509.Certificate:
     return certificate
 
 
-def add(pem: bytes, country: str, role: str = "anchor", office_code: str | None = None) -> tuple[TrustAnchor, bool]:
-    """Add the CA certificate ``pem`` for ``country`` (or bring it back); return it and whether it is new."""
+def add(pem: bytes, country: str, role: str | None = None,
+        office_code: str | None = None) -> tuple[TrustAnchor, bool]:
+    """Add the CA certificate ``pem`` for ``country`` (or bring it back); return it and whether it is new.
+
+    ``role`` None: ``anchor`` for a self-issued certificate (subject = issuer), else ``intermediate``.
+    """
     if country not in COUNTRIES:
         raise TrustAnchorError(f"country profile {country!r} is not one of {', '.join(COUNTRIES)}")
+    certificate = _ca_certificate(pem)
+    role = role or ("anchor" if certificate.subject == certificate.issuer else "intermediate")
     if role not in ROLES:
         raise TrustAnchorError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    certificate = _ca_certificate(pem)
     der = certificate.public_bytes(serialization.Encoding.DER)
     office = offices.by_code(office_code) if office_code else None
     fields = {"country": country, "role": role, "office": office, "withdrawn_at": None,

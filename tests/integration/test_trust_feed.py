@@ -37,8 +37,9 @@ def _pem(tmp_path: Path, name: str, cert: x509.Certificate) -> str:
     return str(path)
 
 
-def _sha256(central_server: CentralServer, *args: str) -> str:
-    return central_server.manage("add-trust-anchor", *args).split()[0]
+def _added(central_server: CentralServer, *args: str) -> list[str]:
+    """``add-trust-anchor ARGS``: the SHA-256 of each certificate added, in order."""
+    return [line.split()[0] for line in central_server.manage("add-trust-anchor", *args).splitlines()]
 
 
 @pytest.fixture
@@ -62,11 +63,10 @@ def test_a_sync_round_brings_the_centrals_anchors_and_drops_a_withdrawn_one(
         store: KioskStore, national: NationalIdCa) -> None:
     other = NationalIdCa.create(tmp_path / "kz-pki", root_name="KZ National ID Root")
     theirs = NationalIdCa.create(tmp_path / "b-pki", root_name="Office B Only Root")
-    root = _sha256(central_server, _pem(tmp_path, "mn", national.trust_anchors[0]), "--country", "MN")
-    issuing = _sha256(central_server, _pem(tmp_path, "mn-issuing", national.intermediates[0]), "--country", "MN",
-                      "--role", "intermediate")
-    kz = _sha256(central_server, _pem(tmp_path, "kz", other.trust_anchors[0]), "--country", "KZ")
-    _sha256(central_server, _pem(tmp_path, "b", theirs.trust_anchors[0]), "--country", "MN", "--office", OFFICE_B)
+    root, issuing = _added(central_server, _pem(tmp_path, "mn", national.trust_anchors[0]),
+                           _pem(tmp_path, "mn-issuing", national.intermediates[0]), "--country", "MN")
+    (kz,) = _added(central_server, _pem(tmp_path, "kz", other.trust_anchors[0]), "--country", "KZ")
+    _added(central_server, _pem(tmp_path, "b", theirs.trust_anchors[0]), "--country", "MN", "--office", OFFICE_B)
     material = TrustMaterial(tmp_path / "trust-anchors")
 
     report = _daemon(store, central_client, material).once()
@@ -93,8 +93,7 @@ def test_a_sync_round_brings_the_centrals_anchors_and_drops_a_withdrawn_one(
     assert again.error is None and again.trust_items >= 1
     assert f"MN-anchor-{root}.pem" not in material.version()
     assert national.trust_anchors[0] not in material.load(("MN",))[0]
-    central_server.manage("withdraw-trust-anchor", issuing)
-    central_server.manage("withdraw-trust-anchor", kz)
+    central_server.manage("withdraw-trust-anchor", issuing, kz)
 
 
 def test_the_central_takes_only_ca_certificates(tmp_path: Path, central_server: CentralServer,
@@ -121,17 +120,15 @@ def test_the_reader_trusts_a_synced_anchor_at_its_next_card(
     try:
         with pytest.raises(CardIssuerUnknown):
             reader.read_identity()
-        root = _sha256(central_server, _pem(tmp_path, "root", national.trust_anchors[0]), "--country", "MN")
-        issuing = _sha256(central_server, _pem(tmp_path, "issuing", national.intermediates[0]), "--country", "MN",
-                          "--role", "intermediate")
+        root, issuing = _added(central_server, _pem(tmp_path, "root", national.trust_anchors[0]),
+                               _pem(tmp_path, "issuing", national.intermediates[0]), "--country", "MN")
         assert _daemon(store, central_client, material).once().error is None
 
         identity = reader.read_identity()
         reader.authenticate(Pin(personalisation.pin), os.urandom(32), identity.certificate_sha256)
         assert identity.serial_number == "PNOMN-UB92010134"
         assert configured.trust_anchors[0] in reader.trust_anchors            # the configured one stays
-        central_server.manage("withdraw-trust-anchor", root)
-        central_server.manage("withdraw-trust-anchor", issuing)
+        central_server.manage("withdraw-trust-anchor", root, issuing)
         assert _daemon(store, central_client, material).once().error is None
         with pytest.raises(CardIssuerUnknown):
             reader.read_identity()
