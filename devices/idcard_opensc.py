@@ -239,7 +239,7 @@ class OpenscIdCardReader(IdCardVerifier):
     def _read_card(self) -> tuple[bytes, str]:
         token = self._token()
         with self._public_session(token) as session:
-            der, _key_id = authentication_certificate(self._certificates(session))
+            der, _ = authentication_certificate(self._certificates(session))
         serial = token.serial.decode("ascii", "replace") if isinstance(token.serial, bytes) else str(token.serial)
         return der, serial.strip()
 
@@ -283,11 +283,11 @@ class OpenscIdCardReader(IdCardVerifier):
     def _reset_card(self) -> None:
         """Reset the card over PC/SC: OpenSC's C_Logout leaves a PIV PIN verified on the card, and the
         verified PIN must not outlive the call (OpenSC notices the reset and reconnects)."""
-        connection = PcscConnection(find_reader(self.reader_name))
         try:
+            connection = PcscConnection(find_reader(self.reader_name))
             connection.connect()
         except DeviceNotReady:
-            return                              # pulled: no power, no verified PIN
+            return                              # pulled (or the reader gone): no power, no verified PIN
         connection.disconnect(reset=True)
 
     def _login(self, token: pkcs11.Token, pin: Pin) -> pkcs11.Session:
