@@ -12,6 +12,7 @@ environment the test sets, ``python tests/screens/test_clerk_screens.py DIR 1024
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -65,6 +66,9 @@ def test_the_clerk_signs_in_approves_rejects_cancels_confirms_and_is_signed_out(
     desk = seen["desk"]
     assert desk["screen"] == "clerk_desk" and "Бүгінгі сеанстар — Д.Сарнай" in desk["texts"]
     assert any(t.startswith("Сіздің тексеруіңізді күтуде") for t in desk["texts"]), desk["texts"]
+    assert kk("clerk.status.refused_by_central") in desk["texts"], desk["texts"]
+    assert " ".join((kk("clerk.refused.request", invoice="147314016754", reason_text=kk("refusal.cancelled")),
+                     kk("clerk.refused.key_waiting", token_serial="TK0001"))) in desk["texts"], desk["texts"]
     assert "Сеанс болдырылмады." in seen["cancelled"]["texts"] and seen["cancelled"]["step"] == "cancelled"
     refused = seen["cancel_refused"]
     assert refused["step"] == "install"
@@ -109,6 +113,7 @@ def drive(out: Path, size: str = "800x480") -> dict[str, Any]:
     from kiosk.clerk_desk import ClerkDesk
     from kiosk.clerks import ClerkSignIn, ScryptCost
     from kiosk.flows.issuance import IssuanceStep
+    from kiosk.order import OrderStatus
     from kiosk.pin import Pin
     from kiosk.screens.app import KioskApp, UiOptions
     from sync.store import KioskStore
@@ -244,6 +249,14 @@ def drive(out: Path, size: str = "800x480") -> dict[str, Any]:
     press(kk("refusal.holder_not_present"))
     look("rejected")["step"] = store.load(second.session_id).step
 
+    kept = rig.to_enrollment_step()                                  # ended offline; the central then refused it
+    rig.central.down = True
+    f.defer(kept)
+    rig.central.down = False
+    order = rig.central.orders["147314016754"]
+    rig.central.orders["147314016754"] = dataclasses.replace(order, status=OrderStatus.CANCELLED)
+    f.fetch_certificate(kept)                                        # the sync daemon's round
+    rig.central.orders["147314016754"] = order
     done = rig.issue()                                               # finished: its receipt may be reprinted
     stuck = rig.to_token_step()
     issued = rig.to_enrollment_step()
