@@ -163,8 +163,8 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
 
     ``escrow_ciphertext`` (checked by :func:`escrow.check_escrow`) is kept as the SO PIN of
     ``token_serial`` when the certificate is issued now.  ``authentication_csr_pem``, for another key,
-    gets the authentication certificate of a profile that issues one.  An order of another office than
-    ``office_id`` is not found.  Raises ApiError: 400 for a bad request or
+    gets the authentication certificate of a profile that issues one (and is required there).  An order
+    of another office than ``office_id`` is not found.  Raises ApiError: 400 for a bad request or
     CSR, 404 ``order_not_found``, 409 ``enrollment_conflict`` (issued for another key: :func:`conflict`),
     ``order_not_payable`` (with ``reason``), ``key_reused``, ``idempotency_conflict`` or ``enrollment_void``.
     """
@@ -181,8 +181,11 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
         if order is None:
             raise ApiError(404, "order_not_found", "no such order")
         refuse_voided(idempotency_key)
-        if authentication is not None and not profiles.profile_for(order.register_number).separate_authentication:
-            raise ApiError(400, "invalid_request", "this order's profile issues no authentication certificate",
+        separate = profiles.profile_for(order.register_number).separate_authentication
+        if (authentication is not None) != separate:
+            raise ApiError(400, "invalid_request",
+                           "this order's profile issues an authentication certificate too: send authentication_csr"
+                           if separate else "this order's profile issues no authentication certificate",
                            field="authentication_csr")
 
         earlier = Enrollment.objects.select_related("certificate").filter(

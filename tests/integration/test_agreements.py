@@ -90,10 +90,11 @@ class Holder:
         self.signer = Pkcs11AgreementSigner(self.token)
         self.a = self._issue(b"\x0a\x01", orders[0])
         self.b = self._issue(b"\x0a\x02", orders[1])
-        csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-               .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-               .public_bytes(serialization.Encoding.DER))
-        kazakh = client.enroll(find(client, orders[2]["invoice"]).id, csr, f"pds-{uuid.uuid4()}")
+        signing, authentication = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+                                   .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+                                   .public_bytes(serialization.Encoding.DER) for _ in range(2))
+        kazakh = client.enroll(find(client, orders[2]["invoice"]).id, signing, f"pds-{uuid.uuid4()}",
+                               authentication_csr_der=authentication)     # the Kazakh profile's second key
         self.kazakh_pem = kazakh.certificate_pem
 
     def _issue(self, key_id: bytes, order: dict[str, Any]) -> Issued:

@@ -78,7 +78,8 @@ def lint(tool: str, path: Path, *args: str) -> list[tuple[str, str]]:
 def issue(client: CentralClient, new_order: NewOrder, country: str, algorithm: str) -> tuple[Any, x509.Certificate]:
     placed = new_order(holder={"register_number": HOLDERS[country]()})
     order = find(client, placed["invoice"])
-    issued = client.enroll(order.id, make_csr(algorithm), f"lint-{uuid.uuid4()}")
+    authentication = make_csr(algorithm) if order.authentication_certificate else None    # Kazakhstan
+    issued = client.enroll(order.id, make_csr(algorithm), f"lint-{uuid.uuid4()}", authentication_csr_der=authentication)
     return issued, x509.load_pem_x509_certificate(issued.certificate_pem.encode())
 
 
