@@ -19,6 +19,7 @@ from devices.cardprofiles import CardProfile, IdCardApplication, register_profil
 from devices.idcard import IdCardReader
 from devices.idcard_auto import AutoIdCardReader, id_card_reader_for
 from devices.idcard_opensc import OPENSC_MODULES, OpenscIdCardReader, authentication_certificate, opensc_config
+from devices.pcsc import wait_for_card, wait_for_removal
 from devices.piv import AID_PIV, INS_GENERAL_AUTHENTICATE
 from devices.revocation import RevocationChecker, RevocationMode, RevocationPolicy
 from devices.sim.national_ca import CardHolder, CardPersonalisation, NationalIdCa
@@ -114,8 +115,9 @@ def test_a_card_inserted_at_its_final_try_never_gets_a_pin_through_opensc(
     assert INS_GENERAL_AUTHENTICATE not in [ins for ins, _sw in inserted.apdu_log]
 
 
-def test_a_card_pulled_while_signing_through_opensc_is_a_device_not_ready(
-        opensc_reader: OpenscIdCardReader, insert_card: InsertCard, rsa_card: CardPersonalisation) -> None:
+def test_a_card_pulled_while_signing_through_opensc_is_a_device_not_ready_then_a_clean_retry(
+        opensc_reader: OpenscIdCardReader, reader_name: str, insert_card: InsertCard,
+        rsa_card: CardPersonalisation) -> None:
     card = insert_card(rsa_card)
     identity = opensc_reader.read_identity()
     card.pull_on_ins = INS_GENERAL_AUTHENTICATE
@@ -123,9 +125,16 @@ def test_a_card_pulled_while_signing_through_opensc_is_a_device_not_ready(
     with pytest.raises(DeviceNotReady) as pulled:
         opensc_reader.authenticate(Pin(rsa_card.pin), os.urandom(32), identity.certificate_sha256)
     assert pulled.value.data["device"] == "card"
+    assert wait_for_removal(reader_name, 5)
     with pytest.raises(DeviceNotReady) as absent:
         opensc_reader.read_identity()
     assert absent.value.data["device"] == "card"
+
+    card.insert()                                      # the holder puts the card back: OpenSC binds it again
+    wait_for_card(reader_name, 5)
+    again = opensc_reader.read_identity()
+    assert opensc_reader.authenticate(Pin(rsa_card.pin), os.urandom(32), again.certificate_sha256)
+    assert card.pin_tries_left == rsa_card.pin_tries
 
 
 def test_auto_takes_the_native_path_for_a_piv_card(reader_name: str, national_ca: NationalIdCa,
