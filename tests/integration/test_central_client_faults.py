@@ -112,7 +112,19 @@ GARBLINGS: dict[str, Callable[[dict[str, Any]], None]] = {
     "not_after other than the certificate's": lambda b: b.update(
         not_after=(dt.datetime.fromisoformat(b["not_after"]) + dt.timedelta(days=1)).isoformat()),
     "not_before garbage": lambda b: b.update(not_before="yesterday"),
+    "authentication serial mismatch": lambda b: b.update(authentication={**authentication_of(), "serial": "0ABC"}),
+    "authentication truncated": lambda b: b.update(authentication={
+        **(a := authentication_of()), "certificate": _truncate(a["certificate"])}),
+    "authentication without its validity": lambda b: b.update(authentication={
+        k: v for k, v in authentication_of().items() if k != "not_after"}),
+    "authentication a string": lambda b: b.update(authentication="-----BEGIN CERTIFICATE-----"),
 }
+
+
+def authentication_of() -> dict[str, Any]:
+    """An ``authentication`` member as the central sends it (the enrollment's chain is its chain)."""
+    body, _ = good_enrollment()
+    return {key: body[key] for key in ("certificate", "serial", "not_before", "not_after")}
 
 
 @pytest.mark.parametrize("garbling", sorted(GARBLINGS))
@@ -142,6 +154,26 @@ def test_fault_injected_good_enrollment_gives_the_public_key_digest(
     assert issued.serial_hex == f"{leaf.serial_number:X}"
     assert issued.not_after == leaf.not_valid_after_utc
     assert len(issued.chain_pem) == 2
+
+
+def test_fault_injected_authentication_certificate_comes_back_checked_with_the_enrollments_chain(
+        faulty_central: tuple[str, type[FaultyCentral]]) -> None:
+    url, handler = faulty_central
+    body, _ = good_enrollment()
+    body["authentication"] = authentication_of()
+    handler.answer = staticmethod(lambda m, p, b: (201, body))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(
+        ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    with CentralClient(url, None) as client:
+        issued = client.enroll("1", csr, "key-1", authentication_csr_der=csr)
+    assert issued.authentication is not None and issued.authentication.authentication is None
+    second = x509.load_pem_x509_certificate(body["authentication"]["certificate"].encode())
+    assert issued.authentication.serial_hex == f"{second.serial_number:X}" != issued.serial_hex
+    assert issued.authentication.chain_pem == issued.chain_pem
+    assert issued.authentication.public_key_sha256 == hashlib.sha256(second.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+    sent = json.loads(handler.requests[-1][2])
+    assert sent["authentication_csr"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
 
 
 def _escrow_key_body() -> tuple[dict[str, Any], Any]:
