@@ -7,7 +7,14 @@ enumerates the kill points of every flow from a dry run and runs them all, print
 Measured on the shared 2-core machine with seven other sessions running (so slower than CI):
 issuance 60 points 21 min, issuance offline 66 points 28 min, renewal 46 points 10 min, revocation
 32 points 12 min, check 14 points 3 min, each point 7-50 s (two kiosk starts, a kiosk enrolled on mutual
-TLS, the checks); the short selection took 7 min there (about 10 s of CPU per point).
+TLS, the checks); the short selection took 7 min there (about 10 s of CPU per point).  Later, with five
+sessions (``nice -n 10``, at c289295): all 242 points (issuance 60, issuance offline 66, renewal 46,
+revocation 32, unblock 24, check 14) in 29 min 45 s, 2-10 s a point; 239 done, the unblock's three
+inside its PIN write a clean ``error.token_wiped`` stop.
+
+Run it from a checkout nobody edits while it runs (its children import the code afresh at every
+point) and with ``--basetemp`` of its own: other sessions' pytest runs prune ``/tmp/pytest-of-<user>``
+down to its last three runs and took the central's and pcscd's directories from under a long run.
 """
 
 from __future__ import annotations
