@@ -58,3 +58,16 @@ Feature: Only a valid, unrevoked national ID card of a trusted authority confirm
     And the applicant enters the ID-card PIN "730419"
     Then the identity is verified
     And the evidence says OpenSC read the card and holds the authority's OCSP answer
+
+  Scenario: Through OpenSC, the tries left are said where OpenSC knows them and the final try is never spent
+    Given the kiosk reads ID cards through OpenSC
+    And Ариун's ID card with register number "НЭ80000000" is in the reader
+    When the applicant accepts the terms
+    And the applicant enters invoice "147314016754"
+    And the applicant enters the ID-card PIN "000000"
+    Then the kiosk says "ПИН код буруу. Дахин оролдоно уу."
+    When the applicant enters the ID-card PIN "000001"
+    Then the kiosk says "ПИН код буруу. Үлдсэн оролдлого: 1"
+    When the applicant enters the ID-card PIN "730419"
+    Then the kiosk says "Иргэний үнэмлэхний ПИН код оруулах ганц оролдлого үлдсэн байна. Үнэмлэх түгжигдэхээс сэргийлж киоск үүнийг ашиглахгүй: иргэний үнэмлэх олгосон байгууллагад хандана уу."
+    And the ID card still has its final PIN try

@@ -59,6 +59,12 @@ def _through_opensc(driver: Any) -> None:
     driver.restart(config_path=path)
 
 
+@then("the ID card still has its final PIN try")
+def _final_try_kept(driver: Any) -> None:
+    card = driver.stack.card
+    assert card.pin_tries_left == 1 and not card.pin_verified
+
+
 @then("the evidence says OpenSC read the card and holds the authority's OCSP answer")
 def _opensc_evidence(driver: Any) -> None:
     evidence = _evidence(driver)
