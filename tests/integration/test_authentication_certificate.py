@@ -220,3 +220,18 @@ def test_a_single_certificate_page_has_no_authentication_row(
     answer = post_enrollment(central_server, order["id"], {"csr": pem_csr(), "idempotency_key": f"a-{uuid.uuid4()}"})
     page = requests.get(f"{central_server.public_url}/verify/{answer.json()['serial']}", timeout=10).text
     assert 'id="serial"' in page and "authentication-serial" not in page
+
+
+def test_a_voided_enrollment_revokes_both_certificates(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder, tmp_path: Path) -> None:
+    """The kiosk cancelled the visit after the central had issued (its answer lost): nothing stays valid."""
+    _, order = order_of(central_server, central_client, new_order, "KZ")
+    key = f"auth-{uuid.uuid4()}"
+    answer = post_enrollment(central_server, order["id"], {"csr": pem_csr(), "authentication_csr": pem_csr(),
+                                                           "idempotency_key": key}).json()
+    assert central_client.void_enrollment(key) == answer["serial"]
+    for name in ("signing", "authentication"):
+        pem = answer["certificate"] if name == "signing" else answer["authentication"]["certificate"]
+        (tmp_path / name).mkdir()
+        text, _, _ = openssl_ocsp(Issued(tmp_path / name, pem, answer["chain"]))
+        assert ": revoked" in text and "Reason: cessationOfOperation" in text, (name, text)

@@ -127,3 +127,18 @@ def test_both_certificates_kept_at_one_kiosk_are_installed_at_another(kazakh: Ri
     on_token = certificates_by_key(other)
     assert {f"{c.serial_number:X}" for c in on_token.values()} == {
         kept["certificate"]["serial"], kept["authentication"]["certificate"]["serial"]}
+
+
+def test_an_offline_visit_sends_both_requests_later_and_installs_both(kazakh: Rig) -> None:
+    f = kazakh.issuance
+    sid = kazakh.to_enrollment_step()
+    kazakh.central.down = True
+    assert f.defer(sid).step.value == "pending"
+    kazakh.restart()
+    kazakh.central.down = False
+    assert kazakh.issuance.fetch_certificate(sid).step.value == "install"
+    kazakh.issuance.install(sid, Pin(TOKEN_PIN))
+    assert kazakh.issuance.print_receipt(sid).step.value == "done"
+    data = kazakh.data(sid)
+    signing_id = bytes.fromhex(data["key_id"])
+    assert set(certificates_by_key(kazakh)) == {signing_id, authentication_key_id(signing_id)}
