@@ -210,3 +210,39 @@ def test_the_audit_endpoints_answer_as_the_openapi_file_says(central_server: Cen
                    requests.post(rejoin_url, json={"entry": second.to_dict()}, timeout=10, **tls))
     assert closed["error"] == "audit_no_fork"
     restored.store.close()
+
+
+def test_a_kiosk_restored_twice_forks_its_branch_again_and_every_branch_stays_whole(
+        central_server: CentralServer, restored: Restored, tmp_path: Path) -> None:
+    """The replacement dies too and is restored from a backup taken right after its rejoin (entries 1-16
+    unsent): entries 1-10 are compared with branch 0, 11-16 with branch 1, and its own 17 forks branch 1."""
+    store = restored.store
+    with restored.client(central_server) as client:
+        SyncDaemon(store, client, restored.kiosk_id).once()                       # refused: the fork at 11
+        assert rejoin(store.audit, client, "SD card replaced", "Б. Дорж") is not None
+        second_backup = tmp_path / "second-backup"
+        second_backup.mkdir(mode=0o700)
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for name in ("kiosk.db", "kiosk.key"):
+            shutil.copy2(restored.data_dir / name, second_backup / name)
+        add_sessions(store, "replacement", 2)                                     # 17-20
+        assert SyncDaemon(store, client, restored.kiosk_id).once().audit_sent == 20
+        store.close()
+
+        again = KioskStore.open(second_backup)
+        again.audit.append("kiosk.restored", {"kiosk_id": restored.kiosk_id, "outcome": "restored"})    # 17, forked
+        SyncDaemon(again, client, restored.kiosk_id).once()
+        state = client.audit_state()
+        assert (state["branch"], state["head_seq"], state["fork"]["seq"]) == (1, 20, 17)
+        assert [e.seq for e in again.audit.unsent(100)] == list(range(1, 18))   # nothing of it taken for synced
+        done = rejoin(again.audit, client, "the replacement's SD card failed as well", "Б. Дорж")
+        assert done is not None and (done.branch, done.fork_seq, done.central_head_seq) == (2, 17, 20)
+        assert SyncDaemon(again, client, restored.kiosk_id).once().audit_sent == 18
+        assert client.audit_state()["fork"] is None
+        again.close()
+    audit = central_server.manage("audit", restored.kiosk_id).splitlines()
+    branches = [line for line in audit if line.startswith("branch ")]
+    assert [b.split(", head")[0] for b in branches] == ["branch 0: entries 1-20", "branch 1: entries 11-20",
+                                                         "branch 2: entries 17-18"]
+    assert all(b.endswith(", intact") for b in branches)
+    assert sum("closed by branch" in line for line in audit) == 2
