@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/certificates/<str:serial>/renewals", api.renewals, name="renewals"),
     path("api/v1/tokens/<str:token_serial>/so-pin", api.so_pin, name="so-pin"),
     path("api/v1/tokens/<str:token_serial>/certificate", pending.kiosk_token_certificate, name="token-certificate"),
+    path("api/v1/tokens/<str:token_serial>/refused-keys", pending.kiosk_token_refused_keys, name="token-refused-keys"),
     path("api/v1/feeds/orders", feeds.orders, name="feed-orders"),
     path("api/v1/feeds/certificates", feeds.certificates, name="feed-certificates"),
     path("api/v1/feeds/trust", feeds.trust, name="feed-trust"),

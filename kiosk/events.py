@@ -42,6 +42,7 @@ class EventKind(Enum):
     ENROLLMENT_REFUSED = "enrollment.refused"
     ENROLLMENT_DEFERRED = "enrollment.deferred"
     UNUSED_KEY_REMOVED = "enrollment.unused_key_removed"   # the key of a request the central refused, off the token
+    REFUSED_KEY_FOUND = "enrollment.refused_key_found"     # another kiosk's refused key, on the inserted token
     CERTIFICATE_ISSUED = "certificate.issued"
     CERTIFICATE_FOUND = "certificate.found_for_token"    # issued on the inserted token for another kiosk's request
     CERTIFICATE_INSTALLED = "certificate.installed"

@@ -250,6 +250,16 @@ class TokenCertificate:
     token_serial: str
 
 
+@dataclass(frozen=True)
+class RefusedKey:
+    """A key on a token whose kept request the central refused, journalled by a kiosk of this office."""
+
+    public_key_sha256: str
+    kiosk_id: str
+    refusal: dict[str, Any]         # reason, refusal, issued_by, issued_at, refused_at (as in the session data)
+    invoice: str
+
+
 @unique
 class CertificateStatus(Enum):
     GOOD = "good"
@@ -329,6 +339,10 @@ class CentralPort(Protocol):
 
     def void_enrollment(self, idempotency_key: str) -> str | None:
         """Make the idempotency key unusable; revoke what was issued under it.  Returns that serial or None."""
+        ...
+
+    def refused_keys(self, token_serial: str) -> list[RefusedKey]:
+        """Keys on the token whose kept request the central refused and that no kiosk of the office removed yet."""
         ...
 
     def token_certificate(self, token_serial: str) -> TokenCertificate:

@@ -50,6 +50,7 @@ from kiosk.ports import (
     CertificateRecord,
     CertificateStatus,
     IssuedCertificate,
+    RefusedKey,
     RenewalTerms,
     Revocation,
     RevocationReason,
@@ -339,6 +340,23 @@ class CentralClient:
             raise CentralUnavailable("malformed token certificate", status=response.status_code,
                                      cause="malformed_response")
         return TokenCertificate(_issued(body, response.status_code), order_id, invoice, serial)
+
+    def refused_keys(self, token_serial: str) -> list[RefusedKey]:
+        """Keys on the token whose kept request the central refused and that no kiosk of the office removed yet."""
+        response = self._request("GET", f"{API_PREFIX}/tokens/{quote(token_serial, safe='')}/refused-keys",
+                                 idempotent=True)
+        body = self._expect(response, (200,))
+        items = body.get("refused")
+        try:
+            if not isinstance(items, list):
+                raise TypeError("refused is not a list")
+            return [RefusedKey(str(item["public_key_sha256"]), str(item["kiosk_id"]),
+                               {k: item[k] for k in ("reason", "refusal", "issued_by", "issued_at", "refused_at")
+                                if item.get(k) is not None}, str(item.get("invoice") or ""))
+                    for item in items]
+        except (KeyError, TypeError) as err:
+            raise CentralUnavailable("malformed refused keys", status=response.status_code,
+                                     cause="malformed_response") from err
 
     def _feed(self, name: str, after: str, limit: int) -> FeedPage:
         response = self._request("GET", f"{API_PREFIX}/feeds/{name}", idempotent=True,

@@ -49,6 +49,7 @@ from kiosk.ports import (
     KeyAlgorithm,
     PrinterStatus,
     Receipt,
+    RefusedKey,
     RenewalTerms,
     Revocation,
     RevocationReason,
@@ -385,6 +386,7 @@ class FakeCentral:
         self.calls: list[str] = []
         self._serials = itertools.count(0x5A000001)
         self.agreements: dict[str, bytes] = {}  # certificate serial -> signed PDF
+        self.refused: list[tuple[str, RefusedKey]] = []     # (token serial, key) as other kiosks journalled them
         self.add_order(demo_order())
 
     def add_order(self, order: Order) -> Order:
@@ -461,6 +463,11 @@ class FakeCentral:
             self.lose_next_reply = False
             raise CentralUnavailable("timeout (fake)", status=None, cause="timeout")
         return self._answer(self.by_key[idempotency_key])
+
+    def refused_keys(self, token_serial: str) -> list[RefusedKey]:
+        """What the office's kiosks journalled refused for the token (``refused``) and not removed since."""
+        self._up("refused_keys")
+        return [key for serial, key in self.refused if serial == token_serial]
 
     def token_certificate(self, token_serial: str) -> TokenCertificate:
         self._up("token_certificate")

@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from central.orders.api import api_view, error_response, json_response, office_of
 from central.orders.errors import ApiError
 from central.orders.issuance import MAX_TOKEN_SERIAL, enrollment_body
-from central.orders.models import Enrollment
+from central.orders.models import Enrollment, InboxEvent, KioskCredential
 from central.orders.verify import RATE_WINDOW_S, RateLimiter
 
 HOLDER_LIMITER = RateLimiter()
@@ -56,6 +56,36 @@ def kiosk_token_certificate(request: HttpRequest, token_serial: str) -> HttpResp
     enrollment = latest_for_token(token_serial, order__office_id=office_of(request), certificate__revoked=False)
     return json_response({**enrollment_body(enrollment), "order_id": str(enrollment.order_id),
                           "invoice": enrollment.order.invoice, "token_serial": enrollment.token_serial})
+
+
+REFUSED_EVENT, REMOVED_EVENT = "enrollment.refused", "enrollment.unused_key_removed"   # kiosk/events.py
+
+
+@api_view("GET")
+def kiosk_token_refused_keys(request: HttpRequest, token_serial: str) -> HttpResponse:
+    """``GET /api/v1/tokens/{token_serial}/refused-keys``: keys on the token whose kept request the central refused,
+    as the office's kiosks journalled them, and that no kiosk has journalled removed since (``RefusedKeys``).
+
+    Any kiosk of the office removes such a key at the token's next insertion, not only the one that kept the
+    request: the refusing kiosk's journal (``/events``) says which key, the remover's says it is gone.
+    """
+    if not _valid_serial(token_serial):
+        raise _not_found()
+    kiosks = KioskCredential.objects.filter(office_id=office_of(request)).values("kiosk_id")
+    events = (InboxEvent.objects.filter(kiosk_id__in=kiosks, kind__in=(REFUSED_EVENT, REMOVED_EVENT),
+                                        payload__token_serial=token_serial).order_by("received_at", "id"))
+    refused: dict[str, dict[str, object]] = {}
+    for event in events:
+        digest = event.payload.get("public_key_sha256")
+        if not isinstance(digest, str) or not _DIGEST.match(digest):
+            continue
+        if event.kind == REMOVED_EVENT:
+            refused.pop(digest, None)
+            continue
+        refused[digest] = {"public_key_sha256": digest, "kiosk_id": event.kiosk_id, "refused_at": event.created_at,
+                           **{k: event.payload.get(k) for k in ("reason", "refusal", "invoice", "issued_by",
+                                                                  "issued_at")}}
+    return json_response({"token_serial": token_serial, "refused": list(refused.values())})
 
 
 def holder_token_certificate(request: HttpRequest, token_serial: str) -> HttpResponse:

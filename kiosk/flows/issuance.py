@@ -16,12 +16,13 @@ When the central cannot be reached at enrollment, the visit can end offline
 (``defer``): enrollment → pending, with a "certificate pending" receipt; the queued request is
 sent later (``fetch_certificate``, by the sync daemon or when the token is seen again) and the
 certificate is installed the next time the holder's token is in a kiosk of the office
-(``token_inserted``: this kiosk's own session, else one made for a certificate the central issued on
-the token for another kiosk of the office).  When the central refuses the kept request for good (the order was issued at
-another kiosk that was offline too, or it was cancelled or changed meanwhile), the session waits at
-``refused`` with the central's reason (``data['refusal']``, shown to the clerk) until the token is
-inserted again: ``remove_unused_key`` then deletes the key the refused request was for, and the
-session ends.  A restarted kiosk resumes at the persisted step; the steps with side effects are
+(``token_inserted``, :mod:`kiosk.flows.issuance_insertion`: this kiosk's own session, else one made
+for a certificate the central issued on the token for another kiosk of the office).  When the central
+refuses the kept request for good (the order was issued at another kiosk that was offline too, or it
+was cancelled or changed meanwhile), the session waits at ``refused`` with the central's reason
+(``data['refusal']``, shown to the clerk) until the token is inserted again, here or at another kiosk
+of the office: ``remove_unused_key`` then deletes the key the refused request was for, and the session
+ends.  A restarted kiosk resumes at the persisted step; the steps with side effects are
 written so that repeating them after a crash does no harm:
 
 * token: the new SO PIN is stored (encrypted, durably) *before* C_InitToken; a retry tries it,
@@ -50,7 +51,6 @@ from kiosk.engine import Engine, FlowKind, StepResult, cannot_cancel
 from kiosk.errors import (
     ApprovalIncomplete,
     CentralRejected,
-    CentralUnavailable,
     InvalidInput,
     KeyMismatch,
     KioskError,
@@ -61,10 +61,11 @@ from kiosk.errors import (
 )
 from kiosk.events import EventKind
 from kiosk.flows.issuance_early import EarlySteps, EarlyWork, RejectReason, ascii_register, token_label
+from kiosk.flows.issuance_insertion import InsertionSteps
 from kiosk.identity import ExpectedHolder, IdentitySteps, card_view
 from kiosk.order import Order, check_may_proceed, classify_query, compute_fees
 from kiosk.pin import Pin, SoPin
-from kiosk.ports import AgreementSigner, IssuedCertificate, Receipt, SessionState, TokenInfo, TokenSession
+from kiosk.ports import AgreementSigner, IssuedCertificate, Receipt, SessionState, TokenInfo
 from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import IssuanceData, issuance_data
@@ -135,7 +136,7 @@ S = IssuanceStep
 log = logging.getLogger("tamga.issuance")
 
 
-class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
+class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, InsertionSteps, ReceiptSteps):
     """The issuance steps over the engine's ports.
 
     One caller drives a session's steps; only ``prepare_early`` runs beside ``approve``/``reject``.
@@ -421,66 +422,12 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
         except CentralRejected as err:
             data["refusal"] = {**{k: v for k, v in err.data.items() if k != "status"},
                                "refused_at": self.now().isoformat()}
-            refused = self.advance(state, S.REFUSED, data, EventKind.ENROLLMENT_REFUSED, **err.data)
+            # The token and the key's digest: any kiosk of the office removes the key (issuance_insertion).
+            refused = self.advance(state, S.REFUSED, data, EventKind.ENROLLMENT_REFUSED,
+                                   **{**err.data, "token_serial": data["token"]["serial"], "invoice":
+                                      data["order"]["invoice"], "public_key_sha256": data["public_key_sha256"]})
             return self.result(refused, err)
         return self.result(self._issued(state, data, issued))
-
-    def waiting_for_token(self, token_serial: str) -> list[StepResult]:
-        """Issuances of this token at this kiosk whose certificate is pending or waits to be written, or whose
-        refused key waits to be removed (oldest first): what the token's insertion does next."""
-        return [r for r in self.unfinished() if r.step in (S.PENDING, S.INSTALL, S.REFUSED)
-                and r.view.token is not None and r.view.token.serial == token_serial]
-
-    def remove_unused_key(self, session_id: str, pin: Pin | None = None) -> StepResult:
-        """The token is back: delete the key pair the refused request was for; the session ends."""
-        state = self.expect(session_id, S.REFUSED)
-        user_pin = self.token_pin(session_id, pin)
-        data = issuance_data(state)
-        serial = self.check_token(data)
-        with self.token_session(state, serial, user_pin) as session:
-            session.remove_key(bytes.fromhex(data["key_id"]))
-        self.pins.forget(session_id)
-        data["refusal"] = {**data["refusal"], "key_removed_at": self.now().isoformat()}
-        return self.result(self.advance(state, S.CANCELLED, data, EventKind.UNUSED_KEY_REMOVED, token_serial=serial,
-                                        reason=data["refusal"].get("reason")))
-
-    def token_inserted(self, language: str) -> list[StepResult]:
-        """What the token now in the slot is owed here: this kiosk's own sessions for it (``waiting_for_token``),
-        else a session at install for a certificate the central issued on it for the request of another kiosk
-        of the office (the visit ended offline there) and that is not on the token yet; [] when nothing."""
-        info = self.services.token.present()
-        waiting = self.waiting_for_token(info.serial)
-        if waiting:
-            return waiting
-        try:
-            found = self.services.central.token_certificate(info.serial)
-        except CentralUnavailable:
-            log.info("central unreachable: a certificate for the inserted token is not looked for",
-                     extra={"token_serial": info.serial})
-            return []
-        except CentralRejected as err:
-            if err.data.get("reason") == "certificate_not_found":    # none, or another office's token
-                return []
-            raise
-        issued = found.certificate
-        describe = self.services.certificates.describe
-        if any(describe(der).serial_hex == issued.serial_hex
-               for _, der in self.services.token.public_certificates(info.serial)):
-            return []
-        order = self.services.central.find_order("invoice", found.invoice)
-        state = self.engine.load(self.begin(language).session_id)
-        data = issuance_data(state)
-        data["order"] = order.to_dict()
-        data["token"] = {"serial": info.serial, "model": info.model, "label": info.label}
-        data["public_key_sha256"] = issued.public_key_sha256
-        data["certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
-                               "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
-                               "not_after": issued.not_after.isoformat()}
-        if issued.authentication is not None:      # its key's id follows from the signing key's, found at install
-            data["authentication"] = authentication_issued(
-                {"public_key_sha256": issued.authentication.public_key_sha256}, issued)
-        return [self.result(self.advance(state, S.INSTALL, data, EventKind.CERTIFICATE_FOUND, serial=issued.serial_hex,
-                                         token_serial=info.serial, order_id=found.order_id))]
 
     # -- 8. install -------------------------------------------------------------------------------------
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
@@ -507,15 +454,6 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, ReceiptSteps):
         after = S.AGREEMENT if self.policy.holder_agreement and self.services.agreement else S.RECEIPT
         return self.result(self.advance(state, after, data, EventKind.CERTIFICATE_INSTALLED,
                                         serial=cert["serial"]))
-
-    @staticmethod
-    def _key_of(session: TokenSession, public_key_sha256: str, certificate_serial: str) -> bytes:
-        """The CKA_ID of the token's key pair whose public key has this SHA-256; KeyMismatch when none has."""
-        for key_id in session.key_ids():
-            spki = session.find_public_key(key_id)
-            if spki is not None and hashlib.sha256(spki).hexdigest() == public_key_sha256:
-                return key_id
-        raise KeyMismatch(certificate_serial=certificate_serial)
 
     # -- 8a. the holder agreement (kiosk.agreement) -------------------------------------------------------
     def agreement_signer(self) -> AgreementSigner:

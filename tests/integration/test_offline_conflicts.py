@@ -40,6 +40,7 @@ from sync.store import KioskStore, load_or_create_key
 from tests.fakes import CARD_PIN, FakeIdCard, FakePrinter
 from tests.faultproxy import PASS, Fault, FaultProxy
 from tests.integration.conftest import OFFICE_B
+from tests.integration.test_central import make_csr, make_key
 
 TOKEN_PIN = "482916"
 
@@ -279,4 +280,44 @@ def test_a_certificate_kept_offline_at_one_kiosk_is_installed_at_the_tokens_inse
         assert other.issuance.token_inserted("kk") == []            # once it is on the token, nothing more
     finally:
         for kiosk in (deferring, other, elsewhere):
+            kiosk.close()
+
+
+def test_a_key_refused_at_one_kiosk_is_removed_when_the_token_is_inserted_at_another_of_the_office(
+        central_server: CentralServer, office_b_identity: object, tokens: tuple[Pkcs11Token, list[str]],
+        tmp_path: Path) -> None:
+    order = load_order(central_server, tmp_path)
+    token, (serial, _) = tokens
+    keeping, other = Kiosk(central_server, tmp_path / "k", token), Kiosk(central_server, tmp_path / "o", token)
+    elsewhere = Kiosk(central_server, tmp_path / "e", token, office=OFFICE_B)
+    try:
+        sid = keeping.visit_until_offline(order, serial)
+        serial = keeping.slot.inserted
+        with central_server.client() as demo:          # meanwhile the order is issued for the demo kiosk's request
+            demo.enroll(demo.find_order("invoice", order["invoice"]).id, make_csr(make_key("p256")),
+                        f"first-{secrets.token_hex(6)}")
+        keeping.online = True
+        assert keeping.daemon.once().queued_sent == 1 and keeping.store.load(sid).step == "refused"
+        assert keeping.daemon.once().pushed >= 1           # its journal says which key on which token
+
+        elsewhere.slot.inserted = serial                   # another office's kiosk reads nothing of it
+        assert elsewhere.issuance.token_inserted("mn") == []
+        other.slot.inserted = serial                       # the holder brings the token to another kiosk
+        (found,) = other.issuance.token_inserted("kk")
+        assert found.step is IssuanceStep.REFUSED
+        line = other.desk.line(other.store.load(found.session_id))
+        assert line.status is SessionStatus.REFUSED_BY_CENTRAL
+        said = refusal_text(Translator("kk"), line)
+        assert order["invoice"] in said and "demo-kiosk" in said and serial in said, said
+        assert other.issuance.remove_unused_key(found.session_id, Pin(TOKEN_PIN)).step is IssuanceStep.CANCELLED
+        assert key_ids(token, serial) == []
+        assert other.daemon.once().error is None           # its journal says the key is gone
+        assert other.issuance.token_inserted("kk") == []   # so no kiosk asks for it again
+
+        keeping.slot.inserted = serial                     # back at the kiosk that kept it: nothing is left to do
+        (own,) = keeping.issuance.token_inserted("mn")
+        assert own.session_id == sid
+        assert keeping.issuance.remove_unused_key(sid, Pin(TOKEN_PIN)).step is IssuanceStep.CANCELLED
+    finally:
+        for kiosk in (keeping, other, elsewhere):
             kiosk.close()

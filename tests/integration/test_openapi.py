@@ -149,6 +149,8 @@ def test_responses_match_the_openapi_file(central_server: CentralServer, central
     pending = "/api/v1/tokens/{token_serial}/certificate"
     assert call("GET", pending, f"/api/v1/tokens/{token}/certificate")["serial"] == serial
     call("GET", pending, "/api/v1/tokens/TKNOSUCH/certificate")                                     # 404
+    refused = call("GET", "/api/v1/tokens/{token_serial}/refused-keys", f"/api/v1/tokens/{token}/refused-keys")
+    assert refused == {"token_serial": token, "refused": []}
 
     call("GET", "/api/v1/certificates", "/api/v1/certificates", params={"register": number})
     call("GET", "/api/v1/certificates", "/api/v1/certificates", params={"register": "?"})
