@@ -65,6 +65,8 @@ app default {
 _REMOVED = (p11e.DeviceRemoved, p11e.TokenNotPresent, p11e.NoSuchToken, p11e.SessionHandleInvalid,
             p11e.SessionClosed, p11e.SlotIDInvalid, p11e.DeviceError)
 _MODULE_LOCK = threading.Lock()
+_OPENSC_LOCK = threading.RLock()
+"""Every OpenSC reader's calls, process-wide: python-pkcs11 initialises OpenSC without locking."""
 _SIGN_MECHANISMS = {
     ChallengeScheme.RSA_PKCS1V15_SHA256: (Mechanism.SHA256_RSA_PKCS, None),
     ChallengeScheme.RSA_PSS_SHA256: (Mechanism.SHA256_RSA_PKCS_PSS, (Mechanism.SHA256, MGF.SHA256, 32)),
@@ -159,8 +161,9 @@ def authentication_certificate(certificates: Sequence[tuple[bytes, bytes]]) -> t
 class OpenscIdCardReader(IdCardVerifier):
     """The ID card in the reader whose name contains ``reader_name``, through OpenSC's PKCS#11 module.
 
-    Thread-safe (one lock around every PKCS#11 call: python-pkcs11 initialises OpenSC without
-    locking).  ``card_timeout`` > 0 makes reading wait that long for a card.
+    Thread-safe (one process-wide lock around every PKCS#11 call, whichever reader makes it:
+    python-pkcs11 initialises OpenSC without locking).  ``card_timeout`` > 0 makes reading wait
+    that long for a card.
     """
 
     profile_name = "opensc"
@@ -170,6 +173,7 @@ class OpenscIdCardReader(IdCardVerifier):
                  module: Path | None = None, opensc_conf: Path | None = None, card_timeout: float = 0.0,
                  revocation: RevocationChecker | None = None, rsa_padding: str = "pkcs1v15") -> None:
         super().__init__(trust_anchors, intermediates, clock, revocation=revocation, rsa_padding=rsa_padding)
+        self._lock = _OPENSC_LOCK
         self.reader_name = reader_name
         self.card_timeout = card_timeout
         self._module = module
@@ -237,6 +241,10 @@ class OpenscIdCardReader(IdCardVerifier):
         return self._read_card()
 
     def _read_card(self) -> tuple[bytes, str]:
+        with self._lock:
+            return self._read_token()
+
+    def _read_token(self) -> tuple[bytes, str]:
         token = self._token()
         with self._public_session(token) as session:
             der, _ = authentication_certificate(self._certificates(session))
@@ -250,6 +258,11 @@ class OpenscIdCardReader(IdCardVerifier):
 
     def _verify_and_sign(self, pin: Pin, challenge: bytes, scheme: ChallengeScheme, key_bits: int,
                          certificate: x509.Certificate) -> bytes:
+        with self._lock:
+            return self._verify_and_sign_locked(pin, challenge, scheme, certificate)
+
+    def _verify_and_sign_locked(self, pin: Pin, challenge: bytes, scheme: ChallengeScheme,
+                                certificate: x509.Certificate) -> bytes:
         token = self._token()
         with self._public_session(token) as session:
             der, key_id = authentication_certificate(self._certificates(session))
