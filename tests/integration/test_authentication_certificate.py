@@ -42,6 +42,7 @@ from tests.integration.test_qualified_profiles import (
     lint,
 )
 from tests.integration.test_revocation_services import Issued, openssl_crl, openssl_ocsp, revoke
+from tests.integration.test_verify_page_browser import Browser, browser  # noqa: F401 (the fixture)
 
 NCP_PLUS = x509.ObjectIdentifier("0.4.0.2042.1.2")
 KZ_AUTHENTICATION_POLICY = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.4.2")
@@ -235,3 +236,22 @@ def test_a_voided_enrollment_revokes_both_certificates(
         (tmp_path / name).mkdir()
         text, _, _ = openssl_ocsp(Issued(tmp_path / name, pem, answer["chain"]))
         assert ": revoked" in text and "Reason: cessationOfOperation" in text, (name, text)
+
+
+def test_the_two_certificates_fit_a_phone_screen_in_a_real_browser(
+        central_server: CentralServer, central_client: CentralClient, new_order: NewOrder, tmp_path: Path,
+        browser: Browser) -> None:  # noqa: F811 (the fixture imported above)
+    from selenium.webdriver.common.by import By
+
+    _, order = order_of(central_server, central_client, new_order, "KZ")
+    answer = post_enrollment(central_server, order["id"], {"csr": pem_csr(), "authentication_csr": pem_csr(),
+                                                           "idempotency_key": f"auth-{uuid.uuid4()}"}).json()
+    driver = browser("kk")
+    driver.get(f"{central_server.public_url}/verify/{answer['serial']}")
+    row = driver.find_element(By.ID, "authentication-serial")
+    assert row.get_attribute("data-status") == "good" and answer["authentication"]["serial"] in row.text
+    widths = driver.execute_cdp_cmd("Runtime.evaluate", {
+        "expression": "[document.documentElement.scrollWidth, window.innerWidth]", "returnByValue": True})
+    scroll_width, inner_width = widths["result"]["value"]
+    assert inner_width == 390 and scroll_width <= inner_width        # no sideways scrolling on a phone
+    driver.save_screenshot(str(tmp_path / "verify-kk-two-certificates.png"))
