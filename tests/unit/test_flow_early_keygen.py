@@ -115,6 +115,14 @@ def test_a_rejection_ends_the_session_with_the_clerk_and_reason_journaled(rig: R
     assert rig.token.calls == []              # nothing was done to a token
 
 
+def test_a_rejection_at_another_desk_leaves_its_reason_in_the_session_for_the_applicants_screen(rig: Rig) -> None:
+    """The clerk rejects from the desk: the applicant's kiosk only sees the session end, and must say why."""
+    sid = _at_approval(rig)
+    rig.issuance.reject(sid, "clerk-7", "documents_missing")
+    seen = rig.issuance.current(sid)         # what the applicant's approval screen reads when it asks again
+    assert seen.finished and seen.view.rejection == "documents_missing"
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_applicant_reads_every_reason_in_their_language(lang: str) -> None:
     t = Translator(lang)
