@@ -99,6 +99,7 @@ class StepView:
     documents: tuple[str, ...] = ()                     # the clerk's checklist
     certificates: tuple[CertificateView, ...] = ()      # to choose from (revocation)
     reasons: tuple[str, ...] = ()                       # revocation reasons offered
+    rejection: str = ""                                 # why the clerk rejected (a RejectReason value), if so
     renewal: RenewalView | None = None
     check: CheckView | None = None
     agreement: AgreementFacts | None = None             # what the holder agreement to sign says (kiosk.agreement)

@@ -170,6 +170,7 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, InsertionSteps, Re
                                                                 data.get("by_proxy", False))) if at_approval else (),
             reasons=tuple(r.value for r in RejectReason) if at_approval else (),
             notice=self.early_notice(state) if at_approval else "",
+            rejection=str(data.get("rejection", {}).get("reason", "")),
             agreement=self.agreement_view(state) if step is S.AGREEMENT else None,
             pin_needed=step is S.AGREEMENT or (step in (S.KEYGEN, S.INSTALL, S.REFUSED)
                                                and state.id not in self.pins),

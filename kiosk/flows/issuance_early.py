@@ -163,10 +163,11 @@ class EarlySteps(TokenSteps):
                 return self.result(state, rejected)
             fields: dict[str, Any] = {"clerk_id": clerk_id, "reason": why.value}
             busy = self._worker_busy(state)
+            # Kept in the session also when it ends at once: the applicant's screen reads why from it.
+            data["rejection"] = {"clerk_id": clerk_id, "reason": why.value, "at": self.now().isoformat()}
             if not busy and not self._key_may_exist(state):
                 return self.result(self.advance(state, self.Step(CANCELLED), data, EventKind.APPROVAL_REFUSED,
                                                 **fields), rejected)
-            data["rejection"] = {"clerk_id": clerk_id, "reason": why.value, "at": self.now().isoformat()}
             state = self.engine.before_side_effect(state, data, EventKind.APPROVAL_REFUSED, **fields)
             if busy:
                 return self.result(state, rejected)       # the worker removes its key and ends the session
