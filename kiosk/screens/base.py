@@ -3,9 +3,11 @@
 A screen is a :class:`KioskScreen` subclass with a unique ``screen_name``; a screen module lists its
 classes in ``SCREENS`` and the (flow, step) pairs it shows in ``ROUTES``, and the app registers every
 module of :data:`kiosk.screens.app.SCREEN_MODULES` (plus ``kiosk.screens.clerk`` when it exists) at
-start.  A screen builds its widgets in :meth:`render` from the keyword parameters it was shown with;
-it is rebuilt every time it is shown, in the language of the moment, and :meth:`forget` drops what it
-showed (the idle timeout calls it on every screen).
+start.  A screen builds its widgets in :meth:`render` from the keyword parameters it was shown with, in
+the language of the moment, and :meth:`forget` drops what it showed (the idle timeout calls it on every
+screen).  It is rebuilt every time it is shown, unless its :meth:`reuse_key` says its widgets hold no
+personal data and depend only on that key: shown again with the same key, language and theme, it keeps
+them (the welcome screen, the consent text) and only takes the new parameters.
 
 Navigation is by name: ``self.app.show("order_summary", result=r)``, or by a step result:
 ``self.app.show_result(r)`` picks the screen from the step and the view (a step that needs no input
@@ -16,7 +18,7 @@ as a calm error screen whose "try again" repeats the call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kivy.uix.boxlayout import BoxLayout
@@ -28,7 +30,7 @@ from kiosk.engine import StepResult
 from kiosk.errors import KioskError
 from kiosk.i18n import Translator
 from kiosk.screens.theme import Theme
-from kiosk.screens.widgets import BigButton, ButtonRow, title
+from kiosk.screens.widgets import BigButton, ButtonRow, Text, title
 
 if TYPE_CHECKING:
     from kiosk.screens.app import KioskApp
@@ -46,6 +48,7 @@ class KioskScreen(Screen):
         super().__init__(name=self.screen_name)
         self.app = app
         self.params: dict[str, Any] = {}
+        self._built: Hashable | None = None        # (language, theme, reuse key) of the widgets kept, or None
 
     @property
     def t(self) -> Translator:
@@ -61,16 +64,31 @@ class KioskScreen(Screen):
         result: StepResult = self.params["result"]
         return result
 
+    def reuse_key(self, **params: Any) -> Hashable | None:
+        """What the widgets depend on besides the language and the theme, when they hold no personal data
+        and may be kept while the screen is shown again with an equal key; None (the default): rebuild."""
+        return None
+
     def show_with(self, params: dict[str, Any]) -> None:
+        key = self.reuse_key(**params)
+        built = None if key is None else (self.app.language, self.theme, key)
+        if built is not None and built == self._built:
+            self.busy = False
+            self.params = params
+            return
+        self._built = None
         self.forget()
         self.params = params
         self.render(**params)
+        self._built = built
 
     def forget(self) -> None:
-        """Drop the widgets and the parameters (personal data shown or typed here)."""
+        """Drop the parameters and the widgets (personal data shown or typed here); widgets kept by
+        :meth:`reuse_key` hold none and stay."""
         self.busy = False
         self.params = {}
-        self.clear_widgets()
+        if self._built is None:
+            self.clear_widgets()
 
     def run(self, call: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
             on_error: Callable[[KioskError], None] | None = None) -> None:
@@ -81,11 +99,21 @@ class KioskScreen(Screen):
                                label=f"{self.screen_name}")
 
     # -- layout helpers -------------------------------------------------------------------------------------
-    def frame(self, heading: str, *body: Widget, buttons: tuple[BigButton, ...] = (), scroll: bool = True) -> None:
-        """The standard screen: a heading, the body (scrolled when taller than the screen), a row of buttons."""
+    def frame(self, heading: str, *body: Widget, buttons: tuple[BigButton, ...] = (), scroll: bool = True,
+              note: str = "") -> None:
+        """The standard screen: a heading (no row at all when empty; ``note`` in small type beside it), the body
+        (scrolled when taller than the screen), a row of buttons."""
         th = self.theme
         outer = BoxLayout(orientation="vertical", padding=th.padding, spacing=th.spacing)
-        outer.add_widget(title(th, heading))
+        if heading and note:       # one row for both: the height goes to the body (an on-screen keyboard)
+            row = BoxLayout(orientation="horizontal", spacing=th.spacing, size_hint_y=None)
+            parts = (title(th, heading, size_hint_x=0.3), Text(th, note, size=th.small_size, size_hint_x=0.7))
+            for part in parts:
+                row.add_widget(part)
+                part.bind(height=lambda *_: setattr(row, "height", max(p.height for p in parts)))
+            outer.add_widget(row)
+        elif heading:
+            outer.add_widget(title(th, heading))
         column = BoxLayout(orientation="vertical", spacing=th.spacing, size_hint_y=None if scroll else 1)
         for widget in body:
             column.add_widget(widget)

@@ -185,14 +185,17 @@ class ClerkSignInScreen(ClerkScreen):
             body.append(self.message_text(message))
         back = self.cbutton("clerk.back", self.back, kind="secondary")
         if not clerk_id:
-            languages = ButtonRow(th, *(BigButton(th, Translator(lang)("language.name"),
-                                                  partial(self.choose_language, lang),
-                                                  kind="primary" if lang == seat.language else "secondary")
-                                        for lang in LANGUAGES))
-            self.id_field = KeyboardField(th, "latin", self.typed_id, hint=ct("clerk.sign_in.clerk_id"))
-            body += [languages, self.id_field]
-            self.frame(ct("clerk.sign_in.title"), *body, buttons=(back, self.cbutton(
-                "clerk.sign_in.button", lambda: self.typed_id(self.id_field.text))), scroll=False)
+            # The Latin keyboard's five rows need the height: no title row ("sign in" beside the field says
+            # it; the PIN pad next has the title), and the languages share the buttons' row.
+            languages = tuple(BigButton(th, Translator(lang)("language.name"), partial(self.choose_language, lang),
+                                        kind="primary" if lang == seat.language else "secondary")
+                              for lang in LANGUAGES)
+            sign_in = BigButton(th, ct("clerk.sign_in.button"), lambda: self.typed_id(self.id_field.text),
+                                size_hint_x=0.33, size_hint_y=1)
+            self.id_field = KeyboardField(th, "latin", self.typed_id, beside=(sign_in,),
+                                          hint=ct("clerk.sign_in.clerk_id"))
+            body.append(self.id_field)
+            self.frame("", *body, buttons=(back, *languages), scroll=False)
             Clock.schedule_once(lambda _dt: setattr(self.id_field.field, "focus", True), 0)   # a USB keyboard too
             return
         self.pad = PinPad(th, ct, ct("clerk.sign_in.pin"), self.submit, max_length=CLERK_PIN_POLICY.max_length)

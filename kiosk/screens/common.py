@@ -4,6 +4,7 @@ the calm error screen and done."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from functools import partial
 from typing import Any
 
@@ -11,7 +12,7 @@ from kivy.clock import Clock
 from kivy.uix.gridlayout import GridLayout
 
 from kiosk.engine import FlowKind, StepResult
-from kiosk.errors import CentralUnavailable, DeviceNotReady, InputRefused, KioskError
+from kiosk.errors import ApplicationRejected, CentralUnavailable, DeviceNotReady, InputRefused, KioskError
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.theme import Theme
@@ -25,6 +26,9 @@ class WelcomeScreen(KioskScreen):
     """The language choice (the configured default first), the larger-text option and the five services."""
 
     screen_name = "welcome"
+
+    def reuse_key(self, **_: Any) -> Hashable:
+        return self.app.options.languages
 
     def render(self, **_: Any) -> None:
         th = self.theme
@@ -59,6 +63,9 @@ class ConsentScreen(KioskScreen):
     """What is read from the ID card, why, and how long it is kept; accept, or leave (nothing is read)."""
 
     screen_name = "consent"
+
+    def reuse_key(self, **_: Any) -> Hashable:
+        return self.app.options.retention_days      # the text; the session is only in the parameters
 
     def render(self, result: StepResult, **_: Any) -> None:
         t = self.t
@@ -110,6 +117,8 @@ class ProgressScreen(KioskScreen):
 
 def next_step_key(err: KioskError) -> str:
     """What the person should do now, by the kind of error."""
+    if isinstance(err, ApplicationRejected):
+        return "screens.next.come_back"         # the visit is over: nothing to continue at the desk
     if isinstance(err, DeviceNotReady):
         return "screens.next.device"
     if isinstance(err, CentralUnavailable):
@@ -187,7 +196,8 @@ class ApprovalScreen(KioskScreen):
 
     With the clerk's screens installed (``kiosk/screens/clerk.py`` registers ``"clerk"``) a button opens
     them here; the clerk may also decide from their own desk, so the screen asks the session on the
-    worker every two seconds and moves on when its step does (whatever step the flow moves to).
+    worker every two seconds and moves on when its step does (whatever step the flow moves to); a
+    rejection there is told here with its reason, in the applicant's language, and what to do next.
     """
 
     screen_name = "approval"
@@ -230,8 +240,14 @@ class ApprovalScreen(KioskScreen):
                                label="approval_poll")
 
     def moved(self, current: StepResult) -> None:
-        if "result" in self.params and current.step != self.result.step:
-            self.app.show_result(current)
+        if "result" not in self.params or current.step == self.result.step:
+            return
+        if current.view.rejection and current.error is None:     # rejected at another desk: say why, in words
+            self.app.session = current
+            self.app.language = current.language
+            self.app.show_error(ApplicationRejected(reason=current.view.rejection))
+            return
+        self.app.show_result(current)
 
     def forget(self) -> None:
         poll = getattr(self, "_poll", None)

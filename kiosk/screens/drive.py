@@ -35,9 +35,12 @@ from kiosk.screens.launch import SIZES, configure_kivy, parse_size, ui_options
 FLOWS = ("issuance", "check", "unblock", "revocation", "idle", "errors")
 ALL_FLOWS = (*FLOWS, "renewal")
 RAW_KEY = re.compile(r"\b(screens|error|step|flow|fee|pin|doc|check|renewal|revocation|unblock|receipt|order|done|"
-                     r"device|refusal|consent|language)\.[a-z_]+(\.[a-z_]+)*\b")
+                     r"device|refusal|consent|language|clerk|agreement|sync)\.[a-z_]+(\.[a-z_]+)*\b")
 WRONG_PIN = "111111"
 UNPAID_INVOICE = "147314048627"      # the central's demo order with nothing paid
+CLERK_ID, CLERK_NAME, CLERK_PIN = "clerk-demo", "Д.Сараа", "204817"     # the office's clerk, added at start
+REJECTED_FOR = "documents_missing"
+ROW_TOUCH_S = 0.35        # Kivy's ScrollView hands a tap's touch to its content 0.2 s later
 
 
 class DriveFailed(RuntimeError):
@@ -129,9 +132,43 @@ class Driver:
         self.window.dispatch("on_key_up", 13, 40)
         self.frames(2)
 
-    def clerk(self, call: Callable[[], Any]) -> None:
-        """What the clerk does at the desk, on the kiosk's worker (the clerk's own screens come separately)."""
-        self.app.worker.submit(call, lambda _r: None, self.app.show_error, label="clerk")
+    def settle(self, seconds: float) -> None:
+        """Run frames for ``seconds`` (a tap inside a ScrollView lands this much later)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.loop.idle()
+            time.sleep(0.005)
+
+    def another_desk(self, call: Callable[[], Any]) -> None:
+        """What a clerk does from another desk's screens (not this touchscreen's), on the kiosk's worker."""
+        self.app.worker.submit(call, lambda _r: None, self.app.show_error, label="another_desk")
+
+    def clerk_signs_in(self, shoot: bool = False) -> None:
+        """From the applicant's approval screen: the clerk opens their screens, types their id (a USB keyboard
+        types as a scanner does) and their PIN on the pad; their review of the session comes next."""
+        self.press("screens.approval.clerk")
+        self.wait("clerk")
+        if shoot:
+            self.shot("sign-in")
+        self.scan(CLERK_ID)
+        self.wait("clerk")
+        if shoot:
+            self.shot("pin")
+        self.digits(CLERK_PIN)
+        self.press("screens.pad.ok")
+        self.wait("clerk_review", "clerk_revocation")
+
+    def tick(self, text: str) -> None:
+        """Touch the clerk's checklist row that reads ``text``."""
+        from kiosk.screens.clerk import TickRow
+
+        rows = [w for w in self.widgets() if isinstance(w, TickRow) and w.label.text == text]
+        if not rows:
+            raise DriveFailed(f"{self.flow}: no checklist row {text!r}: {self.texts()[:12]}")
+        self.tap(rows[0])
+        self.settle(ROW_TOUCH_S)
+        if not rows[0].ticked:
+            raise DriveFailed(f"{self.flow}: the row {text!r} did not tick")
 
     # -- screenshots and inspection -------------------------------------------------------------------------
     def shot(self, label: str = "", sweep: bool = True) -> None:
@@ -153,11 +190,26 @@ class Driver:
                 if language != shown:
                     self.app.language = language
                     screen.show_with(dict(params))
-                    self.frames(3)
+                    self.laid_out()
                     self.inspect(stem, language)
             self.app.language = shown
             screen.show_with(params)
             self.frames(3)
+
+    def laid_out(self, most: int = 60) -> None:
+        """Run frames until the screen's layout stops changing (an on-screen keyboard lays its keys out
+        some frames after it got its size)."""
+        def geometry() -> list[tuple[float, ...]]:
+            return [(*w.pos, *w.size) for w in self.widgets()]
+
+        self.frames(3)
+        before = geometry()
+        for _ in range(most):
+            self.frames(1)
+            now = geometry()
+            if now == before:
+                return
+            before = now
 
     def inspect(self, stem: str, language: str) -> None:
         from kivy.uix.button import Button
@@ -169,8 +221,7 @@ class Driver:
         for widget in self.widgets():
             if not isinstance(widget, Label) or not widget.text:
                 continue
-            if any(isinstance(p, VKeyboard) for p in self._parents(widget)):
-                continue          # keys drawn by the keyboard itself (tests/screens/test_keyboards.py checks them)
+            key = any(isinstance(p, VKeyboard) for p in self._parents(widget))   # a key the keyboard drew
             widget.texture_update()
             tw, th = widget.texture_size
             where = f"{stem} [{language}] {widget.text[:40]!r}"
@@ -181,7 +232,7 @@ class Driver:
             x, y = widget.to_window(widget.x, widget.y)
             if not scrolled and (x < -1 or y < -1 or x + widget.width > width + 1 or y + widget.height > height + 1):
                 self.problems.append(f"off screen: {where} at {x:.0f},{y:.0f}")
-            if isinstance(widget, Button) and widget.height < self.app.theme.touch * 0.75:
+            if (isinstance(widget, Button) or key) and min(widget.size) < self.app.theme.touch * 0.75:
                 self.problems.append(f"too small to touch: {where} {widget.width:.0f}x{widget.height:.0f}")
             if RAW_KEY.search(widget.text):
                 self.problems.append(f"untranslated: {where}")
@@ -196,6 +247,9 @@ class Driver:
 
 # -- the visits ---------------------------------------------------------------------------------------------
 def issuance(d: Driver, sim: Any) -> None:
+    from kiosk.i18n import Translator
+    from kiosk.pin import Pin
+
     app, stack, token = d.app, sim.stack, sim.token
     d.wait("welcome")
     d.shot()
@@ -218,13 +272,35 @@ def issuance(d: Driver, sim: Any) -> None:
     d.press("screens.pad.ok")
     d.wait("card_pin")
     d.shot("wrong")
+    token.pull()                    # no early key generation this time: the application is rejected
     d.digits(sim.card_pin)
     d.press("screens.pad.ok")
     d.wait("approval", idle=False)
     d.shot()
-    sid = app.session.session_id
-    token.pull()
-    d.clerk(lambda: app.kiosk.issuance.approve(sid, "clerk-demo", app.session.view.documents, by_proxy=False))
+    desk, sid = app.kiosk.clerk_desk, app.session.session_id
+    d.another_desk(lambda: desk.reject(desk.sign_in(CLERK_ID, Pin(CLERK_PIN)), sid, REJECTED_FOR))
+    d.wait("error", timeout=20)      # the approval screen asks the session again and says why
+    d.shot("rejected")
+    d.press("screens.button.start_over")
+    d.wait("welcome")
+    d.press("flow.issuance")         # back with what was missing: the same order, a new visit
+    d.wait("consent")
+    d.press("screens.consent.accept")
+    d.wait("order")
+    d.scan(sim.invoice)
+    d.wait("order_summary")
+    d.press("screens.button.continue")
+    d.wait("card_pin")
+    d.digits(sim.card_pin)
+    d.press("screens.pad.ok")
+    d.wait("approval", idle=False)
+    d.clerk_signs_in(shoot=True)     # the clerk at this touchscreen: sign-in, checklist, approve
+    d.shot()
+    ct = Translator(app.screen("clerk").clerk_seat.language)
+    for document in app.session.view.documents:
+        d.tick(ct(f"doc.{document}"))
+    d.shot("ticked", sweep=False)
+    d.tap(d.button(ct("clerk.review.approve")))
     d.wait("insert_token", idle=False)
     d.shot()
     token.insert()
@@ -296,6 +372,8 @@ def unblock(d: Driver, sim: Any) -> None:
 
 
 def revocation(d: Driver, sim: Any) -> None:
+    from kiosk.i18n import Translator
+
     app = d.app
     d.press("flow.revocation")
     d.wait("consent")
@@ -317,8 +395,10 @@ def revocation(d: Driver, sim: Any) -> None:
     d.press("revocation.reason.key_compromise")
     d.wait("approval", idle=False)
     d.shot()
-    sid = app.session.session_id
-    d.clerk(lambda: app.kiosk.revocation.confirm(sid, "clerk-demo"))
+    d.clerk_signs_in()               # the clerk at this touchscreen confirms the revocation
+    d.wait("clerk_revocation")
+    d.shot()
+    d.tap(d.button(Translator(app.screen("clerk").clerk_seat.language)("clerk.revocation.confirm")))
     d.wait("done")
     d.shot()
     d.press("screens.button.finish")
@@ -376,8 +456,9 @@ def idle(d: Driver, sim: Any) -> None:
 
 
 def errors(d: Driver, sim: Any) -> None:
-    """The spine's error paths as screens: an unpaid order, then the central down (the last visit: it stays down;
-    an order lookup would be answered from the kiosk's order feed, so the revocation's certificate list shows it)."""
+    """The spine's error paths as screens: an unpaid order, then the central down (the last visit: it stays down):
+    the revocation's certificate list cannot be had, an order lookup is answered from the kiosk's copy of the
+    office's orders with the moment of its last sync."""
     d.press("flow.issuance")
     d.wait("consent")
     d.press("screens.consent.accept")
@@ -397,6 +478,15 @@ def errors(d: Driver, sim: Any) -> None:
     d.press("screens.pad.ok")
     d.wait("error")
     d.shot("central-down")
+    d.press("screens.button.start_over")
+    d.wait("welcome")
+    d.press("flow.issuance")          # the order found in the kiosk's copy of the office's orders
+    d.wait("consent")
+    d.press("screens.consent.accept")
+    d.wait("order")
+    d.scan(sim.invoice)
+    d.wait("order_summary")
+    d.shot("offline")
 
 
 VISITS: dict[str, Callable[[Driver, Any], None]] = {"issuance": issuance, "check": check, "unblock": unblock,
@@ -429,6 +519,10 @@ class Simulation:
         pkcs11 = Pkcs11Token(str(self.config.token.module), rescan=self.config.token.rescan)
         self.token = PullableToken(pkcs11)
         self.kiosk = app.start(self.config, token=self.token)
+        from kiosk.clerks import ClerkSignIn
+        from kiosk.pin import Pin
+
+        ClerkSignIn(self.kiosk.store.clerks).add(CLERK_ID, CLERK_NAME, Pin(CLERK_PIN))
         if holder_agreement:       # the wiring signs on a plain Pkcs11Token; here it is wrapped for the faults
             engine = self.kiosk.engine
             engine.services = dataclasses.replace(engine.services, agreement=Pkcs11AgreementSigner(pkcs11))

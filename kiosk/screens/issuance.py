@@ -1,6 +1,7 @@
 """The issuance screens of its own steps: order lookup (invoice on a number keyboard, register number on
 the register keyboard, or a USB QR/barcode scanner typing into the field) and the order summary with its
-fee lines.  The steps it shares are routed to their screens (identity, approval, token, progress, done)."""
+fee lines (and, when the central is away and the order comes from the kiosk's copy, the moment of its
+last sync).  The steps it shares are routed to their screens (identity, approval, token, progress, done)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from kiosk.order import FeeItem, FeeLine
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.keyboards import layout_for
 from kiosk.screens.token import pin_or_progress
-from kiosk.screens.widgets import BigButton, ButtonRow, KeyboardField, Text
+from kiosk.screens.widgets import BigButton, KeyboardField, Text
 
 
 def fee_text(t: Any, line: FeeLine) -> str:
@@ -33,17 +34,14 @@ class OrderLookupScreen(KioskScreen):
     def render(self, result: StepResult, mode: str = "invoice", message: str = "", **_: Any) -> None:
         th, t = self.theme, self.t
         layout = "numeric" if mode == "invoice" else layout_for(self.app.language, "register")
-        hint = t("screens.order.invoice") if mode == "invoice" else t("screens.order.register")
-        self.field = KeyboardField(th, layout, self.lookup, hint=hint)
-        modes = ButtonRow(th, *(BigButton(th, t(f"screens.order.{m}"), partial(self.switch, m),
-                                          kind="primary" if m == mode else "secondary")
-                                for m in ("invoice", "register")))
-        body: list[Any] = [Text(th, t("order.prompt"), size=th.small_size), modes]
-        if message:
-            body.append(Text(th, message, color=th.danger, bold=True))
+        modes = tuple(BigButton(th, t(f"screens.order.{m}"), partial(self.switch, m), size_hint_x=0.33, size_hint_y=1,
+                                kind="primary" if m == mode else "secondary") for m in ("invoice", "register"))
+        self.field = KeyboardField(th, layout, self.lookup, beside=modes)     # the lit button says what to type
+        body: list[Any] = [Text(th, message, color=th.danger, bold=True)] if message else []
         body.append(self.field)
         self.frame(t("step.order"), *body, buttons=(self.leave_button(),
-                                                    self.button("screens.order.find", self.find)), scroll=False)
+                                                    self.button("screens.order.find", self.find)), scroll=False,
+                   note=t("order.prompt"))
         Clock.schedule_once(lambda _dt: setattr(self.field.field, "focus", True), 0)   # the scanner types here
 
     def switch(self, mode: str) -> None:
@@ -88,6 +86,11 @@ class OrderSummaryScreen(KioskScreen):
         ]
         body += [Text(th, fee_text(t, line), bold=line.item is FeeItem.TOTAL) for line in order.fees]
         body.append(Text(th, f"{t('order.paid')}: {t.money(order.paid_mnt)}", color=th.ok, bold=True))
+        if order.as_of is not None:     # found in the kiosk's copy of the office's orders: the central is away
+            tz = self.app.kiosk.engine.policy.timezone
+            body.insert(0, Text(th, t("sync.order.as_of", time=t.datetime(order.as_of.astimezone(tz))),
+                                color=th.danger, bold=True))
+            self.app.central_online = False
         self.frame(t("screens.summary.title"), *body,
                    buttons=(self.leave_button(), self.button("screens.button.continue", self.go_on)))
 

@@ -45,6 +45,9 @@ def configure_kivy(size: tuple[int, int], fullscreen: bool, home: Path | None = 
     Config.set("graphics", "fullscreen", "auto" if fullscreen else "0")
     Config.set("graphics", "borderless", "1" if fullscreen else "0")
     Config.set("graphics", "show_cursor", "0" if fullscreen else "1")
+    # No multisampling: flat rectangles and text need no antialiasing of edges, and a 2x multisampled
+    # framebuffer costs memory and fill rate (12 MB of RSS on Mesa's llvmpipe, measured).
+    Config.set("graphics", "multisamples", "0")
     Config.set("kivy", "keyboard_mode", "system")       # our own on-screen keyboards; a scanner is a keyboard
     Config.set("kivy", "exit_on_escape", "0")
     for option in Config.options("input"):

@@ -41,8 +41,8 @@ class Text(Label):
                   texture_size=lambda *_: setattr(self, "height", self.texture_size[1]))
 
 
-def title(theme: Theme, text: str) -> Text:
-    return Text(theme, text, size=theme.title_size, bold=True)
+def title(theme: Theme, text: str, **kw: Any) -> Text:
+    return Text(theme, text, size=theme.title_size, bold=True, **kw)
 
 
 class BigButton(Button):
@@ -174,19 +174,44 @@ class KeyboardField(BoxLayout):
     """
 
     def __init__(self, theme: Theme, layout: str, on_submit: Callable[[str], None], hint: str = "",
-                 keyboard: bool = True, **kw: Any) -> None:
+                 keyboard: bool = True, beside: tuple[Widget, ...] = (), **kw: Any) -> None:
         super().__init__(orientation="vertical", spacing=theme.spacing, **kw)
         self._submit = on_submit
         self.field = TextInput(multiline=False, font_size=theme.title_size, size_hint_y=None,
                                height=theme.touch, hint_text=hint, write_tab=False)
         self.field.bind(on_text_validate=lambda *_: self._submit(self.field.text))
-        self.add_widget(self.field)
+        if beside:            # buttons on the field's row leave the keyboard the height its keys need
+            self.field.size_hint_x = 0.34
+            row = BoxLayout(orientation="horizontal", spacing=theme.spacing, size_hint_y=None, height=theme.touch)
+            row.add_widget(self.field)
+            for button in beside:
+                row.add_widget(button)
+
+            def fit(*_: Any) -> None:       # as tall as the tallest button's wrapped text
+                row.height = max(theme.touch, *(getattr(b, "needed_height", theme.touch) for b in beside))
+            for button in beside:
+                button.bind(texture_size=fit)
+            self.add_widget(row)
+        else:
+            self.add_widget(self.field)
         self.keyboard: VKeyboard | None = None
         if keyboard:
+            # Keys over the whole widget: Kivy's default margins (6 % and 5 % of each side) leave keys
+            # smaller than a touch target at 800x480.
             self.keyboard = VKeyboard(layout=str(layout_path(layout)), size_hint=(1, 1), do_translation=False,
-                                      do_rotation=False, do_scale=False, font_size=theme.button_size)
+                                      do_rotation=False, do_scale=False, font_size=theme.button_size,
+                                      margin_hint=[0, 0, 0, 0], key_margin=[2, 2, 2, 2])
             self.keyboard.bind(on_key_up=self._key)
+            # Kivy's VKeyboard lays its keys out once, at the size it has when its layout loads; keys that
+            # follow its size stay as large as the widget the layout gives it.
+            self._relayout = Clock.create_trigger(lambda _dt: self._fit_keys())
+            self.keyboard.bind(size=lambda *_: self._relayout())
             self.add_widget(self.keyboard)
+
+    def _fit_keys(self) -> None:
+        keyboard = self.keyboard
+        if keyboard is not None and keyboard.layout in keyboard.available_layouts:
+            keyboard.refresh(True)
 
     @property
     def text(self) -> str:

@@ -3,7 +3,8 @@ other flow, the error paths as screens, every screen inspected in all five langu
 no raw message key), a screenshot of each kept in the test's directory.
 
 One Kivy Window per process, so the drive runs in a subprocess per size.  By default: 800×480, the
-issuance (with the holder agreement and a wrong eToken PIN at it, the printer out of paper and a reprint),
+issuance (rejected from another desk first, then approved at the clerk's screens by taps, with the holder
+agreement and a wrong eToken PIN at it, the printer out of paper and a reprint),
 the idle timeout and the error screens, about 90 s.  ``TAMGA_UI_LONG=1`` adds the check, unblock and
 revocation visits, renewal (a stack of its own) and 1024×600 (``make demo`` shoots them all).
 """
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from devices.sim.stack import CARD_PIN
-from kiosk.errors import InvalidPin
+from kiosk.errors import ApplicationRejected, InvalidPin
 from kiosk.i18n import Translator
 from kiosk.shell.demo import NEW_TOKEN_PIN, TOKEN_PIN
 
@@ -31,13 +32,13 @@ VISITS = ["issuance", *(["check", "unblock", "revocation"] if LONG else []), "id
 #: Every screen a person meets on the way, by the flow that shows it.
 EXPECTED = {
     "issuance": {"welcome", "consent", "order", "order_summary", "insert_card", "card_pin", "approval",
-                 "insert_token", "choose_pin", "agreement", "done"},
+                 "error", "clerk", "clerk_review", "insert_token", "choose_pin", "agreement", "done"},
     "check": {"token_pin", "check_result"},
     "unblock": {"choose_pin", "done"},
-    "revocation": {"card_pin", "revocation_choose", "approval", "done"},
+    "revocation": {"card_pin", "revocation_choose", "approval", "clerk_revocation", "done"},
     "renewal": {"renewal_notice", "done"},
     "idle": set(),
-    "errors": {"error"},
+    "errors": {"error", "order_summary"},
 }
 
 
@@ -67,12 +68,17 @@ def test_issuance_and_the_other_flows_through_the_real_app_with_no_clipped_or_un
     _check(report, {flow: EXPECTED[flow] for flow in VISITS}, tmp_path / size)
     t = Translator("mn")
     said = {label: next(shot["texts"] for shot in report["shots"] if shot["file"].endswith(f"{label}.png"))
-            for label in ("card_pin-wrong", "agreement", "agreement-wrong", "central-down", "unpaid", "paper-out",
-                          "reprinted")}
+            for label in ("card_pin-wrong", "rejected", "agreement", "agreement-wrong", "central-down", "unpaid",
+                          "offline", "paper-out", "reprinted")}
     assert t("screens.pin.tries_left", tries=2) in said["card_pin-wrong"]          # a wrong ID PIN: tries left
+    # rejected at another desk: the approval screen says why and what to do next
+    rejected = {t.error(ApplicationRejected(reason="documents_missing")), t("screens.next.come_back")}
+    assert rejected <= set(said["rejected"])
     assert any("НЭ80000000" in text for text in said["agreement"])      # the agreement as signed, filled in
     assert t.error(InvalidPin()) in said["agreement-wrong"]     # a wrong eToken PIN keeps the step, says so
     assert t("screens.next.central") in said["central-down"]
+    as_of = t("sync.order.as_of", time="\0").split("\0")[0]              # "Мэдээллийн огноо: " then the moment
+    assert any(text.startswith(as_of) for text in said["offline"]), said["offline"]
     assert t("refusal.unpaid", total="").split("(")[0].strip() in " ".join(said["unpaid"])
     assert t("done.receipt_pending") in said["paper-out"] and t("screens.done.receipt_printed") in said["reprinted"]
     assert run.returncode == 0, run.stdout[-2000:]
