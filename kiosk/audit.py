@@ -41,6 +41,11 @@ def link_hash(prev: str, seq: int, at: str, kind: str, session_id: str | None, f
     return hashlib.sha256(canonical([prev, seq, at, kind, session_id, dict(fields)])).hexdigest()
 
 
+def rejoin_message(entry_hash: str) -> bytes:
+    """What the kiosk's identity key signs (ECDSA, SHA-256) for its ``audit.rejoined`` entry: a label, the hash."""
+    return f"tamga-audit-rejoin:{entry_hash}".encode("ascii")
+
+
 def chained_fields(event: Mapping[str, Any], from_step: str | None = None,
                    to_step: str | None = None) -> dict[str, Any]:
     """What of a journal event enters the chain: the whitelisted fields, the steps, the whole event's hash."""

@@ -11,7 +11,9 @@ the store runs this with a reason and a name:
 3. an ``audit.rejoined`` entry is appended to the kiosk's chain: the reason, the technician, the
    fork's place and the central's last acknowledged link (its head's number and hash), so the new
    branch itself says what it left and why;
-4. the central checks that entry against the fork and its head, records it with the fork and keeps
+4. the entry goes to the central signed with the kiosk's identity key; the central checks the
+   signature against the kiosk's certificate and the entry against the fork and its head, records
+   both (an auditor can check the signature again) with the fork and keeps
    the kiosk's chain from the fork on as a new branch (``central/orders/audit_chain.py``); the branch
    left stays whole;
 5. the chain is pushed at once.
@@ -23,12 +25,14 @@ Exit status: 0 rejoined (or nothing to rejoin), 1 refused (the message says what
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kiosk.audit import GENESIS, AuditEntry
+from kiosk.audit import GENESIS, AuditEntry, rejoin_message
 from kiosk.errors import ConfigError, KioskError
 from kiosk.shell import config as kiosk_config
 from sync.audit_log import AuditLog
@@ -62,7 +66,19 @@ def _entry_at(audit: AuditLog, seq: int) -> AuditEntry | None:
     return next(iter(audit.entries(after_seq=seq - 1, limit=1)), None)
 
 
-def rejoin(audit: AuditLog, central: Any, reason: str, technician: str) -> Rejoined | None:
+def signer(key_path: Path) -> Callable[[AuditEntry], str]:
+    """Signs an entry with the kiosk's identity key (the one of its mutual TLS), for the central and the auditor."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise RejoinError(f"{key_path} is not the kiosk's EC key", "[central] client_key in kiosk.toml")
+    return lambda entry: base64.b64encode(key.sign(rejoin_message(entry.hash), ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def rejoin(audit: AuditLog, central: Any, reason: str, technician: str,
+           sign: Callable[[AuditEntry], str]) -> Rejoined | None:
     """Close the central's open fork of this kiosk's chain with an ``audit.rejoined`` entry; None: no fork."""
     reason, technician = _text(reason, "reason", 500), _text(technician, "technician", 100)
     report = audit.verify()
@@ -86,7 +102,7 @@ def rejoin(audit: AuditLog, central: Any, reason: str, technician: str) -> Rejoi
                   and e.fields.get("central_head_hash") == head_hash), None)
     if entry is None:
         entry = audit.append(KIND, fields)
-    answer = central.rejoin_audit(entry.to_dict())
+    answer = central.rejoin_audit(entry.to_dict(), sign(entry))
     return Rejoined(int(answer["branch"]), seq, entry, head_seq)
 
 
@@ -113,12 +129,16 @@ def main(argv: list[str]) -> int:
     try:
         with kiosk_store(cfg.kiosk.data_dir) as store, \
                 CentralClient(cfg.central.url, cfg.central.identity(), timeout_s=cfg.central.timeout_s) as central:
-            done = rejoin(store.audit, central, args.reason, args.technician)
+            done = rejoin(store.audit, central, args.reason, args.technician, signer(cfg.central.client_key))
             if done is not None:
                 sent = SyncDaemon(store, central, cfg.kiosk.id).push_audit_reporting()
                 error = store.sync_status()["audit_error"]
     except RejoinError as failed:
         print(f"tamga-provision: {failed.problem}; check: {failed.check}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"tamga-provision: cannot read {err.filename} ({err.strerror}); check: the kiosk's files in "
+              f"{cfg.kiosk.data_dir}, that this runs as root", file=sys.stderr)
         return 1
     except KioskError as err:
         print(f"tamga-provision: the central did not take the rejoin ({err.data.get('reason', err.key)}: "

@@ -306,9 +306,11 @@ class CentralClient:
         """The central's view of this kiosk's chain: ``branch``, ``head_seq``, ``head_hash`` and the open ``fork``."""
         return self._expect(self._request("GET", f"{API_PREFIX}/audit", idempotent=True), (200,))
 
-    def rejoin_audit(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Send the kiosk's ``audit.rejoined`` entry (``central/orders/audit_chain.py``); the new branch's base."""
-        response = self._request("POST", f"{API_PREFIX}/audit/rejoin", idempotent=True, json={"entry": entry})
+    def rejoin_audit(self, entry: dict[str, Any], signature: str) -> dict[str, Any]:
+        """Send the kiosk's ``audit.rejoined`` entry and its signature by the kiosk's key (base64 DER ECDSA over
+        ``kiosk.audit.rejoin_message``; ``central/orders/audit_chain.py``); the new branch's base."""
+        response = self._request("POST", f"{API_PREFIX}/audit/rejoin", idempotent=True,
+                                 json={"entry": entry, "signature": signature})
         return self._expect(response, (200,))
 
     # --- feeds and pending certificates -----------------------------------------------------------

@@ -11,8 +11,9 @@ fork is recorded (:class:`AuditFork`: where, both hashes, how often).  That is w
 from a backup older than the last sync offers: the old prefix, then entries of its own.  Nothing
 repairs it by itself.  The technician's ``tamga-provision audit-rejoin`` appends an ``audit.rejoined``
 entry to the kiosk's chain (a reason, who, the fork's place and the central's last acknowledged link)
-and sends it to ``POST /api/v1/audit/rejoin``; the central checks it against the open fork and its
-head, records it in the fork, and from then on keeps the kiosk's chain from the fork on as a new
+and sends it, signed with the kiosk's identity key, to ``POST /api/v1/audit/rejoin``; the central
+checks the signature against the kiosk's certificate and the entry against the open fork and its
+head, records both in the fork, and from then on keeps the kiosk's chain from the fork on as a new
 *branch*: entries before the fork are compared with the branch it left, entries from the fork on
 are appended to the new branch, and the rejoin entry must come as declared.  The branch left stays
 whole and frozen; nothing is dropped or rewritten.  ``GET /api/v1/audit`` tells a kiosk its branch,
@@ -25,18 +26,25 @@ read the head only after the other committed, so the second acknowledges what th
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from central.orders.api import api_view, json_response, read_batch, read_json, short_text
+from central.orders.auth import client_certificate
 from central.orders.errors import ApiError
 from central.orders.models import AuditFork, AuditLink, KioskCredential
-from kiosk.audit import GENESIS, AuditEntry, verify_chain
+from kiosk.audit import GENESIS, AuditEntry, rejoin_message, verify_chain
 
 MAX_ENTRIES = 500
 _HEX = frozenset("0123456789abcdef")
@@ -203,6 +211,18 @@ def _rejoin_fields(entry: AuditEntry) -> dict[str, Any]:
     return dict(f)
 
 
+def signature_holds(certificate: x509.Certificate, signature: str, entry_hash: str) -> bool:
+    """``signature`` (base64 DER ECDSA, SHA-256) is the certificate key's of ``rejoin_message(entry_hash)``."""
+    key = certificate.public_key()
+    try:
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            return False
+        key.verify(base64.b64decode(signature, validate=True), rejoin_message(entry_hash), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 @api_view("POST")
 def rejoin(request: HttpRequest) -> HttpResponse:
     """Close the kiosk's open fork with its ``audit.rejoined`` entry: its chain goes on as a new branch.
@@ -211,9 +231,15 @@ def rejoin(request: HttpRequest) -> HttpResponse:
     entry); a replay of the same entry answers the same.
     """
     kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
-    raw = read_json(request).get("entry")
-    entry = _checked(raw, 0)
+    body = read_json(request)
+    entry = _checked(body.get("entry"), 0)
     f = _rejoin_fields(entry)
+    certificate = client_certificate(request)
+    assert certificate is not None          # api_view authenticated it
+    signature = body.get("signature")
+    if not isinstance(signature, str) or not signature_holds(certificate, signature, entry.hash):
+        raise ApiError(400, "signature_invalid", "signature is not the kiosk key's signature of the entry",
+                       field="signature")
     with transaction.atomic():
         _lock(kiosk_id)
         done = AuditFork.objects.filter(kiosk_id=kiosk_id, rejoin_hash=entry.hash).first()
@@ -232,6 +258,7 @@ def rejoin(request: HttpRequest) -> HttpResponse:
             fork.branch, fork.head_seq, fork.head_hash = branch.number + 1, head[0], head[1]
             fork.reason, fork.technician = f["reason"], f["technician"]
             fork.rejoin_seq, fork.rejoin_hash, fork.rejoined_at = entry.seq, entry.hash, timezone.now()
+            fork.signature, fork.signer_certificate = signature, certificate.public_bytes(Encoding.PEM).decode()
             fork.save()
             done = fork
     assert done.branch is not None
@@ -254,6 +281,11 @@ def chain_report(kiosk_id: str) -> list[str]:
         span = f"entries {first}-{first + len(entries) - 1}" if entries else "no entries yet"
         lines.append(f"branch {number}: {span}, head {report.head}, {state}")
         if fork is not None:
+            signer = x509.load_pem_x509_certificate(fork.signer_certificate.encode())
+            signed = "signature verified" if signature_holds(signer, fork.signature, fork.rejoin_hash) else \
+                "signature DOES NOT VERIFY"
+            lines.append(f"  signed by the kiosk certificate {signer.subject.rfc4514_string()} (serial "
+                         f"{signer.serial_number:X}): {signed}")
             lines.append(f"  left branch {fork.parent} after entry {fork.seq - 1} ({fork.base_hash}); rejoined "
                          f"{fork.rejoined_at:%Y-%m-%d %H:%M} UTC by {fork.technician!r}: {fork.reason!r}; "
                          f"its entry {fork.rejoin_seq} names branch {fork.parent}'s head, entry {fork.head_seq} "

@@ -369,6 +369,10 @@ class AuditFork(models.Model):
     rejoin_seq = models.PositiveBigIntegerField(null=True, blank=True)
     rejoin_hash = models.CharField(max_length=64, blank=True, default="")
     rejoined_at = models.DateTimeField(null=True, blank=True)
+    signature = models.TextField(blank=True, default="",
+                                 help_text="The kiosk key's signature of the rejoin entry (base64 DER ECDSA over "
+                                           "kiosk.audit.rejoin_message).")
+    signer_certificate = models.TextField(blank=True, default="", help_text="The kiosk certificate (PEM) verifying it.")
 
     def __str__(self) -> str:
         state = f"branch {self.branch}" if self.branch is not None else "open"

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import pytest
 import requests
 
 from central.runner import CentralCommandError, CentralServer
+from kiosk.audit import AuditEntry
 from kiosk.errors import CentralRejected
-from provisioning.rejoin import rejoin
+from provisioning.rejoin import rejoin, signer
 from sync.__main__ import status_lines
 from sync.central_client import CentralClient
 from sync.daemon import SyncDaemon
@@ -43,6 +45,10 @@ class Restored:
     kiosk_id: str
     store: KioskStore
     data_dir: Path
+
+    @property
+    def sign(self) -> Callable[[AuditEntry], str]:
+        return signer(self.identity.key)
 
     def client(self, server: CentralServer) -> CentralClient:
         return server.client(timeout_s=10.0, identity=self.identity)
@@ -140,7 +146,7 @@ def test_the_technicians_rejoin_keeps_the_restored_chain_as_a_new_branch_and_the
             assert SyncDaemon(store, client, restored.kiosk_id).once().audit_sent == 2
             assert client.audit_state() == {"branch": 1, "head_seq": 18, "head_hash": store.audit.verify().head,
                                              "fork": None}
-            replay = client.rejoin_audit(rejoined.to_dict())              # a lost answer, sent again
+            replay = client.rejoin_audit(rejoined.to_dict(), restored.sign(rejoined))    # a lost answer, sent again
             assert (replay["branch"], replay["fork_seq"], replay["head_hash"]) == (1, 11, shared.hash)
     finally:
         store.close()
@@ -150,9 +156,12 @@ def test_the_technicians_rejoin_keeps_the_restored_chain_as_a_new_branch_and_the
     audit = central_server.manage("audit", restored.kiosk_id).splitlines()       # the auditor's view: both whole
     assert audit[0].startswith("branch 0: entries 1-20, head ") and audit[0].endswith(", intact")
     assert audit[1] == f"branch 1: entries 11-18, head {state_head(restored)}, intact"
-    assert f"left branch 0 after entry 10 ({shared.hash}); rejoined" in audit[2] and repr(reason) in audit[2]
-    assert f"its entry 16 names branch 0's head, entry 20 ({state['head_hash']})" in audit[2]
-    assert audit[3].startswith("fork at entry 11 of branch 0") and audit[3].endswith(
+    kiosk_certificate = restored.identity.load_certificate()
+    assert audit[2] == f"  signed by the kiosk certificate {kiosk_certificate.subject.rfc4514_string()} (serial " \
+        f"{kiosk_certificate.serial_number:X}): signature verified"
+    assert f"left branch 0 after entry 10 ({shared.hash}); rejoined" in audit[3] and repr(reason) in audit[3]
+    assert f"its entry 16 names branch 0's head, entry 20 ({state['head_hash']})" in audit[3]
+    assert audit[4].startswith("fork at entry 11 of branch 0") and audit[4].endswith(
         "refused 2 time(s): closed by branch 1")
 
 
@@ -168,14 +177,14 @@ def test_a_rejoin_that_names_another_head_or_no_fork_is_refused(central_server: 
                                                                  restored: Restored) -> None:
     store = restored.store
     with restored.client(central_server) as client:
-        assert rejoin(store.audit, client, "restored", "technician") is None      # no fork recorded yet
+        assert rejoin(store.audit, client, "restored", "technician", restored.sign) is None      # no fork recorded yet
         SyncDaemon(store, client, restored.kiosk_id).once()
         fork = client.audit_state()["fork"]
         stale = store.audit.append("audit.rejoined", {"reason": "restored", "technician": "t", "fork_seq": fork["seq"],
                                                       "base_hash": fork["base_hash"], "central_branch": 0,
                                                       "central_head_seq": 19, "central_head_hash": "0" * 64})
         with pytest.raises(CentralRejected) as refused:
-            client.rejoin_audit(stale.to_dict())
+            client.rejoin_audit(stale.to_dict(), restored.sign(stale))
         assert refused.value.data["reason"] == "audit_rejoin_stale"
         assert client.audit_state()["fork"] is not None and client.audit_state()["branch"] == 0
     store.close()
@@ -193,21 +202,25 @@ def test_the_audit_endpoints_answer_as_the_openapi_file_says(central_server: Cen
     assert (forked["error"], forked["seq"], forked["fork_seq"]) == ("audit_fork", 11, 11)
     state = check("GET", "/api/v1/audit", requests.get(url, timeout=10, **tls))
     rejoin_url = f"{url}/rejoin"
-    wrong_kind = check("POST", "/api/v1/audit/rejoin",
-                       requests.post(rejoin_url, json={"entry": entries[-1]}, timeout=10, **tls))
+    wrong_kind = check("POST", "/api/v1/audit/rejoin", requests.post(rejoin_url, json={
+        "entry": entries[-1], "signature": restored.sign(AuditEntry.from_dict(entries[-1]))}, timeout=10, **tls))
     assert wrong_kind["error"] == "invalid_request"
     entry = restored.store.audit.append("audit.rejoined", {
         "reason": "restored", "technician": "t", "fork_seq": 11, "base_hash": state["fork"]["base_hash"],
         "central_branch": 0, "central_head_seq": state["head_seq"], "central_head_hash": state["head_hash"]})
-    joined = check("POST", "/api/v1/audit/rejoin",
-                   requests.post(rejoin_url, json={"entry": entry.to_dict()}, timeout=10, **tls))
+    other_key = check("POST", "/api/v1/audit/rejoin", requests.post(rejoin_url, json={
+        "entry": entry.to_dict(), "signature": restored.sign(AuditEntry.from_dict(entries[-1]))}, timeout=10, **tls))
+    assert (other_key["error"], other_key["field"]) == ("signature_invalid", "signature")
+    joined = check("POST", "/api/v1/audit/rejoin", requests.post(rejoin_url, json={
+        "entry": entry.to_dict(), "signature": restored.sign(entry)}, timeout=10, **tls))
     assert joined["branch"] == 1
     changed = check("POST", "/api/v1/audit/rejoin", requests.post(rejoin_url, json={"entry": dict(
-        entry.to_dict(), fields=dict(entry.fields, reason="another reason"))}, timeout=10, **tls))
+        entry.to_dict(), fields=dict(entry.fields, reason="another reason")), "signature": restored.sign(entry)},
+        timeout=10, **tls))
     assert changed["error"] == "audit_hash"
     second = restored.store.audit.append("audit.rejoined", dict(entry.fields, reason="once more"))
-    closed = check("POST", "/api/v1/audit/rejoin",
-                   requests.post(rejoin_url, json={"entry": second.to_dict()}, timeout=10, **tls))
+    closed = check("POST", "/api/v1/audit/rejoin", requests.post(rejoin_url, json={
+        "entry": second.to_dict(), "signature": restored.sign(second)}, timeout=10, **tls))
     assert closed["error"] == "audit_no_fork"
     restored.store.close()
 
@@ -219,7 +232,7 @@ def test_a_kiosk_restored_twice_forks_its_branch_again_and_every_branch_stays_wh
     store = restored.store
     with restored.client(central_server) as client:
         SyncDaemon(store, client, restored.kiosk_id).once()                       # refused: the fork at 11
-        assert rejoin(store.audit, client, "SD card replaced", "Б. Дорж") is not None
+        assert rejoin(store.audit, client, "SD card replaced", "Б. Дорж", restored.sign) is not None
         second_backup = tmp_path / "second-backup"
         second_backup.mkdir(mode=0o700)
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -235,7 +248,8 @@ def test_a_kiosk_restored_twice_forks_its_branch_again_and_every_branch_stays_wh
         state = client.audit_state()
         assert (state["branch"], state["head_seq"], state["fork"]["seq"]) == (1, 20, 17)
         assert [e.seq for e in again.audit.unsent(100)] == list(range(1, 18))   # nothing of it taken for synced
-        done = rejoin(again.audit, client, "the replacement's SD card failed as well", "Б. Дорж")
+        done = rejoin(again.audit, client, "the replacement's SD card failed as well", "Б. Дорж",
+                      restored.sign)
         assert done is not None and (done.branch, done.fork_seq, done.central_head_seq) == (2, 17, 20)
         assert SyncDaemon(again, client, restored.kiosk_id).once().audit_sent == 18
         assert client.audit_state()["fork"] is None
