@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -29,6 +30,7 @@ from sync.daemon import SyncDaemon
 from sync.store import KioskStore
 from sync.trust_material import TrustMaterial, TrustSource
 from tests.integration.conftest import OFFICE_B
+from tests.integration.test_openapi import check
 
 
 def _pem(tmp_path: Path, name: str, cert: x509.Certificate) -> str:
@@ -68,6 +70,10 @@ def test_a_sync_round_brings_the_centrals_anchors_and_drops_a_withdrawn_one(
     (kz,) = _added(central_server, _pem(tmp_path, "kz", other.trust_anchors[0]), "--country", "KZ")
     _added(central_server, _pem(tmp_path, "b", theirs.trust_anchors[0]), "--country", "MN", "--office", OFFICE_B)
     material = TrustMaterial(tmp_path / "trust-anchors")
+    feed = check("GET", "/api/v1/feeds/trust", requests.get(f"{central_server.url}/api/v1/feeds/trust",
+                                                           timeout=10, **central_server.tls))   # as the spec says
+    assert {(i["sha256"], i["role"], i["event"]) for i in feed["items"]} >= {(root, "anchor", "added"),
+                                                                             (issuing, "intermediate", "added")}
 
     report = _daemon(store, central_client, material).once()
 
