@@ -71,8 +71,15 @@ class Catalogue:
 
 def _same_plural_rule(po: Catalog, num_plurals: int, expr: str) -> bool:
     """Whether ``po``'s Plural-Forms header chooses the same form as ``expr`` for 0…1000, however written."""
-    theirs, ours = gettext.c2py(po.plural_expr), gettext.c2py(expr)
-    return po.num_plurals == num_plurals and all(theirs(n) == ours(n) for n in range(1001))
+    return po.num_plurals == num_plurals and _same_forms(po.plural_expr, expr)
+
+
+@cache
+def _same_forms(theirs_expr: str, ours_expr: str) -> bool:
+    """Compared once per pair of expressions: every PO file of a language has the same header (the
+    touchscreen's first frame loads five languages' catalogues, eight files each)."""
+    theirs, ours = gettext.c2py(theirs_expr), gettext.c2py(ours_expr)
+    return all(theirs(n) == ours(n) for n in range(1001))
 
 
 def read_catalogue(language: str, files: Iterable[Traversable]) -> Catalogue:
