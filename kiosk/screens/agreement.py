@@ -13,20 +13,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devices.agreement import AgreementText
 from kiosk.engine import StepResult
 from kiosk.errors import CentralRejected, CentralUnavailable, InvalidPin, KioskError
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets import PinPad, Text
+
+if TYPE_CHECKING:
+    from devices.agreement import AgreementText
 
 log = logging.getLogger("tamga.screens")
 
 
 @cache
 def agreement_text() -> AgreementText:
-    """The agreement's texts, read once."""
+    """The agreement's texts, read once (and the module only when a kiosk has the step: not at start)."""
+    from devices.agreement import AgreementText
+
     return AgreementText()
 
 
