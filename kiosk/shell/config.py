@@ -258,7 +258,9 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
     width = r.get("printer.width_px", int)
     if width % 8 or not 256 <= width <= 832:
         raise ConfigError("printer.width_px must be a multiple of 8 between 256 and 832", setting="printer.width_px")
-    qr = r.text("receipt.qr_template")
+    # {central}: the central's HTTPS listener serves the verification page to a phone without a
+    # client certificate; a central whose kiosk address phones cannot reach names its public one here.
+    qr = r.text("receipt.qr_template").replace("{central}", url.rstrip("/"))
     try:
         qr.format(serial="00", invoice="000000000000")
     except (KeyError, IndexError, ValueError) as err:

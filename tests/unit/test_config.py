@@ -27,6 +27,14 @@ def test_defaults_load_and_are_documented(tmp_path: Path) -> None:
         assert "#" in line, f"{line!r} has no comment"
 
 
+def test_the_receipts_qr_code_opens_the_verification_page_on_the_centrals_https_address(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[central]\nurl = "https://ca.example.mn:8443/"\n'), check_files=False)
+    assert cfg.qr_template.format(serial="5A3F", invoice="1") == "https://ca.example.mn:8443/verify/5A3F"
+    named = config.load(write(tmp_path, '[receipt]\nqr_template = "https://pki.example.mn/v/{serial}"\n'),
+                        check_files=False)
+    assert named.qr_template.format(serial="5A3F", invoice="1") == "https://pki.example.mn/v/5A3F"
+
+
 @pytest.mark.parametrize("profile", ["piv", "opensc", "auto"])
 def test_the_id_card_profile_chooses_how_the_card_is_read(tmp_path: Path, profile: str) -> None:
     cfg = config.load(write(tmp_path, f'[idcard]\nprofile = "{profile}"\n'), check_files=False)
