@@ -260,8 +260,8 @@ def test_emulator_discards_print_data_when_paper_is_out(emulator: PrinterEmulato
     assert emulator.jobs == []
 
 
-def test_connection_reset_while_sending_is_a_printer_error() -> None:
-    """A printer that answers the status and then resets the connection."""
+def _resetting_printer(take_job_bytes: int) -> tuple[socket.socket, threading.Thread]:
+    """A printer on loopback that answers the status, reads ``take_job_bytes`` of the job, then resets."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -273,19 +273,36 @@ def test_connection_reset_while_sending_is_a_printer_error() -> None:
             for answer in (b"\x16", b"\x12"):
                 conn.recv(3)
                 conn.sendall(answer)
+            taken = 0
+            while taken < take_job_bytes and (chunk := conn.recv(65536)):
+                taken += len(chunk)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         listener.close()
 
     thread = threading.Thread(target=serve, name="reset-printer")
     thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize("whole_job", [False, True], ids=["before-the-job", "after-the-whole-job"])
+def test_a_printer_that_resets_the_connection_is_a_printer_error(whole_job: bool) -> None:
+    """Reset before the job or after taking all of it: the kiosk never takes the receipt for printed.
+
+    Bytes a dead printer never printed are in the kernel's buffers when ``send`` returns, so the
+    status is asked again after the job; a reset while sending fails the send (stage write) or that
+    status (stage confirm), whichever the reset reaches first.
+    """
+    renderer = EscPosPrinter(PrinterTarget("network", host="127.0.0.1", port=9, timeout_s=2))  # never opened
+    big = Receipt("mn", tuple(ReceiptLine(S.TEXT, "Өө " * 30) for _ in range(80)))
+    prepared = renderer.prepare(big)
+    listener, thread = _resetting_printer(len(prepared.job) if whole_job else 0)
     try:
         printer = EscPosPrinter(PrinterTarget("network", host="127.0.0.1", port=listener.getsockname()[1],
                                               timeout_s=2))
-        big = Receipt("mn", tuple(ReceiptLine(S.TEXT, "Өө " * 30) for _ in range(80)))
         with pytest.raises(PrinterError) as info:
-            printer.print_receipt(big)
-        assert info.value.data["stage"] == "write"
-        assert isinstance(info.value.__cause__, OSError)
+            printer.print_receipt(big, prepared)
+        assert info.value.data["stage"] in ({"confirm"} if whole_job else {"write", "confirm"})
+        assert isinstance(info.value.__cause__, OSError | DeviceNotReady)
     finally:
         thread.join(5)
 
