@@ -214,11 +214,13 @@ class EscPosPrinter:
         return PreparedReceipt(receipt, png, job, time.perf_counter() - started)
 
     def print_receipt(self, receipt: Receipt, prepared: object | None = None) -> bytes:
-        """Render, check the status, send the raster job and cut; return the rendered PNG.
+        """Render, check the status, send the raster job and cut, confirm; return the rendered PNG.
 
-        Raises PaperOut (nothing sent), DeviceNotReady(device='printer') when unreachable or offline,
-        PrinterError when sending fails part-way, ConfigError when a font is missing.
-        An UNKNOWN status (no status channel) does not stop printing.
+        Raises PaperOut (nothing sent; with stage 'confirm': the paper ran out during the job),
+        DeviceNotReady(device='printer') when unreachable or offline, PrinterError when sending fails
+        part-way (stage write) or the printer is gone or offline after the job (stage confirm: what
+        was printed is unknown), ConfigError when a font is missing.
+        An UNKNOWN status (no status channel, or no answer in time) does not stop printing.
         """
         # Render before connecting: the connection (printers serve one at a time) is held only
         # for the status check and the send, and the status is as fresh as it can be.
@@ -241,6 +243,8 @@ class EscPosPrinter:
                 self.render_seconds = render_seconds
                 started = time.perf_counter()
                 self._send(backend, job)
+                if self.target.kind == "network":
+                    self._confirm(backend)
                 self.write_seconds = time.perf_counter() - started
                 self.last_job = job
                 return png
@@ -322,6 +326,21 @@ class EscPosPrinter:
         except (EscposError, OSError) as err:
             raise PrinterError(f"sending the receipt failed: {self._where()}: {err}",
                                device="printer", stage="write") from err
+
+    def _confirm(self, backend: Escpos) -> None:
+        """Ask the status again after the job: a ``send`` that returned only put the bytes in the
+        kernel's buffers, and a printer that reset or lost power after taking them printed nothing.
+        Raises PrinterError(stage='confirm'); no answer in time is not an error (a busy printer)."""
+        try:
+            status = self._query_status(backend)
+        except DeviceNotReady as err:
+            raise PrinterError(f"the printer did not confirm the receipt: {self._where()}",
+                               device="printer", stage="confirm") from err
+        if status is PrinterStatus.PAPER_OUT:      # ran out during the job: the receipt is cut short
+            raise PaperOut("paper ran out during the receipt", device="printer", stage="confirm")
+        if status is PrinterStatus.OFFLINE:
+            raise PrinterError(f"the printer went offline during the receipt: {self._where()}",
+                               device="printer", stage="confirm", reason="offline")
 
     def _close(self, backend: Escpos) -> None:
         """Close; unread bytes (a late status answer) are drained first so the close is not a reset."""

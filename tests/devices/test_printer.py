@@ -260,8 +260,10 @@ def test_emulator_discards_print_data_when_paper_is_out(emulator: PrinterEmulato
     assert emulator.jobs == []
 
 
-def _resetting_printer(take_job_bytes: int) -> tuple[socket.socket, threading.Thread]:
-    """A printer on loopback that answers the status, reads ``take_job_bytes`` of the job, then resets."""
+def _resetting_printer(take_job_bytes: int,
+                       after_job: tuple[bytes, ...] = ()) -> tuple[socket.socket, threading.Thread]:
+    """A printer on loopback that answers the status, reads ``take_job_bytes`` of the job, answers the
+    status queries after it with ``after_job``, then resets."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -274,8 +276,11 @@ def _resetting_printer(take_job_bytes: int) -> tuple[socket.socket, threading.Th
                 conn.recv(3)
                 conn.sendall(answer)
             taken = 0
-            while taken < take_job_bytes and (chunk := conn.recv(65536)):
+            while taken < take_job_bytes and (chunk := conn.recv(min(65536, take_job_bytes - taken))):
                 taken += len(chunk)
+            for answer in after_job:
+                conn.recv(3)
+                conn.sendall(answer)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         listener.close()
 
@@ -303,6 +308,21 @@ def test_a_printer_that_resets_the_connection_is_a_printer_error(whole_job: bool
             printer.print_receipt(big, prepared)
         assert info.value.data["stage"] in ({"confirm"} if whole_job else {"write", "confirm"})
         assert isinstance(info.value.__cause__, OSError | DeviceNotReady)
+    finally:
+        thread.join(5)
+
+
+def test_paper_that_runs_out_during_the_receipt_is_paper_out_after_it() -> None:
+    """The status after the job says paper end: the receipt is cut short, the clerk is told to refill."""
+    big = Receipt("mn", tuple(ReceiptLine(S.TEXT, "Өө " * 30) for _ in range(20)))
+    prepared = EscPosPrinter(PrinterTarget("network", host="127.0.0.1", port=9)).prepare(big)  # never opened
+    listener, thread = _resetting_printer(len(prepared.job), after_job=(b"\x16", b"\x72"))
+    try:
+        printer = EscPosPrinter(PrinterTarget("network", host="127.0.0.1", port=listener.getsockname()[1],
+                                              timeout_s=2))
+        with pytest.raises(PaperOut) as info:
+            printer.print_receipt(big, prepared)
+        assert info.value.data["stage"] == "confirm"
     finally:
         thread.join(5)
 
