@@ -19,7 +19,8 @@ from devices.sim.national_ca import CardHolder, CardPersonalisation, NationalIdC
 from devices.sim.pcscd import PrivatePcscd
 from devices.sim.vcard import VirtualPivCard
 
-INSERT_TIMEOUT = 5.0
+INSERT_TIMEOUT = 15.0
+"""A deadline for pcscd to see a card come or go (milliseconds when idle; seconds on a loaded CI machine)."""
 
 
 @pytest.fixture(scope="session")
