@@ -139,8 +139,6 @@ TAMGA_CERTIFICATE_PROFILE = os.environ.get("TAMGA_CERTIFICATE_PROFILE", TAMGA_CO
 if TAMGA_CERTIFICATE_PROFILE not in TAMGA_CERTIFICATE_PROFILES:
     raise ValueError(f"TAMGA_CERTIFICATE_PROFILE: {TAMGA_CERTIFICATE_PROFILE!r} is not one of "
                      f"{', '.join(TAMGA_CERTIFICATE_PROFILES)}")
-# The https address of the verification page the receipt's QR code opens (/verify/{serial}).
-TAMGA_VERIFY_BASE_URL = os.environ.get("TAMGA_VERIFY_BASE_URL", "").rstrip("/")
 # Requests per minute one client address may make to /verify/ (429 above it).
 TAMGA_VERIFY_RATE_PER_MINUTE = int(os.environ.get("TAMGA_VERIFY_RATE_PER_MINUTE", "30"))
 
