@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -389,6 +390,8 @@ def test_the_kiosk_store_reads_sessions_moved_on_since_a_moment(tmp_path: Path) 
         moment = dt.datetime.fromisoformat(first.updated_at) + dt.timedelta(milliseconds=1)
         second = store.create("s2", "check", "pin", "kk", {"schema": 1})
         assert [s.id for s in store.sessions_since(moment)] in ([], ["s2"])
+        while dt.datetime.now(dt.UTC) <= moment:      # the store's times are in milliseconds
+            time.sleep(0.001)
         store.transition(store.load("s1"), "order", {"schema": 1}, {"kind": "consent.given"})
         later = store.sessions_since(moment)
         assert "s1" in [s.id for s in later] and later[0].created_at <= later[-1].created_at
