@@ -37,6 +37,7 @@ written so that repeating them after a crash does no harm:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -51,6 +52,7 @@ from kiosk.engine import Engine, FlowKind, StepResult, cannot_cancel
 from kiosk.errors import (
     ApprovalIncomplete,
     CentralRejected,
+    CentralUnavailable,
     InvalidInput,
     KeyMismatch,
     KioskError,
@@ -192,6 +194,8 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, InsertionSteps, Re
             return lambda: self.generate_key(sid)
         if step is S.INSTALL and sid in self.pins:
             return lambda: self.install(sid)
+        if step is S.REFUSED and sid in self.pins:
+            return lambda: self.remove_unused_key(sid)
         return None
 
     def queued(self, state: SessionState) -> Callable[[], StepResult] | None:
@@ -431,6 +435,20 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, InsertionSteps, Re
         return self.result(self._issued(state, data, issued))
 
     # -- 8. install -------------------------------------------------------------------------------------
+    def take_up_inserted_token(self, language: str) -> StepResult | None:
+        """The step to show a holder who brings the eToken back (the touchscreen's welcome screen): the first
+        of :meth:`token_inserted`, a kept request sent to the central first; None when nothing is owed
+        or only requests the central still cannot be reached for (they stay pending)."""
+        for owed in self.token_inserted(language):
+            if owed.step is S.PENDING:
+                try:
+                    owed = self.fetch_certificate(owed.session_id)
+                except CentralUnavailable:
+                    continue
+            if owed.step is not S.PENDING:
+                return dataclasses.replace(owed, error=None)     # a refusal is told where the key is removed
+        return None
+
     def install(self, session_id: str, pin: Pin | None = None) -> StepResult:
         state = self.expect(session_id, S.INSTALL)
         user_pin = self.token_pin(session_id, pin)

@@ -104,3 +104,36 @@ def test_a_certificate_kept_at_one_kiosk_is_installed_at_another_and_only_once()
     assert other.data(found.session_id)["key_id"] == deferring.data(sid)["key_id"]     # found by its digest
     assert other.issuance.token_inserted("ky") == []                     # on the token now
     assert [r.session_id for r in deferring.issuance.token_inserted("mn")] == [sid]   # its own session first
+
+
+# --- what the touchscreen's welcome screen takes up when the holder brings the eToken back ---------------------
+def test_a_token_brought_back_gets_its_kept_request_sent_and_then_asks_for_the_pin_to_write_the_certificate() -> None:
+    rig = Rig()
+    sid = deferred(rig)
+    rig.central.down = True
+    assert rig.issuance.take_up_inserted_token("mn") is None             # still away: it stays pending
+    assert rig.store.load(sid).step == "pending"
+    rig.central.down = False
+    owed = rig.issuance.take_up_inserted_token("mn")
+    assert owed is not None and owed.session_id == sid and owed.error is None
+    assert owed.step is IssuanceStep.INSTALL and owed.view.pin_needed
+    assert rig.issuance.install(sid, Pin(TOKEN_PIN)).step is IssuanceStep.RECEIPT
+
+
+def test_a_token_brought_back_whose_request_was_refused_asks_for_the_pin_to_remove_the_key() -> None:
+    rig = Rig()
+    sid = deferred(rig)
+    rig.central.orders[INVOICE] = dataclasses.replace(rig.central.orders[INVOICE], status=OrderStatus.CANCELLED)
+    owed = rig.issuance.take_up_inserted_token("kk")
+    assert owed is not None and owed.step is IssuanceStep.REFUSED and owed.view.pin_needed
+    assert owed.error is None                                            # told on the PIN screen, not as an error
+    key_id = bytes.fromhex(rig.data(sid)["key_id"])
+    assert rig.issuance.remove_unused_key(sid, Pin(TOKEN_PIN)).finished
+    assert key_id not in rig.token.slot.objects                              # type: ignore[union-attr]
+    assert rig.issuance.take_up_inserted_token("kk") is None
+
+
+def test_a_token_owed_nothing_takes_nothing_up() -> None:
+    rig = Rig()
+    assert rig.issuance.take_up_inserted_token("en") is None
+    assert rig.engine.unfinished() == []
