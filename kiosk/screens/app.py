@@ -29,7 +29,7 @@ from kivy.core.window import Window
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
-from kiosk.engine import StepResult
+from kiosk.engine import FlowKind, StepResult
 from kiosk.errors import CentralUnavailable, DeviceNotReady, KioskError
 from kiosk.i18n import DEFAULT_LANGUAGE, Translator
 from kiosk.ports import PrinterStatus
@@ -97,6 +97,7 @@ class KioskApp(App):  # type: ignore[misc]
         self.first_frame_at: float | None = None
         self._translators: dict[str, Translator] = {}
         self._last_input = time.monotonic()
+        self._token_was_present: bool | None = None
         self._on_first_frame: list[Callable[[], object]] = []
         self.worker = Worker(self.unexpected)
         self.background = Worker(self.unexpected)     # work that overlaps a person's wait (early key generation)
@@ -306,6 +307,34 @@ class KioskApp(App):  # type: ignore[misc]
             "central": t("screens.status.central.online" if self.central_online else "screens.status.central.offline"),
             "queue": t("screens.status.queue", count=found["queued"]),
         })
+        present = found["token"] == "present"
+        inserted, self._token_was_present = present and not self._token_was_present, present
+        if inserted:
+            self.token_inserted()
+
+    # -- an eToken brought back ------------------------------------------------------------------------------
+    def token_inserted(self) -> None:
+        """An eToken put in while the welcome screen shows: what an issuance still owes it — a certificate
+        kept for it here or at another kiosk of the office, or a key the central refused to certify — is
+        taken up at once (:meth:`kiosk.flows.issuance.IssuanceFlow.take_up_inserted_token`).  Called from
+        the status bar's answer, while its worker job still counts as running: queued behind it."""
+        if self._at_welcome():
+            self.worker.submit(self._owed_to_token, self._take_up, self._nothing_owed, label="token_inserted")
+
+    def _at_welcome(self) -> bool:
+        current = self.manager.current_screen
+        return self.session is None and current is not None and current.name == "welcome"
+
+    def _owed_to_token(self) -> StepResult | None:
+        return self.kiosk.engine.flow(FlowKind.ISSUANCE).take_up_inserted_token(self.language)
+
+    def _take_up(self, owed: StepResult | None) -> None:
+        if owed is not None and self._at_welcome():
+            log.info("the inserted eToken is owed issuance.%s", owed.step.value)
+            self.show_result(owed)
+
+    def _nothing_owed(self, err: KioskError) -> None:
+        log.info("nothing looked up for the inserted eToken: %s", type(err).__name__)
 
     def central_answered(self) -> None:
         """A call to the central succeeded: it is online."""

@@ -110,4 +110,4 @@ def finish_later(app: Any, result: StepResult, err: KioskError) -> tuple[tuple[s
 SCREENS = (OrderLookupScreen, OrderSummaryScreen)
 CHOICES = {("issuance", "enrollment"): finish_later}
 ROUTES = {("issuance", "order"): "order", ("issuance", "pending"): "done", ("issuance", "keygen"): pin_or_progress,
-          ("issuance", "install"): pin_or_progress, ("issuance", "refused"): "welcome"}
+          ("issuance", "install"): pin_or_progress}

@@ -23,11 +23,15 @@ PinCall = Callable[[Any, str, Pin], StepResult]
 TOKEN_PIN_CALLS: dict[tuple[str, str], PinCall] = {
     ("issuance", "keygen"): lambda f, sid, pin: f.generate_key(sid, pin),
     ("issuance", "install"): lambda f, sid, pin: f.install(sid, pin),
+    ("issuance", "refused"): lambda f, sid, pin: f.remove_unused_key(sid, pin),
     ("renewal", "offer"): lambda f, sid, pin: f.confirm(sid, details_unchanged=True, pin=pin),
     ("renewal", "keygen"): lambda f, sid, pin: f.generate_key(sid, pin),
     ("renewal", "install"): lambda f, sid, pin: f.install(sid, pin),
     ("check", "pin"): lambda f, sid, pin: f.check(sid, pin),
 }
+#: What the PIN pad says the PIN is for, where the step alone does not tell (an eToken brought back).
+PIN_PURPOSES = {("issuance", "install"): "screens.pin.for_install",
+                ("issuance", "refused"): "screens.pin.for_removing_unused_key"}
 #: What a new PIN and its confirmation are for, by flow.
 NewPinCall = Callable[[Any, str, Pin, Pin], StepResult]
 NEW_PIN_CALLS: dict[str, NewPinCall] = {
@@ -152,7 +156,9 @@ class TokenPinScreen(KioskScreen):
 
     def render(self, result: StepResult, tries_left: int | None = None, message: str = "", **_: Any) -> None:
         th, t = self.theme, self.t
-        info = (Text(th, message, color=th.danger, bold=True),) if message else ()
+        why = PIN_PURPOSES.get((result.flow.value, result.step.value))
+        info = ((Text(th, message, color=th.danger, bold=True),) if message else ()) + \
+            ((Text(th, t(why)),) if why else ())
         self.pad = PinPad(th, t, t("screens.pin.enter_token"), self.submit, tries_left=tries_left, info=info)
         self.frame(t("step.pin"), self.pad, buttons=(self.leave_button(),), scroll=False)
 
@@ -177,4 +183,5 @@ SCREENS = (InsertTokenScreen, ChoosePinScreen, TokenPinScreen)
 ROUTES = {("issuance", "token"): "insert_token", ("renewal", "token"): "insert_token",
           ("check", "token"): "insert_token", ("unblock", "token"): "insert_token",
           ("unblock", "new_pin"): "choose_pin", ("check", "pin"): "token_pin",
+          ("issuance", "refused"): pin_or_progress,
           **{(flow, step): pin_or_progress for flow in ("issuance", "renewal") for step in ("keygen", "install")}}
