@@ -368,8 +368,11 @@ class CentralPort(Protocol):
         ...
 
     def renew(self, serial_hex: str, application: bytes, signature: bytes, csr_der: bytes,
-              idempotency_key: str) -> IssuedCertificate:
+              idempotency_key: str, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
         """Send the signed renewal application (seed 003) and the new key's CSR; the same key returns the same.
+
+        ``authentication_csr_der``: a new authentication key's, where the token has an authentication
+        certificate (its renewal comes back as ``authentication``).
 
         ``application`` is the exact UTF-8 JSON the holder's current key signed.  Raises
         CentralRejected(reason='renewal_too_late' | 'insufficient_balance' | 'signature_invalid' | …).

@@ -47,11 +47,11 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
         ReceiptLine(S.PAIR, t("receipt.organisation"), order.organisation),
         ReceiptLine(S.RULE),
         ReceiptLine(S.HEADING, t("receipt.certificate_serial")),
-        ReceiptLine(S.TEXT, _grouped(facts.certificate_serial)),
+        ReceiptLine(S.TEXT, grouped_serial(facts.certificate_serial)),
     ]
     if facts.authentication_serial:
         lines += [ReceiptLine(S.HEADING, t("receipt.authentication_serial")),
-                  ReceiptLine(S.TEXT, _grouped(facts.authentication_serial))]
+                  ReceiptLine(S.TEXT, grouped_serial(facts.authentication_serial))]
     lines += [
         ReceiptLine(S.PAIR, t("receipt.valid_from"), t.date(facts.valid_from)),
         ReceiptLine(S.PAIR, t("receipt.valid_until"), t.date(facts.valid_until)),
@@ -78,7 +78,7 @@ def build_receipt(facts: ReceiptFacts, language: str, currency: str = "MNT", rep
     return Receipt(language, tuple(lines))
 
 
-def _grouped(serial: str) -> str:
+def grouped_serial(serial: str) -> str:
     """Upper-case hex in groups of four, so the line wraps at spaces."""
     serial = serial.upper()
     return " ".join(serial[i:i + 4] for i in range(0, len(serial), 4))

@@ -166,6 +166,7 @@ class RenewalData(SessionData, total=False):
     signature: str
     public_key_sha256: str
     new_certificate: IssuedRecord
+    authentication: AuthenticationRecord     # the new authentication key, where the token has one
     installed_at: str
 
 

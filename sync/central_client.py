@@ -237,11 +237,13 @@ class CentralClient:
                                      cause="malformed_response") from err
 
     def renew(self, serial_hex: str, application: bytes, signature: bytes, csr_der: bytes,
-              idempotency_key: str) -> IssuedCertificate:
+              idempotency_key: str, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
         """Send the signed renewal application and the new key's CSR; the same key returns the same certificate."""
         payload = {"application": base64.b64encode(application).decode("ascii"),
                    "signature": base64.b64encode(signature).decode("ascii"),
                    "csr": csr_pem(csr_der), "idempotency_key": idempotency_key}
+        if authentication_csr_der is not None:
+            payload["authentication_csr"] = csr_pem(authentication_csr_der)
         response = self._request("POST", f"{API_PREFIX}/certificates/{_serial_path(serial_hex)}/renewals",
                                  idempotent=True, json=payload)
         return _issued(self._expect(response, (200, 201)), response.status_code)

@@ -530,7 +530,7 @@ class FakeCentral:
                             term_years, compute_fees(term_years, etoken=False))
 
     def renew(self, serial_hex: str, application: bytes, signature: bytes, csr_der: bytes,
-              idempotency_key: str) -> IssuedCertificate:
+              idempotency_key: str, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
         self._up("renew")
         issued = self.by_serial[serial_hex]
         key = issued.cert.public_key()
@@ -546,8 +546,11 @@ class FakeCentral:
             if self.balance[register_no] < fee:
                 raise CentralRejected(reason="insufficient_balance", status=409)
             self.balance[register_no] -= fee
-            self.by_key[idempotency_key] = self._certify(csr_der, issued.order, issued.token_serial,
-                                                         dt.timedelta(days=365 * body["term_years"]))
+            validity = dt.timedelta(days=365 * body["term_years"])
+            self.by_key[idempotency_key] = new = self._certify(csr_der, issued.order, issued.token_serial, validity)
+            if authentication_csr_der is not None:
+                self.authentication[format(new.cert.serial_number, "X")] = self._certify(
+                    authentication_csr_der, issued.order, issued.token_serial, validity, authentication=True)
         return self._answer(self.by_key[idempotency_key])
 
     def escrowed_so_pin(self, token_serial: str, certificate_serial: str, register_number: str) -> SoPin:

@@ -191,7 +191,7 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
         earlier = Enrollment.objects.select_related("certificate").filter(
             idempotency_key=idempotency_key).first()
         if earlier is not None:
-            if earlier.order_id != order.pk or _keys_of(earlier) != keys or earlier.renewal_of_id is not None:
+            if earlier.order_id != order.pk or keys_of(earlier) != keys or earlier.renewal_of_id is not None:
                 raise ApiError(409, "idempotency_conflict",
                                "this idempotency key was used for another order or another key")
             return earlier, False
@@ -200,13 +200,11 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
             public_key_sha256=request.public_key_sha256).first()
         if same_key is not None:
             if (same_key.order_id == order.pk and same_key.voided_at is None and same_key.renewal_of_id is None
-                    and _keys_of(same_key) == keys):
+                    and keys_of(same_key) == keys):
                 # The kiosk lost its idempotency key but presents the same keys: the same certificates.
                 return same_key, False
             raise ApiError(409, "key_reused", "this public key was already certified")
-        if (AuthenticationCertificate.objects.filter(public_key_sha256__in=[k for k in keys if k]).exists()
-                or (keys[1] and Enrollment.objects.filter(public_key_sha256=keys[1]).exists())):
-            raise ApiError(409, "key_reused", "this public key was already certified")
+        refuse_authentication_keys(keys)
 
         if order.status == OrderStatus.ISSUED or order.enrollments.filter(voided_at__isnull=True).exists():
             raise conflict(order)
@@ -225,10 +223,7 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
             csr_sha256=request.csr_sha256, certificate=certificate, certificate_serial=certificate.serial,
             kiosk_id=kiosk_id, token_serial=token_serial)
         if authentication is not None:
-            issued = issue_certificate(order, authentication, not_after, purpose="authentication")
-            AuthenticationCertificate.objects.create(
-                enrollment=enrollment, public_key_sha256=authentication.public_key_sha256,
-                csr_sha256=authentication.csr_sha256, certificate=issued, certificate_serial=issued.serial)
+            issue_authentication(enrollment, authentication, not_after)
         order.status = OrderStatus.ISSUED
         order.issued_at = now
         order.save(update_fields=["status", "issued_at", "updated_at"])
@@ -237,7 +232,23 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
         return enrollment, True
 
 
-def _keys_of(enrollment: Enrollment) -> tuple[str, str | None]:
+def refuse_authentication_keys(keys: tuple[str, str | None]) -> None:
+    """409 ``key_reused`` if a key of ``keys`` (signing, authentication) is an authentication key already
+    certified, or the authentication key a signing key already certified."""
+    if (AuthenticationCertificate.objects.filter(public_key_sha256__in=[k for k in keys if k]).exists()
+            or (keys[1] and Enrollment.objects.filter(public_key_sha256=keys[1]).exists())):
+        raise ApiError(409, "key_reused", "this public key was already certified")
+
+
+def issue_authentication(enrollment: Enrollment, request: CheckedRequest, not_after: dt.datetime) -> None:
+    """The authentication certificate beside ``enrollment``'s signing certificate, until the same ``not_after``."""
+    issued = issue_certificate(enrollment.order, request, not_after, purpose="authentication")
+    AuthenticationCertificate.objects.create(
+        enrollment=enrollment, public_key_sha256=request.public_key_sha256, csr_sha256=request.csr_sha256,
+        certificate=issued, certificate_serial=issued.serial)
+
+
+def keys_of(enrollment: Enrollment) -> tuple[str, str | None]:
     """The SHA-256 of the enrollment's signing key and of its authentication key (None without one)."""
     authentication = AuthenticationCertificate.objects.filter(enrollment=enrollment).first()
     return enrollment.public_key_sha256, authentication.public_key_sha256 if authentication else None

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from central.orders import certificates, issuance
+from central.orders import certificates, issuance, profiles
 from central.orders.errors import ApiError
 from central.orders.models import Enrollment, Organisation
 from kiosk.order import Fees, compute_fees
@@ -180,6 +180,9 @@ def check_application(enrollment: Enrollment, organisation: Organisation, applic
 def renew(serial: str, payload: dict[str, Any], kiosk_id: str) -> tuple[Enrollment, bool]:
     """Renew ``serial`` for the signed application; return the new enrollment and whether it is new.
 
+    ``authentication_csr`` (optional; only where the holder's profile issues one) renews the
+    authentication certificate with it, for a second new key.
+
     Raises ApiError 400 (``invalid_request``, ``signature_invalid``, CSR refusals), 404
     ``certificate_not_found``, 409 (``application_mismatch``, ``details_changed``,
     ``certificate_not_renewable``, ``already_renewed``, ``renewal_too_late``, ``insufficient_balance``,
@@ -190,15 +193,26 @@ def renew(serial: str, payload: dict[str, Any], kiosk_id: str) -> tuple[Enrollme
     csr = payload.get("csr")
     if not isinstance(csr, str):
         raise ApiError(400, "invalid_request", "csr is a PEM string", field="csr")
+    authentication_csr = payload.get("authentication_csr")
+    if authentication_csr is not None and not isinstance(authentication_csr, str):
+        raise ApiError(400, "invalid_request", "authentication_csr is a PEM string", field="authentication_csr")
     idempotency_key = issuance.check_idempotency_key(payload.get("idempotency_key"))
     request = issuance.check_csr(csr)
+    authentication = issuance.check_csr(authentication_csr) if authentication_csr is not None else None
+    keys = (request.public_key_sha256, authentication.public_key_sha256 if authentication else None)
+    if keys[0] == keys[1]:
+        raise ApiError(400, "invalid_request", "the authentication certificate needs a key of its own",
+                       field="authentication_csr")
     with issuance.ISSUE_LOCK, transaction.atomic():
         old = certificates.find_enrollment(serial)
         verify_signature(old, application, signature)
         issuance.refuse_voided(idempotency_key)
+        if authentication is not None and not profiles.profile_for(old.order.register_number).separate_authentication:
+            raise ApiError(400, "invalid_request", "this holder's profile issues no authentication certificate",
+                           field="authentication_csr")
         earlier = Enrollment.objects.select_related("certificate").filter(idempotency_key=idempotency_key).first()
         if earlier is not None:
-            if earlier.renewal_of_id != old.pk or earlier.public_key_sha256 != request.public_key_sha256:
+            if earlier.renewal_of_id != old.pk or issuance.keys_of(earlier) != keys:
                 raise ApiError(409, "idempotency_conflict",
                                "this idempotency key was used for another certificate or another key")
             return earlier, False
@@ -211,18 +225,22 @@ def renew(serial: str, payload: dict[str, Any], kiosk_id: str) -> tuple[Enrollme
                            last_request_day=deadline.isoformat())
         if Enrollment.objects.filter(public_key_sha256=request.public_key_sha256).exists():
             raise ApiError(409, "key_reused", "the renewal needs a new key: this public key was certified")
+        issuance.refuse_authentication_keys(keys)
         fee = compute_fees(term, etoken=False).total
         if organisation.balance_mnt < fee:
             raise ApiError(409, "insufficient_balance", "the organisation's balance does not cover the fee",
                            balance=organisation.balance_mnt, due=fee, shortfall=fee - organisation.balance_mnt)
         now = timezone.now()
-        certificate = issuance.issue_certificate(old.order, request, issuance.years_from(now, term))
+        not_after = issuance.years_from(now, term)
+        certificate = issuance.issue_certificate(old.order, request, not_after)
         organisation.balance_mnt -= fee
         organisation.save(update_fields=["balance_mnt", "updated_at"])
         enrollment = Enrollment.objects.create(
             idempotency_key=idempotency_key, order=old.order, public_key_sha256=request.public_key_sha256,
             csr_sha256=request.csr_sha256, certificate=certificate, certificate_serial=certificate.serial,
             kiosk_id=kiosk_id, token_serial=old.token_serial, renewal_of=old, fee_mnt=fee)
+        if authentication is not None:        # the holder's second key, renewed with the signing one
+            issuance.issue_authentication(enrollment, authentication, not_after)
     log.info("renewed %s as %s for %s MNT (kiosk %s)", old.certificate_serial, enrollment.certificate_serial,
              fee, kiosk_id)
     return enrollment, True

@@ -35,6 +35,7 @@ from kiosk.errors import (
     CentralRejected,
     CentralUnavailable,
     InvalidInput,
+    KeyMismatch,
     KioskError,
     RenewalNotPossible,
 )
@@ -44,10 +45,11 @@ from kiosk.i18n import Translator
 from kiosk.order import FeeItem, FeeLine
 from kiosk.pin import Pin
 from kiosk.ports import CertificateStatus, Receipt, ReceiptLine, ReceiptLineStyle, RenewalTerms, SessionState
+from kiosk.receipt import grouped_serial
 from kiosk.receipt_steps import ReceiptSteps
 from kiosk.records import TermsRecord, renewal_data
 from kiosk.token_certificates import current_certificate, pem_to_der
-from kiosk.token_steps import TokenSteps
+from kiosk.token_steps import TokenSteps, authentication_issued, authentication_key_id
 from kiosk.views import RenewalView, StepView
 from kiosk.workdays import days_left
 
@@ -218,11 +220,14 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
             serial = self.check_token(data)
             with self.token_session(state, serial, user_pin) as session:
                 spki = session.find_public_key(new_id)
+                label = data["token"]["label"]
                 if spki is None:
-                    label = data["token"]["label"]
                     spki = session.generate_key_pair(new_id, label, self.policy.key_algorithm)
                 csr = session.sign_csr(new_id, data["certificate"]["serial_number"])
                 signature = session.sign(old_id, application)
+                if session.find_public_key(authentication_key_id(old_id)) is not None:   # renewed with it
+                    data["authentication"] = self.authentication_request(
+                        session, new_id, label, data["certificate"]["serial_number"])
         data["csr"] = base64.b64encode(csr).decode()
         data["signature"] = base64.b64encode(signature).decode()
         data["public_key_sha256"] = hashlib.sha256(spki).hexdigest()
@@ -236,9 +241,11 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
         data = renewal_data(state)
         with self.engine.timed(data, N.SEND):
             try:
+                authentication = data.get("authentication")
                 issued = self.services.central.renew(
                     data["certificate"]["serial"], application_bytes(data["application"]),
-                    base64.b64decode(data["signature"]), base64.b64decode(data["csr"]), data["idempotency_key"])
+                    base64.b64decode(data["signature"]), base64.b64decode(data["csr"]), data["idempotency_key"],
+                    authentication_csr_der=base64.b64decode(authentication["csr"]) if authentication else None)
             except CentralUnavailable as err:
                 return self.result(state, err)          # queued: resumed until the central answers
             except CentralRejected as err:
@@ -248,6 +255,13 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
             ended = self.advance(state, N.CANCELLED, data, EventKind.RENEWAL_REFUSED,
                                  reason="certificate_key_mismatch")
             return self.result(ended, CentralRejected(reason="certificate_key_mismatch"))
+        if "authentication" in data:
+            try:
+                data["authentication"] = authentication_issued(data["authentication"], issued)
+            except KeyMismatch:
+                ended = self.advance(state, N.CANCELLED, data, EventKind.RENEWAL_REFUSED,
+                                     reason="certificate_key_mismatch")
+                return self.result(ended, CentralRejected(reason="certificate_key_mismatch"))
         data["new_certificate"] = {"pem": issued.certificate_pem, "chain": list(issued.chain_pem),
                                    "serial": issued.serial_hex, "not_before": issued.not_before.isoformat(),
                                    "not_after": issued.not_after.isoformat()}
@@ -262,8 +276,11 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
         with self.engine.timed(data, N.INSTALL):
             serial = self.check_token(data)
             with self.token_session(state, serial, user_pin) as session:
+                chain = [pem_to_der(p) for p in cert["chain"]]
                 session.install_certificate(bytes.fromhex(data["new_key_id"]), data["token"]["label"],
-                                            pem_to_der(cert["pem"]), [pem_to_der(p) for p in cert["chain"]])
+                                            pem_to_der(cert["pem"]), chain)
+                if "authentication" in data:
+                    self.install_authentication(session, data["authentication"], data["token"]["label"], chain)
         self.pins.forget(session_id)
         data["installed_at"] = self.now().isoformat()
         return self.result(self.advance(state, N.RECEIPT, data, EventKind.RENEWAL_INSTALLED, serial=cert["serial"]))
@@ -285,7 +302,10 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
             L(S.PAIR, t("receipt.organisation"), data["terms"]["organisation"]),
             L(S.RULE),
             L(S.HEADING, t("receipt.certificate_serial")),
-            L(S.TEXT, " ".join(serial[i:i + 4] for i in range(0, len(serial), 4))),
+            L(S.TEXT, grouped_serial(serial)),
+            *([L(S.HEADING, t("receipt.authentication_serial")),
+               L(S.TEXT, grouped_serial(data["authentication"]["certificate"]["serial"]))]
+              if "authentication" in data else []),
             L(S.PAIR, t("receipt.valid_from"), t.date(dt.datetime.fromisoformat(cert["not_before"]).astimezone(tz))),
             L(S.PAIR, t("receipt.valid_until"), t.date(dt.datetime.fromisoformat(cert["not_after"]).astimezone(tz))),
             L(S.PAIR, t("receipt.token_serial"), data["token"]["serial"]),

@@ -7,12 +7,15 @@ pkilint 0.13 (RFC 5280 and ETSI NCP natural person) like the signing one; Mongol
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import re
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -26,13 +29,16 @@ from central.runner import CentralServer
 from devices.certificates import X509Reader
 from devices.sim.softhsm import FACTORY_SO_PIN, SoftHsmStore
 from devices.token import Pkcs11Token
+from kiosk.errors import CentralRejected
 from kiosk.i18n import catalogue
+from kiosk.order import compute_fees
 from kiosk.pin import Pin, SoPin
 from kiosk.ports import KeyAlgorithm
 from kiosk.token_certificates import current_certificate, pem_to_der
 from kiosk.token_steps import AUTHENTICATION_LABEL, authentication_key_id
 from sync.central_client import CentralClient
 from tests.integration.test_central import NewOrder, find, make_csr, make_key
+from tests.integration.test_central_renewal import sign
 from tests.integration.test_qualified_profiles import (
     ETSI_TYPE,
     HOLDERS,
@@ -255,3 +261,49 @@ def test_the_two_certificates_fit_a_phone_screen_in_a_real_browser(
     scroll_width, inner_width = widths["result"]["value"]
     assert inner_width == 390 and scroll_width <= inner_width        # no sideways scrolling on a phone
     driver.save_screenshot(str(tmp_path / "verify-kk-two-certificates.png"))
+
+
+def _renewal_application(serial: str, placed: dict[str, Any]) -> bytes:
+    return json.dumps({
+        "type": "tamga.renewal-application/1", "certificate_serial": serial,
+        "holder": {"name": "Баатар Ариун", "register_number": placed["holder"]["register_number"]},
+        "organisation": {"name": placed["organisation"]["name"], "register": placed["organisation"]["register"]},
+        "term_years": 1, "fee_mnt": compute_fees(1, etoken=False).total, "details_unchanged": True,
+        "requested_at": dt.datetime.now(ZoneInfo("Asia/Ulaanbaatar")).isoformat(timespec="seconds"),
+    }, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_a_kazakh_renewal_renews_the_authentication_certificate_too(
+        central_client: CentralClient, new_order: NewOrder, tmp_path: Path) -> None:
+    placed = new_order(organisation_balance=200_000, validity_days=20, holder={"register_number": HOLDERS["KZ"]()})
+    key = make_key("p256")
+    first = central_client.enroll(find(central_client, placed["invoice"]).id, make_csr(key), f"auth-{uuid.uuid4()}",
+                                  authentication_csr_der=make_csr(make_key("p256")))
+    assert first.authentication is not None
+    application = _renewal_application(first.serial_hex, placed)
+    renew_key = f"renew-{uuid.uuid4()}"
+    csrs = make_csr(make_key("p256")), make_csr(make_key("rsa2048"))
+    renewed = central_client.renew(first.serial_hex, application, sign(key, application), csrs[0], renew_key,
+                                   authentication_csr_der=csrs[1])
+    assert renewed.authentication is not None
+    assert renewed.authentication.serial_hex not in (first.authentication.serial_hex, renewed.serial_hex)
+    assert renewed.authentication.not_after == renewed.not_after
+    path = tmp_path / "renewed-authentication.pem"
+    path.write_text(renewed.authentication.certificate_pem, encoding="ascii")
+    check_findings(lint("lint_pkix_cert", path), "KZ renewed authentication RFC 5280")
+    check_findings(lint("lint_etsi_cert", path, "-t", ETSI_AUTHENTICATION_TYPE), "KZ renewed authentication ETSI")
+    again = central_client.renew(first.serial_hex, application, sign(key, application), csrs[0], renew_key,
+                                 authentication_csr_der=csrs[1])
+    assert again == renewed                                              # a retry: the same two certificates
+
+
+def test_a_mongolian_renewal_refuses_an_authentication_csr(central_client: CentralClient,
+                                                           new_order: NewOrder) -> None:
+    placed = new_order(organisation_balance=200_000, validity_days=20)
+    key = make_key("p256")
+    first = central_client.enroll(find(central_client, placed["invoice"]).id, make_csr(key), f"a-{uuid.uuid4()}")
+    application = _renewal_application(first.serial_hex, placed)
+    with pytest.raises(CentralRejected) as refused:
+        central_client.renew(first.serial_hex, application, sign(key, application), make_csr(make_key("p256")),
+                             f"renew-{uuid.uuid4()}", authentication_csr_der=make_csr(make_key("p256")))
+    assert refused.value.data["reason"] == "invalid_request" and refused.value.data["field"] == "authentication_csr"

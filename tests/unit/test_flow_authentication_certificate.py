@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 
 import pytest
@@ -142,3 +143,39 @@ def test_an_offline_visit_sends_both_requests_later_and_installs_both(kazakh: Ri
     data = kazakh.data(sid)
     signing_id = bytes.fromhex(data["key_id"])
     assert set(certificates_by_key(kazakh)) == {signing_id, authentication_key_id(signing_id)}
+
+
+def test_a_renewal_renews_the_authentication_certificate_with_the_signing_one(kazakh: Rig) -> None:
+    kazakh.central.validity = dt.timedelta(days=20)
+    issued = kazakh.data(kazakh.issue())
+    old_signing = bytes.fromhex(issued["key_id"])
+    f = kazakh.renewal
+    sid = f.begin("mn").session_id
+    f.read_token(sid)
+    r = f.confirm(sid, details_unchanged=True, pin=Pin(TOKEN_PIN))
+    assert r.step.value == "install", r.error
+    f.install(sid)
+    assert f.print_receipt(sid).step.value == "done"
+    data = kazakh.data(sid)
+    new_signing = bytes.fromhex(data["new_key_id"])
+    assert data["authentication"]["key_id"] == authentication_key_id(new_signing).hex()
+    on_token = certificates_by_key(kazakh)
+    assert set(on_token) == {old_signing, authentication_key_id(old_signing), new_signing,
+                             authentication_key_id(new_signing)}      # the old pairs stay until they expire
+    renewed = on_token[authentication_key_id(new_signing)]
+    assert f"{renewed.serial_number:X}" == data["authentication"]["certificate"]["serial"]
+    assert renewed.not_valid_after_utc == on_token[new_signing].not_valid_after_utc
+    _, current = current_certificate(kazakh.token, X509Reader())
+    assert current.key_id == new_signing
+    lines = [line.text for line in kazakh.printer.printed[-1].lines]
+    assert Translator("mn")("receipt.authentication_serial") in lines
+
+
+def test_a_renewal_of_a_single_certificate_token_sends_no_second_request(rig: Rig) -> None:
+    rig.central.validity = dt.timedelta(days=20)
+    rig.issue()
+    f = rig.renewal
+    sid = f.begin("mn").session_id
+    f.read_token(sid)
+    assert f.confirm(sid, details_unchanged=True, pin=Pin(TOKEN_PIN)).step.value == "install"
+    assert "authentication" not in rig.data(sid) and not rig.central.authentication
