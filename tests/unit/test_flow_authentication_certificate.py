@@ -17,7 +17,7 @@ from kiosk.pin import Pin
 from kiosk.ports import IssuedCertificate
 from kiosk.token_certificates import current_certificate
 from kiosk.token_steps import AUTHENTICATION_LABEL, authentication_key_id
-from tests.fakes import demo_order
+from tests.fakes import NOW, demo_order
 from tests.unit.conftest import TOKEN_PIN, Rig
 
 KAZAKH = "147314016754"
@@ -179,3 +179,22 @@ def test_a_renewal_of_a_single_certificate_token_sends_no_second_request(rig: Ri
     f.read_token(sid)
     assert f.confirm(sid, details_unchanged=True, pin=Pin(TOKEN_PIN)).step.value == "install"
     assert "authentication" not in rig.data(sid) and not rig.central.authentication
+
+
+def test_the_old_authentication_pair_goes_with_the_old_signing_pair_after_expiry(kazakh: Rig) -> None:
+    kazakh.central.validity = dt.timedelta(days=20)
+    old_signing = bytes.fromhex(kazakh.data(kazakh.issue())["key_id"])
+    f = kazakh.renewal
+    sid = f.begin("mn").session_id
+    f.read_token(sid)
+    f.confirm(sid, details_unchanged=True, pin=Pin(TOKEN_PIN))
+    f.install(sid)
+    f.print_receipt(sid)
+    new_signing = bytes.fromhex(kazakh.data(sid)["new_key_id"])
+    kazakh.now = NOW + dt.timedelta(days=21)                       # the day after the old pairs expired
+    c = kazakh.check
+    r = c.check(c.read_token(c.begin("mn").session_id).session_id, Pin(TOKEN_PIN))
+    assert r.view.check is not None and r.view.check.signature_ok
+    objects = kazakh.token.slot.objects                            # type: ignore[union-attr]
+    assert old_signing not in objects and authentication_key_id(old_signing) not in objects
+    assert set(certificates_by_key(kazakh)) == {new_signing, authentication_key_id(new_signing)}
