@@ -31,27 +31,30 @@ class TokenCertificate:
 
 
 def holder_certificates(token: TokenPort, reader: CertificateReader, serial: str) -> list[TokenCertificate]:
-    """The token's end-entity signing certificates, the one valid longest first (CA certificates and an
-    authentication certificate beside the signing one left out)."""
+    """The token's end-entity certificates, signing and authentication, the one valid longest first (CA
+    certificates left out)."""
     certs = []
     for key_id, der in token.public_certificates(serial):
         facts = reader.describe(der)
-        if not facts.is_ca and not facts.authentication_only:
+        if not facts.is_ca:
             certs.append(TokenCertificate(key_id, der, facts))
     return sorted(certs, key=lambda c: c.facts.not_after, reverse=True)
 
 
 def current_certificate(token: TokenPort, reader: CertificateReader) -> tuple[TokenInfo, TokenCertificate]:
-    """The token in the slot and its current holder certificate; NoCertificateOnToken for a blank or foreign one."""
+    """The token in the slot and its current signing certificate (an authentication certificate beside it is
+    not one); NoCertificateOnToken for a blank or foreign one."""
     info = token.present()
     certs = holder_certificates(token, reader, info.serial) if info.initialised else []
+    certs = [c for c in certs if not c.facts.authentication_only]
     if not certs:
         raise NoCertificateOnToken(serial=info.serial)
     return info, certs[0]
 
 
 def superseded(certs: list[TokenCertificate], now: dt.datetime) -> list[TokenCertificate]:
-    """Expired certificates of a holder who also has a certificate on the token that is still valid."""
+    """Expired certificates of a holder who also has a certificate on the token that is still valid
+    (after a renewal: the old signing and, where there is one, the old authentication certificate)."""
     valid = {c.facts.subject_serial_number for c in certs if c.facts.not_before <= now < c.facts.not_after}
     return [c for c in certs if c.facts.not_after <= now and c.facts.subject_serial_number in valid]
 
