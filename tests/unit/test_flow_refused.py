@@ -137,3 +137,31 @@ def test_a_token_owed_nothing_takes_nothing_up() -> None:
     rig = Rig()
     assert rig.issuance.take_up_inserted_token("en") is None
     assert rig.engine.unfinished() == []
+
+
+def test_a_kept_request_for_an_order_changed_since_the_check_is_refused_and_told_to_the_clerk() -> None:
+    desk = Desk()
+    rig = desk.rig
+    sid = deferred(rig)
+    order = rig.central.orders[INVOICE]
+    renamed = dataclasses.replace(order.holder, given_name="Болд")
+    rig.central.orders[INVOICE] = dataclasses.replace(order, holder=renamed)
+    refused = rig.issuance.fetch_certificate(sid)
+    assert refused.step is IssuanceStep.REFUSED and refused.error is not None
+    assert refused.error.data["reason"] == "order_changed"
+    (line,) = desk.desk.refused()
+    for language in LANGUAGES:
+        t = Translator(language)
+        assert t("refusal.order_changed") in refusal_text(t, line)
+
+
+def test_the_checked_digest_covers_what_the_certificate_is_made_from_and_only_that() -> None:
+    order = Rig().central.orders[INVOICE]
+    digest = order.checked_digest
+    assert len(digest) == 64 and digest == dataclasses.replace(order, paid_mnt=1, confirmed=False).checked_digest
+    assert digest == dataclasses.replace(order, holder=dataclasses.replace(order.holder, email="x@y.mn")).checked_digest
+    changed = [dataclasses.replace(order, holder=dataclasses.replace(order.holder, register_number="УБ80000000")),
+               dataclasses.replace(order, holder=dataclasses.replace(order.holder, father_name="Дорж")),
+               dataclasses.replace(order, organisation="Өөр ХХК"), dataclasses.replace(order, position="Захирал"),
+               dataclasses.replace(order, term_years=2), dataclasses.replace(order, authentication_certificate=True)]
+    assert len({digest, *(o.checked_digest for o in changed)}) == len(changed) + 1

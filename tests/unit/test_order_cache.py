@@ -116,6 +116,18 @@ def test_a_cancelled_order_from_the_feed_stops_an_offline_enrollment_with_the_re
         lookup.enroll("6754", b"csr", "key-1")
 
 
+def test_an_order_the_feed_changed_since_the_check_stops_an_offline_enrollment(store: KioskStore) -> None:
+    checked = demo_order()
+    changed = dataclasses.replace(checked, position="Захирал")
+    store.orders.put_many([(5, changed)], SYNCED)
+    lookup = OfflineCentral(Central(), store.orders)    # type: ignore[arg-type]
+    with pytest.raises(CentralRejected) as refused:
+        lookup.enroll("6754", b"csr", "key-1", order_digest=checked.checked_digest)
+    assert refused.value.data["reason"] == "order_changed"
+    with pytest.raises(CentralUnavailable):         # checked as it now is: the flow defers as before
+        lookup.enroll("6754", b"csr", "key-1", order_digest=changed.checked_digest)
+
+
 def test_an_offline_visit_of_an_order_the_feed_cancelled_ends_at_enrollment_with_the_reason(
         store: KioskStore) -> None:
     rig = Rig()
