@@ -8,6 +8,8 @@ VAT is 10 % of the sum.  Amounts are whole tögrög (MNT) as integers.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from enum import Enum, unique
@@ -141,6 +143,22 @@ class Order:
     @property
     def fees(self) -> Fees:
         return compute_fees(self.term_years, self.etoken)
+
+    @property
+    def checked_digest(self) -> str:
+        """SHA-256 (hex) of what the certificate is made from and the clerk checked against the ID card:
+        the holder's names and register number, the organisation, the position, the term, the separate
+        authentication certificate.  The kiosk sends it with the enrollment; the central refuses it
+        (``order_changed``) when its order no longer has the same digest."""
+        facts = {
+            "holder": [self.holder.surname, self.holder.father_name, self.holder.given_name,
+                       self.holder.register_number],
+            "organisation": [self.organisation, self.organisation_register, self.department],
+            "position": self.position, "term_years": self.term_years,
+            "authentication_certificate": self.authentication_certificate,
+        }
+        text = json.dumps(facts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Order:

@@ -325,8 +325,12 @@ class CentralPort(Protocol):
         ...
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None,
+               order_digest: str = "") -> IssuedCertificate:
         """Have the CA issue a certificate for the order.  The same key returns the same certificate.
+
+        ``order_digest`` (:attr:`kiosk.order.Order.checked_digest` of the order as checked here): an
+        order changed at the central since is refused (CentralRejected ``order_changed``).
 
         ``so_pin`` is escrowed at the central, encrypted to the central's escrow key by the adapter,
         under ``token_serial``.  ``authentication_csr_der`` (another key, where the order has

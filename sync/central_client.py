@@ -139,12 +139,14 @@ class CentralClient:
                                      cause="malformed_response") from err
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None,
+               order_digest: str = "") -> IssuedCertificate:
         """Have the CA certify the CSR's key for the order; the same key returns the same certificate.
 
         ``so_pin`` is encrypted to the central's escrow key (fetched once and cached) and escrowed
         under ``token_serial``.  Raises CentralRejected (``csr_signature_invalid``, ``order_not_payable``,
-        ``key_reused``, ``idempotency_conflict``, ``enrollment_void``, …) or CentralUnavailable.
+        ``key_reused``, ``idempotency_conflict``, ``enrollment_void``, ``order_changed``, …) or
+        CentralUnavailable.
         """
         if so_pin is not None and not token_serial:
             raise ValueError("an escrowed SO PIN needs the token serial")
@@ -155,6 +157,8 @@ class CentralClient:
                 payload["authentication_csr"] = csr_pem(authentication_csr_der)
             if token_serial:
                 payload["token_serial"] = token_serial
+            if order_digest:
+                payload["order_digest"] = order_digest
             if so_pin is not None:
                 key_id, public_key = self._escrow_key()
                 payload["so_pin_escrow"] = base64.b64encode(

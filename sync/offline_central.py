@@ -43,10 +43,11 @@ class OfflineCentral:
         return order
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None,
+               order_digest: str = "") -> IssuedCertificate:
         try:
             return self.central.enroll(order_id, csr_der, idempotency_key, token_serial, so_pin,
-                                       authentication_csr_der)
+                                       authentication_csr_der, order_digest)
         except CentralUnavailable:
             cached = self.cache.find("order_id", order_id)
             if cached is not None and cached.order.status is OrderStatus.CANCELLED:
@@ -54,6 +55,10 @@ class OfflineCentral:
                 # ends the visit and the applicant is told why, instead of queueing a dead request.
                 raise CentralRejected("the order was cancelled (order feed)", reason="order_not_payable",
                                       refusal=OrderRefusal.CANCELLED.value, status=409,
+                                      invoice=cached.order.invoice, as_of=cached.synced_at.isoformat()) from None
+            if cached is not None and order_digest and cached.order.checked_digest != order_digest:
+                # The feed brought a change since the order was checked: what the central answers (409).
+                raise CentralRejected("the order was changed (order feed)", reason="order_changed", status=409,
                                       invoice=cached.order.invoice, as_of=cached.synced_at.isoformat()) from None
             raise
 

@@ -443,13 +443,16 @@ class FakeCentral:
                                  authentication=self._answer(authentication) if authentication else None)
 
     def enroll(self, order_id: str, csr_der: bytes, idempotency_key: str, token_serial: str = "",
-               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None) -> IssuedCertificate:
+               so_pin: SoPin | None = None, authentication_csr_der: bytes | None = None,
+               order_digest: str = "") -> IssuedCertificate:
         self._up("enroll")
         if idempotency_key in self.voided:
             raise CentralRejected(reason="enrollment_void", status=409)
         order = next(o for o in self.orders.values() if o.id == order_id)
         if order.status is OrderStatus.CANCELLED:
             raise CentralRejected(reason="order_not_payable", refusal="cancelled", status=409)
+        if idempotency_key not in self.by_key and order_digest and order_digest != order.checked_digest:
+            raise CentralRejected(reason="order_changed", status=409)
         if so_pin is not None:
             self.escrow[token_serial] = so_pin.reveal()
         if authentication_csr_der is not None and not order.authentication_certificate:

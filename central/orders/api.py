@@ -138,7 +138,8 @@ def orders(request: HttpRequest) -> HttpResponse:
 def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
     """``POST /api/v1/orders/{id}/enrollments`` with ``{"csr": PEM, "idempotency_key": str}``
     and optionally ``token_serial``, ``so_pin_escrow`` (base64 RSA-OAEP-SHA256), ``escrow_key_id`` and
-    ``authentication_csr`` (PEM, another key: the authentication certificate where the profile issues one).
+    ``authentication_csr`` (PEM, another key: the authentication certificate where the profile issues one),
+    ``order_digest`` (the order as the kiosk checked it: a changed order is 409 ``order_changed``).
 
     201 with the new certificate; 200 with the same certificate for a repeated request.
     """
@@ -154,7 +155,8 @@ def enrollments(request: HttpRequest, order_id: str) -> HttpResponse:
     ciphertext = escrow.check_escrow(payload, token_serial)
     kiosk_id: str = request.kiosk_id  # type: ignore[attr-defined]
     enrollment, created = issuance.enroll(order_id, csr, idempotency_key, kiosk_id, token_serial, ciphertext,
-                                          office_id=office_of(request), authentication_csr_pem=authentication_csr)
+                                          office_id=office_of(request), authentication_csr_pem=authentication_csr,
+                                          order_digest=payload.get("order_digest"))
     if created:
         log.info("issued %s for order %s (kiosk %s, token %s)", enrollment.certificate_serial, order_id,
                  kiosk_id, token_serial or "-")

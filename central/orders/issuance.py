@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ MAX_RSA_BITS = 4096
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 MAX_IDEMPOTENCY_KEY = 128
 MAX_TOKEN_SERIAL = 64
+ORDER_DIGEST = re.compile("[0-9a-f]{64}")
 
 # One issuing decision at a time: the checks and the insert of the enrollment must not interleave.
 ISSUE_LOCK = threading.Lock()
@@ -128,6 +130,12 @@ def check_idempotency_key(idempotency_key: Any) -> str:
     return idempotency_key
 
 
+def check_order_digest(order_digest: Any) -> None:
+    if order_digest is not None and not (isinstance(order_digest, str) and ORDER_DIGEST.fullmatch(order_digest)):
+        raise ApiError(400, "invalid_request", "order_digest is 64 lowercase hexadecimal digits (SHA-256)",
+                       field="order_digest")
+
+
 def check_token_serial(token_serial: Any) -> str:
     if not isinstance(token_serial, str) or len(token_serial) > MAX_TOKEN_SERIAL or (
             token_serial and not token_serial.isprintable()):
@@ -158,17 +166,21 @@ def conflict(order: Order) -> ApiError:
 
 def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, token_serial: str = "",
            escrow_ciphertext: bytes | None = None, *, office_id: int,
-           authentication_csr_pem: str | None = None) -> tuple[Enrollment, bool]:
+           authentication_csr_pem: str | None = None, order_digest: str | None = None) -> tuple[Enrollment, bool]:
     """Issue (or find again) the order's certificate; return the enrollment and whether it is new.
 
     ``escrow_ciphertext`` (checked by :func:`escrow.check_escrow`) is kept as the SO PIN of
     ``token_serial`` when the certificate is issued now.  ``authentication_csr_pem``, for another key,
-    gets the authentication certificate of a profile that issues one (and is required there).  An order
-    of another office than ``office_id`` is not found.  Raises ApiError: 400 for a bad request or
-    CSR, 404 ``order_not_found``, 409 ``enrollment_conflict`` (issued for another key: :func:`conflict`),
-    ``order_not_payable`` (with ``reason``), ``key_reused``, ``idempotency_conflict`` or ``enrollment_void``.
+    gets the authentication certificate of a profile that issues one (and is required there).
+    ``order_digest``, the kiosk's :attr:`kiosk.order.Order.checked_digest` of the order it checked: a
+    certificate is not issued from an order changed since (409 ``order_changed``); a repeated request
+    still finds what was issued.  An order of another office than ``office_id`` is not found.
+    Raises ApiError: 400 for a bad request or CSR, 404 ``order_not_found``, 409 ``enrollment_conflict``
+    (issued for another key: :func:`conflict`), ``order_not_payable`` (with ``reason``), ``order_changed``,
+    ``key_reused``, ``idempotency_conflict`` or ``enrollment_void``.
     """
     check_idempotency_key(idempotency_key)
+    check_order_digest(order_digest)
     request = check_csr(csr_pem)
     authentication = check_csr(authentication_csr_pem) if authentication_csr_pem is not None else None
     if authentication is not None and authentication.public_key_sha256 == request.public_key_sha256:
@@ -214,6 +226,10 @@ def enroll(order_id: str, csr_pem: str, idempotency_key: str, kiosk_id: str, tok
             data = {key: value for key, value in err.data.items() if key != "invoice"}
             raise ApiError(409, "order_not_payable", f"the order may not be issued: {data['reason']}",
                            **data) from err
+
+        if order_digest is not None and order_digest != order.to_kiosk().checked_digest:
+            raise ApiError(409, "order_changed", "the order was changed after the kiosk checked it: look it up "
+                           "again and check the holder's ID card against it")
 
         now = timezone.now()
         not_after = not_after_for(order, now)

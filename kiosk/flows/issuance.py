@@ -368,13 +368,15 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, InsertionSteps, Re
         return self.result(self._issued(state, data, issued))
 
     def _request_certificate(self, data: IssuanceData) -> IssuedCertificate:
-        """The enrollment call (idempotent by the persisted key), escrowing the token's SO PIN with it."""
+        """The enrollment call (idempotent by the persisted key), escrowing the token's SO PIN with it; the
+        order's digest as checked here goes with it, so an order changed at the central since is refused."""
         serial = data["token"]["serial"]
         authentication = data.get("authentication")
         return self.services.central.enroll(
             data["order"]["id"], base64.b64decode(data["csr"]), data["idempotency_key"], token_serial=serial,
             so_pin=self.services.store.token_secret(serial),
-            authentication_csr_der=base64.b64decode(authentication["csr"]) if authentication else None)
+            authentication_csr_der=base64.b64decode(authentication["csr"]) if authentication else None,
+            order_digest=Order.from_dict(data["order"]).checked_digest)
 
     def _issued(self, state: SessionState, data: IssuanceData, issued: IssuedCertificate) -> SessionState:
         if issued.public_key_sha256 and issued.public_key_sha256 != data["public_key_sha256"]:

@@ -617,8 +617,8 @@ def test_openapi_describes_what_the_service_answers(central_server: CentralServe
     placed = find(central_client, new_order()["invoice"])
     pem = x509.load_der_x509_csr(make_csr(make_key("p256"))).public_bytes(serialization.Encoding.PEM).decode()
     request = {"csr": pem, "idempotency_key": idem()}
-    assert set(request) | {"token_serial", "so_pin_escrow", "escrow_key_id", "authentication_csr"} \
-        == keys("EnrollmentRequest")
+    optional = {"token_serial", "so_pin_escrow", "escrow_key_id", "authentication_csr", "order_digest"}
+    assert set(request) | optional == keys("EnrollmentRequest")
     enrollment = requests.post(f"{central_server.url}/api/v1/orders/{placed.id}/enrollments", json=request,
                                timeout=10, **central_server.tls).json()
     assert set(enrollment) | {"authentication"} == keys("Enrollment")    # a Mongolian order: one certificate
