@@ -10,7 +10,8 @@ issuance 60 points 21 min, issuance offline 66 points 28 min, renewal 46 points 
 TLS, the checks); the short selection took 7 min there (about 10 s of CPU per point).  Later, with five
 sessions (``nice -n 10``, at c289295): all 242 points (issuance 60, issuance offline 66, renewal 46,
 revocation 32, unblock 24, check 14) in 29 min 45 s, 2-10 s a point; 239 done, the unblock's three
-inside its PIN write a clean ``error.token_wiped`` stop.
+inside its PIN write a clean ``error.token_wiped`` stop.  The same again at 210f31e (the audit fork's
+branches and signed rejoin, the trust material in the sync round): 23 min 40 s.
 
 Run it from a checkout nobody edits while it runs (its children import the code afresh at every
 point) and with ``--basetemp`` of its own: other sessions' pytest runs prune ``/tmp/pytest-of-<user>``
