@@ -37,6 +37,9 @@ class SimulatedStack:
     workdir: Path
     central_template: Path | None = None
     key_algorithm: str = "rsa2048"
+    holder_agreement: bool = False
+    """``[token] holder_agreement`` (the product's default is on): off unless asked, for the tests of the
+    other steps; the demo, the screens drive and the agreement's own tests turn it on."""
     language: str = "mn"
     office: str = "МонПасс СА, Бүртгэлийн нэгж — Улаанбаатар"
     pcscd: PrivatePcscd | None = None
@@ -128,6 +131,7 @@ module = "{self.softhsm.module}"
 factory_so_pin_file = "{so_pin_file}"
 key_algorithm = "{self.key_algorithm}"
 rescan = true
+holder_agreement = {"true" if self.holder_agreement else "false"}
 
 [printer]
 kind = "network"

@@ -498,23 +498,16 @@ class Simulation:
     """The simulated stack and the kiosk over it, with what the scripted applicant knows."""
 
     def __init__(self, workdir: Path, holder_agreement: bool = False) -> None:
-        import dataclasses
-
-        from devices.agreement import Pkcs11AgreementSigner
         from devices.sim.faults import PullableToken
         from devices.sim.stack import ARIUN, CARD_PIN, DEMO_INVOICE, SimulatedStack, apply_env
         from devices.token import Pkcs11Token
         from kiosk.shell.demo import NEW_TOKEN_PIN, TOKEN_PIN
 
-        self.stack = SimulatedStack(workdir)
+        self.stack = SimulatedStack(workdir, holder_agreement=holder_agreement)   # install → agreement → receipt
         self.stack.start()
         apply_env(self.stack)
         from kiosk.shell import app, config
 
-        if holder_agreement:       # [token] holder_agreement: install → agreement → receipt
-            path = self.stack.config_path
-            path.write_text(path.read_text("utf-8").replace("[token]\n", "[token]\nholder_agreement = true\n"),
-                            "utf-8")
         self.config = config.load(self.stack.config_path)
         pkcs11 = Pkcs11Token(str(self.config.token.module), rescan=self.config.token.rescan)
         self.token = PullableToken(pkcs11)
@@ -523,9 +516,6 @@ class Simulation:
         from kiosk.pin import Pin
 
         ClerkSignIn(self.kiosk.store.clerks).add(CLERK_ID, CLERK_NAME, Pin(CLERK_PIN))
-        if holder_agreement:       # the wiring signs on a plain Pkcs11Token; here it is wrapped for the faults
-            engine = self.kiosk.engine
-            engine.services = dataclasses.replace(engine.services, agreement=Pkcs11AgreementSigner(pkcs11))
         self.holder, self.invoice, self.card_pin = ARIUN, DEMO_INVOICE, CARD_PIN
         self.token_pin, self.new_token_pin = TOKEN_PIN, NEW_TOKEN_PIN
         self.stack.insert_card(ARIUN)

@@ -59,6 +59,19 @@ def printer_target(cfg: Config) -> PrinterTarget:
     return PrinterTarget("file", path=str(p.path), timeout_s=p.timeout_s)
 
 
+def pkcs11_token_of(token: TokenPort) -> Pkcs11Token:
+    """The PKCS#11 token the holder agreement is signed on: ``token``, or the one it wraps (``inner``, as the
+    fault-injecting :class:`devices.sim.faults.PullableToken` does).  Raises ConfigError when there is none:
+    ``[token] holder_agreement`` is never skipped without a word."""
+    seen: TokenPort | None = token
+    while seen is not None and not isinstance(seen, Pkcs11Token):
+        seen = getattr(seen, "inner", None)
+    if seen is None:
+        raise ConfigError("token.holder_agreement needs the eToken through PKCS#11 (pyHanko signs on it)",
+                          setting="token.holder_agreement")
+    return seen
+
+
 @dataclass
 class Kiosk(FlowAccess):
     """The kiosk's adapters and the flow engine over them."""
@@ -85,8 +98,7 @@ class Kiosk(FlowAccess):
         # Order lookups fall back to the cached office orders when the central is unreachable.
         lookup = cast(CentralPort, OfflineCentral(self.central, self.store.orders))
         # The holder agreement is signed through the token's own PKCS#11 session (pyHanko).
-        agreement = Pkcs11AgreementSigner(self.token) if cfg.token.holder_agreement and \
-            isinstance(self.token, Pkcs11Token) else None
+        agreement = Pkcs11AgreementSigner(pkcs11_token_of(self.token)) if cfg.token.holder_agreement else None
         services = Services(self.store, lookup, self.idcard, self.token, self.printer, X509Reader(),
                             agreement=agreement)
         self.engine = Engine(services, policy, ALL_FLOWS, clock=self.clock)

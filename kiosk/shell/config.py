@@ -92,7 +92,7 @@ class TokenSettings:
     key_algorithm: KeyAlgorithm
     label_prefix: str
     rescan: bool
-    holder_agreement: bool = False
+    holder_agreement: bool = True
 
     def factory_so_pin(self) -> SoPin | None:
         try:

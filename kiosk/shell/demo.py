@@ -90,6 +90,11 @@ def issue(kiosk: Any, t: Translator, language: str, invoice: str, card_pin: str,
     say(f"  {r.view.certificate.serial}")
     say(t("step.install"))
     r = flow.install(r.session_id)
+    if r.step.value == "agreement":                  # [token] holder_agreement: the PIN once more, one signature
+        say(t("step.agreement"))
+        r = flow.sign_agreement(r.session_id, Pin(TOKEN_PIN))
+        if r.error is not None:
+            say(f"  {t.error(r.error)}")
     say(t("step.receipt"))
     r = flow.print_receipt(r.session_id)
     if r.error is not None:
@@ -97,13 +102,16 @@ def issue(kiosk: Any, t: Translator, language: str, invoice: str, card_pin: str,
     say(t("done.title"))
     data = kiosk.store.load(r.session_id).data
     cert = data["certificate"]
+    agreement = data.get("agreement")
     return {"flow": "issuance", "invoice": data["order"]["invoice"],
             "register_number": data["order"]["holder"]["register_number"], "holder": order.holder,
             "token_serial": data["token"]["serial"], "token_label": data["token"]["label"],
             "key_id": data["key_id"], "certificate_serial": cert["serial"],
             "certificate_not_after": cert["not_after"], "certificate_pem": cert["pem"],
             "receipt_printed": not data.get("receipt_pending", False), "timings_ms": data["timings_ms"],
-            "identity_evidence": data["identity_evidence"]}   # certificate, nonce, signature, OCSP answer
+            "identity_evidence": data["identity_evidence"],   # certificate, nonce, signature, OCSP answer
+            "agreement": None if agreement is None else {   # the signed PDF itself is at the central
+                "sha256": agreement["sha256"], "signed_at": agreement["signed_at"], "sent": agreement["sent"]}}
 
 
 def check(kiosk: Any, t: Translator, language: str) -> dict[str, Any]:
@@ -186,7 +194,7 @@ def run(out: Path, language: str, key_algorithm: str, flow: str = "issuance",
         shutil.rmtree(out)
     out.mkdir(parents=True)
     workdir = Path(tempfile.mkdtemp(prefix="tamga-demo-"))
-    stack = SimulatedStack(workdir, key_algorithm=key_algorithm, language=language)
+    stack = SimulatedStack(workdir, key_algorithm=key_algorithm, language=language, holder_agreement=True)
     t = Translator(language)
     started = time.perf_counter()
     with stack:

@@ -29,6 +29,8 @@ def test_demo_runs_the_flow(flow: str, tmp_path: Path) -> None:
     assert (out / "receipt.png").stat().st_size > 1000
     issued = result.get("issuance", result)
     assert issued["certificate_serial"] and issued["receipt_printed"]
+    # The product's default: the holder signed the agreement on the token and the central took it.
+    assert issued["agreement"]["sent"] is True and len(issued["agreement"]["sha256"]) == 64
     if flow == "renewal":
         assert result["new_certificate_serial"] != result["old_certificate_serial"] and result["fee_mnt"] == 44000
     elif flow == "revocation":
@@ -68,5 +70,6 @@ def test_offline_demo_prints_a_pending_receipt_then_installs(tmp_path: Path) -> 
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((out / "issuance.json").read_text())
     assert result["offline"] and result["certificate_serial"] and result["receipt_printed"]
+    assert result["agreement"]["sent"] is True                     # signed once the certificate was on the token
     assert (out / "receipt-pending.png").stat().st_size > 1000
     assert_scanned_receipt_opens_the_page(result, out, "good")      # the receipt printed once it was issued

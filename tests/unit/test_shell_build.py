@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kiosk.errors import ConfigError
 from kiosk.shell import app, config
 from sync.store import KioskStore, load_or_create_key
 
@@ -62,3 +64,19 @@ def test_building_the_kiosk_purges_nothing_but_starting_it_does(tmp_path: Path) 
         assert kiosk.store.unfinished() == [] and list(kiosk.store.db.query("select id from sessions")) == []
     finally:
         kiosk.close()
+
+
+def test_the_holder_agreement_is_signed_on_the_pkcs11_token_a_fault_wrapper_holds_and_never_skipped(
+        tmp_path: Path) -> None:
+    """``[token] holder_agreement`` is on by default; a token port without PKCS#11 under it stops start-up."""
+    from devices.sim.faults import PullableToken
+    from devices.token import Pkcs11Token
+    from tests.fakes import FakeToken
+
+    pkcs11 = Pkcs11Token.__new__(Pkcs11Token)           # only its class is looked at: no module loaded
+    assert app.pkcs11_token_of(pkcs11) is pkcs11
+    assert app.pkcs11_token_of(PullableToken(PullableToken(pkcs11))) is pkcs11
+    with pytest.raises(ConfigError) as refused:
+        app.pkcs11_token_of(FakeToken())
+    assert refused.value.data["setting"] == "token.holder_agreement"
+    assert _config(tmp_path).token.holder_agreement
