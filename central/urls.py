@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from central.orders import api, audit_chain, feeds, inbox, kiosk_identity, pending, verify
+from central.orders import api, audit_chain, feeds, inbox, kiosk_config, kiosk_identity, pending, verify
 from central.orders.agreements import agreements as agreement_upload
 from central.orders.pds import document as pds_document
 
 urlpatterns = [
     path("api/v1/health", api.health, name="health"),
+    path("api/v1/config", kiosk_config.config, name="config"),
     path("api/v1/orders", api.orders, name="orders"),
     path("api/v1/orders/<str:order_id>/enrollments", api.enrollments, name="enrollments"),
     path("api/v1/enrollments/<str:idempotency_key>/void", api.void_enrollment, name="void-enrollment"),

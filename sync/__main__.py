@@ -23,6 +23,7 @@ from typing import Any
 from kiosk.errors import ConfigError, KioskError
 from kiosk.shell import config
 from kiosk.shell import log as kiosk_log
+from sync.central_calendar import CalendarFile
 
 log = logging.getLogger("tamga.sync")
 
@@ -47,6 +48,16 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             f"audit chain      {status['audit_unsent']} unsent" + (f"; REFUSED: {refused}" if refused else "")
             + ("; a store restored from an old backup? tamga-provision audit-rejoin --reason … --technician …"
                if refused and "audit_fork" in refused else "")]
+
+
+def calendar_line(kept: CalendarFile) -> str:
+    """Which of the central's renewal calendars the kiosk keeps (``GET /api/v1/config``)."""
+    calendar, written = kept.load(), kept.mtime_ns()
+    if calendar is None:
+        return "central calendar -  (not fetched yet: the kiosk's own [calendar] only)"
+    at = dt.datetime.fromtimestamp(written / 1e9, dt.UTC).isoformat(timespec="seconds")
+    return (f"central calendar {calendar.country} version {calendar.version[:12]}, "
+            f"{len(calendar.dated_holidays)} dated holidays, kept {_age(at)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(status_lines(kiosk.store.sync_status())))
             print(f"trust material   {len(app.trust_material(cfg).version())} national ID CA certificates kept, "
                   f"{len(app.revocation_checker(cfg).cached_urls())} ID-card CRLs cached")
+            print(calendar_line(CalendarFile.in_data_dir(cfg.kiosk.data_dir)))
             t = Translator(cfg.kiosk.language)
             for line in kiosk.clerk_desk.refused():      # kept requests the central refused: said in words
                 print(f"refused          {refusal_text(t, line, kiosk.engine.policy.timezone)}")
@@ -97,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
         daemon = SyncDaemon(kiosk.store, kiosk.central, cfg.kiosk.id, kiosk.engine, feeds=kiosk.central,
                             retention=dt.timedelta(days=cfg.kiosk.retention_days), before_round=renew_identity,
-                            trust=app.trust_material(cfg, app.revocation_checker(cfg)))
+                            trust=app.trust_material(cfg, app.revocation_checker(cfg)),
+                            calendar=CalendarFile.in_data_dir(cfg.kiosk.data_dir))
         if args.command == "run":
             daemon.run(args.interval)
             return 0

@@ -56,6 +56,7 @@ from kiosk.ports import (
     RevocationReason,
     TokenCertificate,
 )
+from sync.central_calendar import CentralCalendar
 
 if TYPE_CHECKING:
     from sync.kiosk_identity import KioskIdentity
@@ -364,6 +365,15 @@ class CentralClient:
                     for item in items]
         except (KeyError, TypeError) as err:
             raise CentralUnavailable("malformed refused keys", status=response.status_code,
+                                     cause="malformed_response") from err
+
+    def calendar(self) -> CentralCalendar:
+        """The central's renewal calendar (``GET /api/v1/config``); CentralUnavailable when malformed."""
+        response = self._request("GET", f"{API_PREFIX}/config", idempotent=True)
+        try:
+            return CentralCalendar.from_body(self._expect(response, (200,)))
+        except ValueError as err:
+            raise CentralUnavailable(f"malformed configuration: {err}", status=response.status_code,
                                      cause="malformed_response") from err
 
     def _feed(self, name: str, after: str, limit: int) -> FeedPage:

@@ -9,7 +9,8 @@ One round (:meth:`SyncDaemon.once`):
    revocation, a renewal: each flow's ``queued`` call, idempotent by its own key);
 3. pull the office's feeds after the cursors kept in ``sync_state`` (orders into the order cache,
    for offline lookups; certificate events counted; the national ID trust anchors into
-   :class:`sync.trust_material.TrustMaterial` when ``trust`` is given);
+   :class:`sync.trust_material.TrustMaterial` when ``trust`` is given; the central's renewal calendar
+   into ``calendar`` (:mod:`sync.central_calendar`) when its version changed);
 4. the ID-card CRLs that are due fetched again (from the national authority, so also when the
    central is unreachable), then the retention purge, which deletes finished sessions' personal data
    once all their events are sent.
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from kiosk.engine import Engine
 from kiosk.errors import CentralRejected, CentralUnavailable, KioskError
+from sync.central_calendar import CalendarFile, CentralCalendar
 from sync.store import KioskStore
 
 log = logging.getLogger("tamga.sync")
@@ -74,6 +76,10 @@ class Feeds(Protocol):
     def trust_feed(self, after: str = "0", limit: int = 100) -> Any:
         ...
 
+    def calendar(self) -> CentralCalendar:
+        """The central's renewal calendar (``GET /api/v1/config``)."""
+        ...
+
 
 class TrustUpdates(Protocol):
     def apply(self, items: Any) -> int:
@@ -92,6 +98,7 @@ class RoundReport:
     orders_pulled: int = 0
     certificate_events: int = 0
     trust_items: int = 0
+    calendar_changed: bool = False
     crls: dict[str, str] = field(default_factory=dict)      # url → fresh, fetched or failed: why
     purged: int = 0
     error: KioskError | None = None
@@ -111,6 +118,7 @@ class SyncDaemon:
     jitter: Callable[[float, float], float] = random.uniform
     before_round: Callable[[], object] | None = None   # e.g. the kiosk certificate's renewal when due
     trust: TrustUpdates | None = None            # None: no trust feed, no CRL refresh
+    calendar: CalendarFile | None = None         # where the central's calendar is kept; None: not fetched
     failures: int = field(default=0, init=False)
 
     def key(self, outbox_id: int) -> str:
@@ -214,6 +222,8 @@ class SyncDaemon:
             report.certificate_events = self.pull("certificates")
             if self.trust is not None:
                 report.trust_items = self.pull("trust")
+            if self.calendar is not None and self.feeds is not None:
+                report.calendar_changed = self.calendar.keep(self.feeds.calendar())
             report.queued_sent = self.send_queued()
             report.audit_sent = self.push_audit_reporting()
         except KioskError as err:

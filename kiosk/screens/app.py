@@ -274,6 +274,7 @@ class KioskApp(App):  # type: ignore[misc]
 
     def _probe(self) -> dict[str, Any]:
         k = self.kiosk
+        k.refresh_calendar()          # the central's calendar, if the sync daemon kept a new one
         found: dict[str, Any] = {}
         try:
             k.idcard.wait_for_card(0)

@@ -6,6 +6,7 @@ the workflow modules beside it stay pure.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -31,6 +32,7 @@ from kiosk.errors import ConfigError
 from kiosk.flows import ALL_FLOWS, FlowAccess
 from kiosk.ports import CentralPort, TokenPort
 from kiosk.shell.config import Config
+from sync.central_calendar import CalendarFile, merged
 from sync.central_client import CentralClient
 from sync.offline_central import OfflineCentral
 from sync.store import KioskStore
@@ -85,6 +87,8 @@ class Kiosk(FlowAccess):
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     engine: Engine = field(init=False)
     clerk_desk: ClerkDesk = field(init=False)
+    calendar_file: CalendarFile = field(init=False)
+    _calendar_seen: int = field(init=False, default=-1)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -102,11 +106,24 @@ class Kiosk(FlowAccess):
         services = Services(self.store, lookup, self.idcard, self.token, self.printer, X509Reader(),
                             agreement=agreement)
         self.engine = Engine(services, policy, ALL_FLOWS, clock=self.clock)
+        self.calendar_file = CalendarFile.in_data_dir(cfg.kiosk.data_dir)
+        self.refresh_calendar()
         audit = self.store.audit
         sign_in = ClerkSignIn(self.store.clerks, audit=lambda kind, fields: audit.append(kind, fields))
         self.clerk_desk = ClerkDesk(self.engine, sign_in, self.store,
                                     lambda kind, fields, session_id: audit.append(kind, fields, session_id))
 
+
+    def refresh_calendar(self) -> bool:
+        """Count working days with the central's calendar as the sync daemon (another process) last kept it,
+        beside ``[calendar]``; whether it changed.  Cheap when it did not (one stat)."""
+        written = self.calendar_file.mtime_ns()
+        if written == self._calendar_seen:
+            return False
+        self._calendar_seen = written
+        calendar = merged(self.config.calendar, self.calendar_file.load())
+        self.engine.policy = dataclasses.replace(self.engine.policy, calendar=calendar)
+        return True
 
     def housekeeping(self) -> int:
         """Audit a changed configuration, then delete finished sessions' personal data past the retention

@@ -37,6 +37,9 @@ class Rig(FlowAccess):
         policy = KioskPolicy(office="Test office", factory_so_pin=FACTORY_SO)
         self.engine = Engine(services, policy, ALL_FLOWS, clock=lambda: self.now)
 
+    def refresh_calendar(self) -> bool:
+        """As the shell's kiosk: no central calendar is kept here."""
+        return False
 
     def to_token_step(self, invoice: str = "147314016754") -> str:
         f = self.issuance

@@ -80,3 +80,21 @@ def test_the_holder_agreement_is_signed_on_the_pkcs11_token_a_fault_wrapper_hold
         app.pkcs11_token_of(FakeToken())
     assert refused.value.data["setting"] == "token.holder_agreement"
     assert _config(tmp_path).token.holder_agreement
+
+
+def test_the_kiosk_counts_with_the_central_calendar_the_daemon_kept_without_a_restart(tmp_path: Path) -> None:
+    from sync.central_calendar import CalendarFile, CentralCalendar
+
+    cfg = _config(tmp_path)
+    kiosk = app.build(cfg)
+    try:
+        decreed = dt.date(2027, 9, 15)
+        assert kiosk.engine.policy.calendar.is_working_day(decreed) and not kiosk.refresh_calendar()
+        CalendarFile.in_data_dir(cfg.kiosk.data_dir).keep(CentralCalendar.from_body(
+            {"version": "a" * 64, "calendar": {"country": "MN", "holidays": [], "dated_holidays": [str(decreed)]}}))
+        assert kiosk.refresh_calendar()                               # the sync daemon, another process, wrote it
+        assert not kiosk.engine.policy.calendar.is_working_day(decreed)
+        assert kiosk.engine.policy.calendar.annual >= cfg.calendar.annual     # the kiosk's own stay
+        assert not kiosk.refresh_calendar()
+    finally:
+        kiosk.close()
