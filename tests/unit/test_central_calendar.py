@@ -68,3 +68,13 @@ def test_the_renewal_deadline_moves_with_a_decreed_holiday() -> None:
     assert local.last_request_day(expiry) == dt.date(2027, 9, 14)         # Wed, Thu, Fri lie between
     counted = merged(local, CentralCalendar.from_body(body(DECREE)))
     assert counted.last_request_day(expiry) == dt.date(2027, 9, 13)       # Wednesday is a holiday now
+
+
+def test_sync_status_says_which_central_calendar_is_kept(tmp_path: Path) -> None:
+    from sync.__main__ import calendar_line
+
+    kept = CalendarFile.in_data_dir(tmp_path)
+    assert "not fetched yet" in calendar_line(kept)
+    kept.keep(CentralCalendar.from_body(body(DECREE, version="c" * 64)))
+    line = calendar_line(kept)
+    assert line.startswith("central calendar MN version cccccccccccc, 1 dated holidays, kept ") and " s ago " in line
