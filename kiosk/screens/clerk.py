@@ -43,7 +43,7 @@ from kiosk.clerks import CLERK_PIN_POLICY, SignedInClerk
 from kiosk.engine import FINAL_STEPS, FlowKind, StepResult
 from kiosk.errors import KioskError, WrongStep
 from kiosk.flows.issuance import Document
-from kiosk.i18n import LANGUAGES, Translator
+from kiosk.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets import BigButton, ButtonRow, KeyboardField, PinPad, Text
@@ -187,7 +187,7 @@ class ClerkSignInScreen(ClerkScreen):
         if not clerk_id:
             # The Latin keyboard's five rows need the height: no title row ("sign in" beside the field says
             # it; the PIN pad next has the title), and the languages share the buttons' row.
-            languages = tuple(BigButton(th, Translator(lang)("language.name"), partial(self.choose_language, lang),
+            languages = tuple(BigButton(th, LANGUAGE_NAMES[lang], partial(self.choose_language, lang),
                                         kind="primary" if lang == seat.language else "secondary")
                               for lang in LANGUAGES)
             sign_in = BigButton(th, ct("clerk.sign_in.button"), lambda: self.typed_id(self.id_field.text),

@@ -13,7 +13,7 @@ from kivy.uix.gridlayout import GridLayout
 
 from kiosk.engine import FlowKind, StepResult
 from kiosk.errors import ApplicationRejected, CentralUnavailable, DeviceNotReady, InputRefused, KioskError
-from kiosk.i18n import Translator
+from kiosk.i18n import LANGUAGE_NAMES
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets import BigButton, ButtonRow, ProgressPanel, Text
@@ -32,7 +32,7 @@ class WelcomeScreen(KioskScreen):
 
     def render(self, **_: Any) -> None:
         th = self.theme
-        languages = ButtonRow(th, *(BigButton(th, Translator(lang)("language.name"),
+        languages = ButtonRow(th, *(BigButton(th, LANGUAGE_NAMES[lang],
                                               partial(self.choose_language, lang),
                                               kind="primary" if lang == self.app.language else "secondary")
                                     for lang in self.app.options.languages))

@@ -250,3 +250,10 @@ def test_a_plural_rule_other_than_cldr_is_refused(tmp_path: Path) -> None:
 def test_no_key_is_defined_in_two_domain_files_and_every_file_is_read(lang: str) -> None:
     sources = load(lang).sources        # loading raises CatalogueError on a key in two files
     assert set(sources.values()) == {p.name for p in (LOCALE / lang).glob("*.po")}
+
+
+def test_the_language_names_the_welcome_screen_shows_are_each_catalogue_own() -> None:
+    from kiosk.i18n import LANGUAGE_NAMES
+
+    assert tuple(LANGUAGE_NAMES) == LANGUAGES
+    assert all(Translator(lang)("language.name") == name for lang, name in LANGUAGE_NAMES.items())
