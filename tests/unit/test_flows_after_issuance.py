@@ -6,15 +6,25 @@ import datetime as dt
 
 import pytest
 
-from kiosk.errors import CentralUnavailable, HolderMismatch, InvalidInput, NoCertificateOnToken, RenewalNotPossible
+from kiosk.clerk_desk import SessionStatus, refusal_text
+from kiosk.errors import (
+    CentralRejected,
+    CentralUnavailable,
+    HolderMismatch,
+    InvalidInput,
+    NoCertificateOnToken,
+    RenewalNotPossible,
+)
 from kiosk.flows.renewal import RenewalStep, application_bytes
 from kiosk.flows.revocation import RevocationStep
 from kiosk.flows.token_check import CheckStep
 from kiosk.flows.unblock import UnblockStep
+from kiosk.i18n import LANGUAGES, Translator
 from kiosk.pin import Pin
 from kiosk.ports import RevocationReason
 from tests.fakes import CARD_PIN, NOW, FakeTokenState
 from tests.unit.conftest import TOKEN_PIN, Rig
+from tests.unit.test_clerk_desk import Desk
 
 
 def _issue_expiring(rig: Rig, days: int) -> str:
@@ -141,6 +151,32 @@ def test_renewal_offline_queues_the_request_and_sends_it_later(rig: Rig) -> None
     rig.restart()
     resume = rig.engine.resume_step(sid)
     assert resume is not None and resume().step is RenewalStep.INSTALL
+
+
+def test_a_queued_renewal_the_central_refuses_later_is_told_to_the_clerk_with_its_reason() -> None:
+    desk = Desk()
+    rig = desk.rig
+    _issue_expiring(rig, 20)
+    f = rig.renewal
+    sid = f.begin("mn").session_id
+    f.read_token(sid)
+    rig.central.down = True
+    f.confirm(sid, details_unchanged=True, pin=Pin(TOKEN_PIN))
+    rig.central.down = False
+    rig.central.balance["1234567"] = 10_000                 # spent meanwhile: the kept request is refused
+    rig.restart()
+    queued = rig.engine.queued_calls()
+    assert [s for s, _ in queued] == [sid]
+    refused = queued[0][1]()
+    assert refused.step is RenewalStep.CANCELLED and isinstance(refused.error, CentralRejected)
+    assert rig.data(sid)["refusal"]["reason"] == "insufficient_balance"
+    line = desk.desk.line(rig.store.load(sid))
+    assert line.status is SessionStatus.REFUSED_BY_CENTRAL
+    serial = rig.data(sid)["certificate"]["serial"]
+    for language in LANGUAGES:
+        t = Translator(language)
+        text = refusal_text(t, line)
+        assert serial in text and t("refusal.insufficient_balance") in text and "{" not in text
 
 
 def test_old_certificate_removed_only_after_expiry(rig: Rig) -> None:
