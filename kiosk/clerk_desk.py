@@ -109,6 +109,7 @@ class SessionLine:
     refusal: Mapping[str, Any] | None = None     # why the central refused a kept request (issuance data)
     token_serial: str = ""
     invoice: str = ""
+    certificate_serial: str = ""                 # the certificate a renewal was for
 
     @property
     def can_resume(self) -> bool:
@@ -208,7 +209,8 @@ class ClerkDesk(FlowAccess):
         return SessionLine(state.id, FlowKind(state.flow), state.step, holder_name(data),
                            _moment(state.created_at), _moment(state.updated_at), self._status(state), state.language,
                            refusal=data.get("refusal"), token_serial=data.get("token", {}).get("serial", ""),
-                           invoice=data.get("order", {}).get("invoice", ""))
+                           invoice=data.get("order", {}).get("invoice", ""),
+                           certificate_serial=data.get("certificate", {}).get("serial", ""))
 
     def refused(self) -> list[SessionLine]:
         """Sessions whose kept request the central refused and whose token has not been back since (oldest first);
@@ -324,8 +326,10 @@ def refusal_text(t: Translator, line: SessionLine, timezone: dt.tzinfo = dt.UTC)
     else:
         code = str(refusal.get("refusal") or refusal.get("reason", ""))     # order_not_payable's own reason first
         amounts = {k: t.money(v) for k, v in refusal.items() if k in ("total", "paid", "due") and isinstance(v, int)}
-        why = t("clerk.refused.request", invoice=line.invoice,
-                reason_text=t(f"refusal.{code}", **{**refusal, **amounts}) if t.has(f"refusal.{code}") else code)
+        reason_text = t(f"refusal.{code}", **{**refusal, **amounts}) if t.has(f"refusal.{code}") else code
+        if line.flow is FlowKind.RENEWAL:       # no order: the certificate it was to renew
+            return t("clerk.refused.renewal", serial=line.certificate_serial, reason_text=reason_text)
+        why = t("clerk.refused.request", invoice=line.invoice, reason_text=reason_text)
     if refusal.get("key_removed_at"):
         return f"{why} {t('clerk.refused.key_removed', token_serial=line.token_serial)}"
     if line.step == "refused":

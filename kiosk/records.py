@@ -168,6 +168,7 @@ class RenewalData(SessionData, total=False):
     new_certificate: IssuedRecord
     authentication: AuthenticationRecord     # the new authentication key, where the token has one
     installed_at: str
+    refusal: dict[str, Any]                  # the central refused the request: reason (and its data), refused_at
 
 
 class ListedCertificate(TypedDict):

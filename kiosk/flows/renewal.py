@@ -249,6 +249,9 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
             except CentralUnavailable as err:
                 return self.result(state, err)          # queued: resumed until the central answers
             except CentralRejected as err:
+                # Kept for the clerk (kiosk.clerk_desk.refusal_text), as a refused issuance's is.
+                data["refusal"] = {**{k: v for k, v in err.data.items() if k != "status"},
+                                   "refused_at": self.now().isoformat()}
                 ended = self.advance(state, N.CANCELLED, data, EventKind.RENEWAL_REFUSED, **err.data)
                 return self.result(ended, err)
         if issued.public_key_sha256 and issued.public_key_sha256 != data["public_key_sha256"]:
