@@ -153,6 +153,19 @@ def test_renewal_offline_queues_the_request_and_sends_it_later(rig: Rig) -> None
     assert resume is not None and resume().step is RenewalStep.INSTALL
 
 
+def test_a_renewal_refused_while_the_holder_is_here_removes_its_new_key_from_the_token(rig: Rig) -> None:
+    _issue_expiring(rig, 20)
+    f = rig.renewal
+    sid = f.begin("mn").session_id
+    f.read_token(sid)
+    before = set(rig.token.slot.objects)                                     # type: ignore[union-attr]
+    rig.central.balance["1234567"] = 10_000                 # spent between the offer and the request
+    refused = f.confirm(sid, details_unchanged=True, pin=Pin(TOKEN_PIN))
+    assert refused.step is RenewalStep.CANCELLED and isinstance(refused.error, CentralRejected)
+    assert set(rig.token.slot.objects) == before                             # type: ignore[union-attr]
+    assert rig.data(sid)["refusal"]["new_key_removed_at"]
+
+
 def test_a_queued_renewal_the_central_refuses_later_is_told_to_the_clerk_with_its_reason() -> None:
     desk = Desk()
     rig = desk.rig
