@@ -24,6 +24,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -47,11 +48,13 @@ from kiosk.pin import Pin
 from kiosk.ports import CertificateStatus, Receipt, ReceiptLine, ReceiptLineStyle, RenewalTerms, SessionState
 from kiosk.receipt import grouped_serial
 from kiosk.receipt_steps import ReceiptSteps
-from kiosk.records import TermsRecord, renewal_data
+from kiosk.records import RenewalData, TermsRecord, renewal_data
 from kiosk.token_certificates import current_certificate, pem_to_der
 from kiosk.token_steps import TokenSteps, authentication_issued, authentication_key_id
 from kiosk.views import RenewalView, StepView
 from kiosk.workdays import days_left
+
+log = logging.getLogger("tamga.renewal")
 
 APPLICATION_TYPE = "tamga.renewal-application/1"
 
@@ -235,6 +238,24 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
                              public_key_sha256=data["public_key_sha256"])
         return self.send(state.id)
 
+    def _remove_new_keys(self, state: SessionState, data: RenewalData) -> bool:
+        """Delete the refused request's new key pair (and authentication pair) while the holder's eToken and
+        PIN are still here; whether it was done.  A request refused after the visit (kept offline) leaves
+        them: the clerk's message says the new key is unused."""
+        pin = self.pins.get(state.id)
+        if pin is None:
+            return False
+        try:
+            serial = self.check_token(data)
+            with self.token_session(state, serial, pin) as session:
+                session.remove_key(bytes.fromhex(data["new_key_id"]))
+                if "authentication" in data:
+                    session.remove_key(bytes.fromhex(data["authentication"]["key_id"]))
+        except KioskError as err:            # the token pulled meanwhile: the refusal is told all the same
+            log.info("the refused renewal's new key stays on the token", extra={"reason": err.key})
+            return False
+        return True
+
     # -- 4. send ----------------------------------------------------------------------------------------
     def send(self, session_id: str) -> StepResult:
         state = self.expect(session_id, N.SEND)
@@ -252,6 +273,8 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
                 # Kept for the clerk (kiosk.clerk_desk.refusal_text), as a refused issuance's is.
                 data["refusal"] = {**{k: v for k, v in err.data.items() if k != "status"},
                                    "refused_at": self.now().isoformat()}
+                if self._remove_new_keys(state, data):
+                    data["refusal"]["new_key_removed_at"] = self.now().isoformat()
                 ended = self.advance(state, N.CANCELLED, data, EventKind.RENEWAL_REFUSED, **err.data)
                 return self.result(ended, err)
         if issued.public_key_sha256 and issued.public_key_sha256 != data["public_key_sha256"]:
