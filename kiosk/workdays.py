@@ -48,6 +48,10 @@ class WorkCalendar:
             raise ValueError(f"a dated holiday is not YYYY-MM-DD: {err}") from err
         return cls(country.upper(), frozenset(days), moving)
 
+    def with_holidays_of(self, other: WorkCalendar) -> WorkCalendar:
+        """This calendar with ``other``'s annual and dated holidays added (this one's country and weekend)."""
+        return WorkCalendar(self.country, self.annual | other.annual, self.dated | other.dated, self.weekend)
+
     def is_working_day(self, day: dt.date) -> bool:
         return (day.weekday() not in self.weekend and (day.month, day.day) not in self.annual
                 and day not in self.dated)

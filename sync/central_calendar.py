@@ -60,8 +60,7 @@ def merged(local: WorkCalendar, central: CentralCalendar | None) -> WorkCalendar
     """The kiosk's calendar with the central's holidays added (a calendar of another country is ignored)."""
     if central is None or central.country != local.country:
         return local
-    theirs = central.work_calendar()
-    return WorkCalendar(local.country, local.annual | theirs.annual, local.dated | theirs.dated, local.weekend)
+    return local.with_holidays_of(central.work_calendar())
 
 
 @dataclass(frozen=True)

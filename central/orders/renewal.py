@@ -40,7 +40,7 @@ MAX_CLOCK_SKEW = dt.timedelta(days=1)
 def calendar() -> WorkCalendar:
     base = default_calendar(settings.TAMGA_COUNTRY)
     extra = WorkCalendar.from_config(settings.TAMGA_COUNTRY, (), settings.TAMGA_EXTRA_HOLIDAYS)
-    return WorkCalendar(base.country, base.annual, base.dated | extra.dated, base.weekend)
+    return base.with_holidays_of(extra)         # extra has dated holidays only
 
 
 def last_request_day(not_after: dt.datetime) -> dt.date:

@@ -272,7 +272,7 @@ def from_dict(override: dict[str, Any], base_dir: Path, source: Path | None = No
         extra = WorkCalendar.from_config(country, annual, dated)
     except ValueError as err:
         raise ConfigError(f"calendar: {err}", setting="calendar.holidays") from err
-    calendar = WorkCalendar(country, base.annual | extra.annual, base.dated | extra.dated)
+    calendar = base.with_holidays_of(extra)
     notice_days = r.get("calendar.renewal_notice_days", int)
     if not 1 <= notice_days <= 90:
         raise ConfigError("calendar.renewal_notice_days must be 1 to 90", setting="calendar.renewal_notice_days")
