@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kiosk.workdays import WorkCalendar
+from sync.private_files import write_private
 
 log = logging.getLogger("tamga.sync")
 
@@ -89,13 +89,7 @@ class CalendarFile:
         kept = self.load()
         if kept is not None and kept.version == calendar.version:
             return False
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(calendar.to_body(), out, ensure_ascii=False, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(calendar.to_body(), ensure_ascii=False, indent=1).encode("utf-8"))
         log.info("kept the central's calendar", extra={"version": calendar.version[:12],
                                                        "dated_holidays": len(calendar.dated_holidays)})
         return True

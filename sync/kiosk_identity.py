@@ -11,7 +11,6 @@ says what the technician should check.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kiosk.errors import KioskError
+from sync.private_files import write_private
 
 if TYPE_CHECKING:
     from sync.central_client import CentralClient
@@ -118,17 +118,6 @@ class KioskIdentity:
         return {"verify": str(self.ca_chain), "cert": (str(self.certificate), str(self.key))}
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def new_key_and_csr(kiosk_id: str = "tamga-kiosk") -> tuple[ec.EllipticCurvePrivateKey, str]:
     """A fresh EC P-256 key and the PEM CSR of it (the central sets the subject itself)."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -158,8 +147,8 @@ def pem_files(key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) ->
 def store(identity: KioskIdentity, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
     """Write key and certificate, each 0600 and atomically (key first: a certificate is never without it)."""
     key_pem, certificate_pem = pem_files(key, certificate)
-    _write_private(identity.key, key_pem)
-    _write_private(identity.certificate, certificate_pem)
+    write_private(identity.key, key_pem)
+    write_private(identity.certificate, certificate_pem)
 
 
 def _refusal(response: requests.Response, office: str) -> IdentityError:
