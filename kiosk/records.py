@@ -7,8 +7,10 @@ Nothing here ever holds a PIN or an SO PIN.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, TypedDict, cast
 
+from kiosk.errors import CentralRejected
 from kiosk.ports import SessionState
 
 
@@ -208,6 +210,12 @@ class CheckData(SessionData, total=False):
     token: TokenRecord
     certificate: TokenCertificateRecord
     check: CheckResult
+
+
+def refusal_record(err: CentralRejected, at: dt.datetime) -> dict[str, Any]:
+    """What a session keeps of the central's refusal of its request (``data['refusal']``): the error's
+    data without its HTTP status, and when; :func:`kiosk.clerk_desk.refusal_text` says it in words."""
+    return {**{k: v for k, v in err.data.items() if k != "status"}, "refused_at": at.isoformat()}
 
 
 def issuance_data(state: SessionState) -> IssuanceData:

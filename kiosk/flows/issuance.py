@@ -70,7 +70,7 @@ from kiosk.pin import Pin, SoPin
 from kiosk.ports import AgreementSigner, IssuedCertificate, Receipt, SessionState, TokenInfo
 from kiosk.receipt import ReceiptFacts, build_pending_receipt, build_receipt
 from kiosk.receipt_steps import ReceiptSteps
-from kiosk.records import IssuanceData, issuance_data
+from kiosk.records import IssuanceData, issuance_data, refusal_record
 from kiosk.token_certificates import pem_to_der
 from kiosk.token_steps import authentication_issued, authentication_key_id
 from kiosk.views import CertificateView, OrderView, StepView, TokenView
@@ -427,8 +427,7 @@ class IssuanceFlow(AgreementSteps, IdentitySteps, EarlySteps, InsertionSteps, Re
         try:
             issued = self._request_certificate(data)
         except CentralRejected as err:
-            data["refusal"] = {**{k: v for k, v in err.data.items() if k != "status"},
-                               "refused_at": self.now().isoformat()}
+            data["refusal"] = refusal_record(err, self.now())
             # The token and the key's digest: any kiosk of the office removes the key (issuance_insertion).
             refused = self.advance(state, S.REFUSED, data, EventKind.ENROLLMENT_REFUSED,
                                    **{**err.data, "token_serial": data["token"]["serial"], "invoice":

@@ -48,7 +48,7 @@ from kiosk.pin import Pin
 from kiosk.ports import CertificateStatus, Receipt, ReceiptLine, ReceiptLineStyle, RenewalTerms, SessionState
 from kiosk.receipt import grouped_serial
 from kiosk.receipt_steps import ReceiptSteps
-from kiosk.records import RenewalData, TermsRecord, renewal_data
+from kiosk.records import RenewalData, TermsRecord, refusal_record, renewal_data
 from kiosk.token_certificates import current_certificate, pem_to_der
 from kiosk.token_steps import TokenSteps, authentication_issued, authentication_key_id
 from kiosk.views import RenewalView, StepView
@@ -271,8 +271,7 @@ class RenewalFlow(TokenSteps, ReceiptSteps):
                 return self.result(state, err)          # queued: resumed until the central answers
             except CentralRejected as err:
                 # Kept for the clerk (kiosk.clerk_desk.refusal_text), as a refused issuance's is.
-                data["refusal"] = {**{k: v for k, v in err.data.items() if k != "status"},
-                                   "refused_at": self.now().isoformat()}
+                data["refusal"] = refusal_record(err, self.now())
                 if self._remove_new_keys(state, data):
                     data["refusal"]["new_key_removed_at"] = self.now().isoformat()
                 ended = self.advance(state, N.CANCELLED, data, EventKind.RENEWAL_REFUSED, **err.data)
